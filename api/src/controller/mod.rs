@@ -1,0 +1,1 @@
+//! Controller API wire types: definitions, builds, logs (owned by the controller work).

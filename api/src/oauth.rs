@@ -1,0 +1,167 @@
+//! OAuth2 and JOSE wire types shared by the IDP and its clients.
+
+use serde::{Deserialize, Serialize};
+
+use crate::scope::ScopeSet;
+
+/// The media type of RFC 9068 access tokens, in the JWT `typ` header.
+pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+/// Discovery document path, relative to the issuer.
+pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+
+/// JWKS path, relative to the issuer.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// Token endpoint path, relative to the issuer.
+pub const TOKEN_PATH: &str = "/token";
+
+/// RFC 6749 §5.1: a successful token response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// The scopes granted, space-separated.
+    pub scope: String,
+}
+
+/// RFC 6749 §5.2: an error from the token endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OAuthErrorResponse {
+    /// `invalid_request`, `invalid_client`, `unsupported_grant_type`, ...
+    pub error: String,
+    /// A sentence for the person reading it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+}
+
+/// The claims of an Ick access token (RFC 9068 profile).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// The IDP's issuer URL.
+    pub iss: String,
+    /// Whom the token speaks for: the client id.
+    pub sub: String,
+    /// Which services the token is for.
+    pub aud: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Not valid before, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// A unique id for the token.
+    pub jti: String,
+    /// The OAuth2 client the token was issued to.
+    pub client_id: String,
+    /// The scopes, space-separated.
+    pub scope: String,
+}
+
+/// The parts of the OpenID discovery document that Ick publishes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DiscoveryDocument {
+    /// The issuer URL, equal to the tokens' `iss`.
+    pub issuer: String,
+    /// Where to get tokens.
+    pub token_endpoint: String,
+    /// Where the public keys are.
+    pub jwks_uri: String,
+    /// Always `["client_credentials"]`.
+    pub grant_types_supported: Vec<String>,
+    /// `client_secret_basic` and `client_secret_post`.
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// Every scope the IDP can grant.
+    pub scopes_supported: Vec<String>,
+    /// Always `["EdDSA"]`.
+    #[serde(default)]
+    pub token_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
+}
+
+/// A JSON Web Key Set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JwkSet {
+    /// The keys.
+    pub keys: Vec<Jwk>,
+}
+
+/// One public key of the set (RFC 8037: `kty: OKP`, `crv: Ed25519`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Jwk {
+    /// Key type; `OKP` for Ed25519.
+    pub kty: String,
+    /// Curve; `Ed25519`.
+    #[serde(default)]
+    pub crv: Option<String>,
+    /// The public key, base64url without padding.
+    #[serde(default)]
+    pub x: Option<String>,
+    /// The key id that tokens name in their header.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// `sig`.
+    #[serde(default, rename = "use")]
+    pub use_: Option<String>,
+    /// `EdDSA`.
+    #[serde(default)]
+    pub alg: Option<String>,
+}
+
+/// An IDP client as the admin API shows it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// The client id used to get tokens.
+    pub id: String,
+    /// A unique name chosen by the admin.
+    pub name: String,
+    /// The scopes the client may ask for.
+    pub scopes: ScopeSet,
+    /// The audience of its tokens.
+    pub audience: String,
+    /// A disabled client gets no token.
+    pub enabled: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+/// Body of `POST /clients`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateClient {
+    /// Unique name.
+    pub name: String,
+    /// Scopes the client may ask for.
+    pub scopes: ScopeSet,
+    /// Audience of its tokens; the IDP's default when absent.
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+/// Body of `PATCH /clients/{id}`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateClient {
+    /// New scopes.
+    #[serde(default)]
+    pub scopes: Option<ScopeSet>,
+    /// Enable or disable.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+/// A client together with its secret: answered once, at creation or rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClientWithSecret {
+    /// The client.
+    #[serde(flatten)]
+    pub client: ClientInfo,
+    /// The secret; the IDP keeps only its hash.
+    pub client_secret: String,
+}

@@ -1,0 +1,17 @@
+//! What every Ick service does the same way: load its config, log, serve
+//! HTTP (optionally TLS) with health endpoints and problem+json errors, and
+//! stop gracefully. Kept here so that the services cannot drift apart.
+
+mod config;
+mod health;
+mod json;
+mod logging;
+mod problem_layer;
+mod serve;
+
+pub use config::{HttpConfig, TlsFiles, load_yaml};
+pub use health::{Readiness, health_routes};
+pub use json::{JsonBody, JsonBodyRejection};
+pub use logging::{LogFormat, init_logging};
+pub use problem_layer::finish_router;
+pub use serve::{Running, serve, shutdown_signal};

@@ -1,0 +1,199 @@
+//! The work protocol between the controller and worker-managers (scope
+//! `work:run`).
+//!
+//! 1. `POST /work/claim` with a [`ClaimRequest`]: long-polls up to `wait`
+//!    seconds; answers 200 with a [`WorkAssignment`] the moment a node this
+//!    worker may run is ready, or 204 when the wait ends.
+//! 2. While it runs: `POST /work/{node_id}/heartbeat` ([`Heartbeat`] →
+//!    [`HeartbeatReply`]) every third of the lease, and
+//!    `POST /work/{node_id}/output` ([`OutputBatch`]) with numbered chunks.
+//! 3. `POST /work/{node_id}/done` ([`Done`]) ends it.
+//!
+//! Every call after the claim carries the `attempt` it was given: a call
+//! from an attempt that is no longer current answers 409 and changes
+//! nothing (the node was requeued elsewhere). Resent chunks (same `seq`)
+//! and a second identical `done` are harmless.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::actions::Action;
+
+/// The longest long-poll the controller honours, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 30;
+
+/// `POST /work/claim`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// The worker's unique name.
+    pub worker: String,
+    /// Its labels, e.g. `trusted`, `arch=amd64`.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// How many actions it could start now.
+    pub free_slots: u32,
+    /// Its total number of slots.
+    pub slots: u32,
+    /// The action kinds it runs: the built-ins and its plugins.
+    pub kinds: Vec<String>,
+    /// Seconds to wait for work (at most [`MAX_WAIT_SECONDS`]).
+    #[serde(default)]
+    pub wait: u64,
+}
+
+/// The build a node belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildRef {
+    /// The build's id.
+    pub id: String,
+    /// Its number within the project.
+    pub number: i64,
+    /// The project's name.
+    pub project: String,
+}
+
+/// A node handed to a worker: answer 200 of `POST /work/claim`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkAssignment {
+    /// The node's id; the path of every later call.
+    pub node_id: String,
+    /// The fencing token to send with every later call.
+    pub attempt: i64,
+    /// The lease; renew it within this many seconds.
+    pub lease_seconds: u64,
+    /// The build.
+    pub build: BuildRef,
+    /// The pipeline the action belongs to.
+    pub pipeline: String,
+    /// The action's position in its pipeline, from 0.
+    pub index: u32,
+    /// How many actions the pipeline has.
+    pub pipeline_len: u32,
+    /// What to run.
+    pub action: Action,
+    /// The build's parameters.
+    pub parameters: BTreeMap<String, Value>,
+}
+
+impl WorkAssignment {
+    /// The first action of a pipeline starts with a fresh workspace.
+    pub fn first_in_pipeline(&self) -> bool {
+        self.index == 0
+    }
+
+    /// After the last action the workspace can go.
+    pub fn last_in_pipeline(&self) -> bool {
+        self.index + 1 >= self.pipeline_len
+    }
+}
+
+/// `POST /work/{node_id}/heartbeat`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// The attempt being renewed.
+    pub attempt: i64,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// Stop the action: the build was cancelled.
+    pub cancel: bool,
+    /// The renewed lease, in seconds.
+    pub lease_seconds: u64,
+}
+
+/// Which stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A piece of an action's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputChunk {
+    /// Numbered from 0 per attempt across both streams, so order is kept.
+    pub seq: i64,
+    /// Its stream.
+    pub stream: Stream,
+    /// The text. Workers split output only at UTF-8 character boundaries.
+    pub data: String,
+}
+
+/// `POST /work/{node_id}/output`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputBatch {
+    /// The attempt the chunks belong to.
+    pub attempt: i64,
+    /// Chunks in order.
+    pub chunks: Vec<OutputChunk>,
+}
+
+/// How an action ended, as the worker saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It ran to its end; `exit_code` says how.
+    Exited,
+    /// Its `timeout:` was reached and it was stopped.
+    TimedOut,
+    /// It was stopped because the build was cancelled (or the worker drained).
+    Cancelled,
+    /// It could not run at all (bad spec, missing blob, no plugin...).
+    Error,
+}
+
+/// `POST /work/{node_id}/done`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Done {
+    /// The attempt that ended.
+    pub attempt: i64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The exit code, when it exited.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// Why, for outcomes other than `exited`.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// What it produced: `commit` for git, `digest` for archive, ...
+    #[serde(default)]
+    pub outputs: BTreeMap<String, String>,
+    /// How many chunks were sent; the controller refuses `done` (409) while
+    /// it holds fewer, so the worker resends.
+    pub chunks: i64,
+}
+
+impl Done {
+    /// Whether this ending counts as success.
+    pub fn succeeded(&self) -> bool {
+        self.outcome == Outcome::Exited && self.exit_code == Some(0)
+    }
+}
+
+/// A worker as `GET /workers` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: Vec<String>,
+    /// Its slots.
+    pub slots: u32,
+    /// The kinds it runs.
+    pub kinds: Vec<String>,
+    /// When it last claimed or heartbeat (RFC 3339).
+    pub last_seen: String,
+    /// Nodes it is running now.
+    pub running: Vec<String>,
+}

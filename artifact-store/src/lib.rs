@@ -1,0 +1,1 @@
+//! The artifact store (issue 3); not yet written.

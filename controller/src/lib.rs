@@ -1,0 +1,1 @@
+//! The controller (issue 4); not yet written.

@@ -1,0 +1,197 @@
+//! Clients: creating them, their secrets, and checking a presented secret.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ick_api::oauth::{ClientInfo, ClientWithSecret};
+use ick_api::{Scope, ScopeSet, Secret};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::error::IdpError;
+use crate::store::{ClientRecord, Store};
+
+/// 32 random bytes, base64url: what the IDP hands out as a client secret.
+pub fn new_secret() -> Result<Secret, IdpError> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| IdpError::Internal("no randomness".to_string()))?;
+    Ok(Secret::new(URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// Hex SHA-256: secrets are random and long, so a fast hash is enough.
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Whether `presented` is the secret behind `stored_hash`, in constant time.
+pub fn secret_matches(presented: &str, stored_hash: &str) -> bool {
+    hash_secret(presented)
+        .as_bytes()
+        .ct_eq(stored_hash.as_bytes())
+        .into()
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A name for a client: what people type, so kept simple.
+fn check_name(name: &str) -> Result<(), IdpError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(IdpError::BadRequest(format!(
+            "client name {name:?} must be 1-64 letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+impl From<&ClientRecord> for ClientInfo {
+    fn from(c: &ClientRecord) -> Self {
+        ClientInfo {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            scopes: c.scopes.clone(),
+            audience: c.audience.clone(),
+            enabled: c.enabled,
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+        }
+    }
+}
+
+/// Creates a client and returns it with its secret, the only time the
+/// secret is seen.
+pub async fn create(
+    store: &Store,
+    name: &str,
+    scopes: ScopeSet,
+    audience: &str,
+) -> Result<ClientWithSecret, IdpError> {
+    check_name(name)?;
+    if audience.is_empty() {
+        return Err(IdpError::BadRequest("audience must not be empty".into()));
+    }
+    let secret = new_secret()?;
+    let now = now_ms();
+    let record = ClientRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        name: name.to_string(),
+        secret_sha256: hash_secret(secret.expose()),
+        scopes,
+        audience: audience.to_string(),
+        enabled: true,
+        created_at: now,
+        updated_at: now,
+    };
+    store.insert(&record).await?;
+    Ok(ClientWithSecret {
+        client: ClientInfo::from(&record),
+        client_secret: secret.expose().to_string(),
+    })
+}
+
+async fn existing(store: &Store, id_or_name: &str) -> Result<ClientRecord, IdpError> {
+    store
+        .find(id_or_name)
+        .await?
+        .ok_or_else(|| IdpError::ClientNotFound(id_or_name.to_string()))
+}
+
+/// Changes scopes and/or enables or disables a client.
+pub async fn update(
+    store: &Store,
+    id_or_name: &str,
+    scopes: Option<ScopeSet>,
+    enabled: Option<bool>,
+) -> Result<ClientInfo, IdpError> {
+    let mut record = existing(store, id_or_name).await?;
+    if let Some(scopes) = scopes {
+        record.scopes = scopes;
+    }
+    if let Some(enabled) = enabled {
+        record.enabled = enabled;
+    }
+    record.updated_at = now_ms();
+    if !store.update(&record).await? {
+        return Err(IdpError::ClientNotFound(id_or_name.to_string()));
+    }
+    Ok(ClientInfo::from(&record))
+}
+
+/// Gives a client a new secret; the old one stops working at once.
+pub async fn rotate(store: &Store, id_or_name: &str) -> Result<ClientWithSecret, IdpError> {
+    let mut record = existing(store, id_or_name).await?;
+    let secret = new_secret()?;
+    record.secret_sha256 = hash_secret(secret.expose());
+    record.updated_at = now_ms();
+    if !store.update(&record).await? {
+        return Err(IdpError::ClientNotFound(id_or_name.to_string()));
+    }
+    Ok(ClientWithSecret {
+        client: ClientInfo::from(&record),
+        client_secret: secret.expose().to_string(),
+    })
+}
+
+/// Shows one client.
+pub async fn show(store: &Store, id_or_name: &str) -> Result<ClientInfo, IdpError> {
+    Ok(ClientInfo::from(&existing(store, id_or_name).await?))
+}
+
+/// Deletes a client.
+pub async fn delete(store: &Store, id_or_name: &str) -> Result<(), IdpError> {
+    let record = existing(store, id_or_name).await?;
+    if store.delete(&record.id).await? {
+        Ok(())
+    } else {
+        Err(IdpError::ClientNotFound(id_or_name.to_string()))
+    }
+}
+
+/// Parses scope names given one by one or space-separated.
+pub fn parse_scopes<S: AsRef<str>>(names: &[S]) -> Result<ScopeSet, IdpError> {
+    let mut set = Vec::<Scope>::new();
+    for name in names {
+        let parsed: ScopeSet = name
+            .as_ref()
+            .parse()
+            .map_err(|e| IdpError::BadRequest(format!("{e}")))?;
+        set.extend(parsed.iter());
+    }
+    Ok(set.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_matches_only_its_own_hash() {
+        let secret = new_secret().expect("random");
+        assert_eq!(secret.expose().len(), 43);
+        let hash = hash_secret(secret.expose());
+        assert!(secret_matches(secret.expose(), &hash));
+        assert!(!secret_matches("guess", &hash));
+        assert_ne!(new_secret().expect("random"), secret);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("ci-admin_1.x").is_ok());
+        for bad in ["", "a b", "x/y", &"n".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

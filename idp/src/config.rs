@@ -1,0 +1,92 @@
+//! The IDP's configuration file.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ick_api::server::HttpConfig;
+use serde::Deserialize;
+
+/// `ick-idp --config FILE`; see `deploy/config/idp.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to listen.
+    pub http: HttpConfig,
+    /// The issuer URL put in tokens and discovery; by default the URL of
+    /// the listening address. Set it when clients reach the IDP by another
+    /// name (a proxy, a DNS name, TLS).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// State: signing keys (`keys/`) and, by default, the SQLite database.
+    pub data_dir: PathBuf,
+    /// `postgres://…` or `sqlite://…`; default `sqlite://DATA_DIR/idp.db`.
+    /// The environment variable `ICK_IDP_DATABASE_URL` overrides it.
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// Lifetime of access tokens (default 15 minutes).
+    #[serde(default = "default_token_lifetime", with = "humantime_serde")]
+    pub token_lifetime: Duration,
+    /// The audience of tokens for clients created without one (default `ick`).
+    #[serde(default = "default_audience")]
+    pub default_audience: String,
+    /// Failed client authentications allowed per client id and per peer
+    /// address in one window before answers become 429.
+    #[serde(default)]
+    pub auth_failures: FailureLimit,
+}
+
+/// Limits on failed client authentication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureLimit {
+    /// Failures allowed in a window (default 10).
+    pub max_failures: u32,
+    /// The window (default 1 minute).
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for FailureLimit {
+    fn default() -> Self {
+        FailureLimit {
+            max_failures: 10,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+fn default_token_lifetime() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+fn default_audience() -> String {
+    "ick".to_string()
+}
+
+impl Config {
+    /// Reads the file and applies environment overrides.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let mut config: Config = ick_api::server::load_yaml(path)?;
+        if let Ok(url) = std::env::var("ICK_IDP_DATABASE_URL")
+            && !url.is_empty()
+        {
+            config.database_url = Some(url);
+        }
+        if config.token_lifetime < Duration::from_secs(10) {
+            anyhow::bail!("token_lifetime must be at least 10s");
+        }
+        Ok(config)
+    }
+
+    /// The database URL, defaulting to SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("idp.db").display())
+        })
+    }
+
+    /// Where signing keys live.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.data_dir.join("keys")
+    }
+}

@@ -1,0 +1,85 @@
+//! Failed client authentications, counted per key (client id, peer
+//! address) in fixed windows. Hand-written because a token bucket
+//! (`governor`) charges every attempt, and we must refuse the right secret
+//! too while a key is locked, without charging successful requests.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+struct Window {
+    started: Instant,
+    failures: u32,
+}
+
+/// Counts failures; a key with too many in its window is blocked until the
+/// window ends.
+pub struct FailureLimiter {
+    max_failures: u32,
+    window: Duration,
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+impl FailureLimiter {
+    pub fn new(max_failures: u32, window: Duration) -> Self {
+        FailureLimiter {
+            max_failures,
+            window,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long `key` stays blocked, if it is.
+    pub fn blocked_for(&self, key: &str) -> Option<Duration> {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let w = windows.get(key)?;
+        let left = self.window.checked_sub(w.started.elapsed())?;
+        (w.failures >= self.max_failures && !left.is_zero()).then_some(left)
+    }
+
+    /// Counts one failure for `key`.
+    pub fn record_failure(&self, key: &str) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() > 10_000 {
+            let window = self.window;
+            windows.retain(|_, w| w.started.elapsed() < window);
+        }
+        let w = windows.entry(key.to_string()).or_insert(Window {
+            started: Instant::now(),
+            failures: 0,
+        });
+        if w.started.elapsed() >= self.window {
+            *w = Window {
+                started: Instant::now(),
+                failures: 0,
+            };
+        }
+        w.failures = w.failures.saturating_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_after_the_limit_and_not_before() {
+        let limiter = FailureLimiter::new(3, Duration::from_secs(60));
+        for _ in 0..2 {
+            limiter.record_failure("client:a");
+        }
+        assert!(limiter.blocked_for("client:a").is_none());
+        limiter.record_failure("client:a");
+        let left = limiter.blocked_for("client:a").expect("blocked");
+        assert!(left <= Duration::from_secs(60));
+        assert!(limiter.blocked_for("client:b").is_none());
+    }
+
+    #[test]
+    fn a_window_ends() {
+        let limiter = FailureLimiter::new(1, Duration::from_millis(1));
+        limiter.record_failure("k");
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(limiter.blocked_for("k").is_none());
+    }
+}

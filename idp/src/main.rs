@@ -1,0 +1,150 @@
+//! `ick-idp`: run the IDP, or manage its clients and keys offline.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ick_api::server::{LogFormat, init_logging, shutdown_signal};
+use ick_idp::store::Store;
+use ick_idp::{Config, clients, keys};
+
+#[derive(Parser)]
+#[command(name = "ick-idp", version, about = "Ick's OAuth2 identity provider")]
+struct Args {
+    /// The configuration file (YAML).
+    #[arg(long, env = "ICK_IDP_CONFIG")]
+    config: PathBuf,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve,
+    /// Manage clients directly in the database (e.g. the first admin).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage signing keys; send SIGHUP to a running IDP to reload them.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Create a client and print its id and secret, once.
+    Create {
+        /// A unique name.
+        name: String,
+        /// Scopes it may ask for (repeat, or separate with spaces).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Audience of its tokens (default: the config's default_audience).
+        #[arg(long)]
+        audience: Option<String>,
+    },
+    /// List clients.
+    List,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the keys; the last one signs.
+    List,
+    /// Generate a new key; after a reload it signs, and the old ones stay published.
+    Generate,
+    /// Remove a key by id: tokens it signed stop verifying.
+    Remove { kid: String },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let result = match Config::load(&args.config) {
+        Ok(config) => match args.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::Client(command) => client(config, command).await,
+            Command::Keys(command) => keys_command(&config, command),
+        },
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ick-idp: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = std::net::TcpListener::bind(config.http.listen)
+        .with_context(|| format!("cannot listen on {}", config.http.listen))?;
+    let scheme = if config.http.tls.is_some() { "https" } else { "http" };
+    let running = ick_idp::start(config, listener).await?;
+    println!("listening on {scheme}://{}", running.local_addr());
+    tracing::info!(addr = %running.local_addr(), "ick-idp started");
+    shutdown_signal().await;
+    tracing::info!("stopping");
+    running.stop().await;
+    Ok(())
+}
+
+async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
+    let store = Store::connect(&config.database_url()).await?;
+    match command {
+        ClientCommand::Create {
+            name,
+            scopes,
+            audience,
+        } => {
+            let scopes = clients::parse_scopes(&scopes)?;
+            let audience = audience.unwrap_or_else(|| config.default_audience.clone());
+            let created = clients::create(&store, &name, scopes, &audience).await?;
+            println!("client_id: {}", created.client.id);
+            println!("client_secret: {}", created.client_secret);
+            println!("scopes: {}", created.client.scopes);
+            eprintln!("The secret is shown only now; keep it somewhere safe.");
+        }
+        ClientCommand::List => {
+            for c in store.list().await? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    c.id,
+                    c.name,
+                    if c.enabled { "enabled" } else { "disabled" },
+                    c.scopes
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
+    let dir = config.keys_dir();
+    match command {
+        KeysCommand::List => {
+            let ring = keys::KeyRing::load(&dir)?;
+            let signing = ring.signing().map(|k| k.kid.clone());
+            for key in ring.keys() {
+                let mark = if Some(&key.kid) == signing.as_ref() { "signing" } else { "published" };
+                println!("{}\t{}\t{}", key.kid, mark, key.path.display());
+            }
+        }
+        KeysCommand::Generate => {
+            let path = keys::generate(&dir)?;
+            println!("{}", path.display());
+        }
+        KeysCommand::Remove { kid } => {
+            let path = keys::remove(&dir, &kid)?;
+            println!("removed {}", path.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! The admin API: `/clients`, scope `idp:admin`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use ick_api::auth::{Authorized, scopes::IdpAdmin};
+use ick_api::oauth::{ClientInfo, ClientWithSecret, CreateClient, UpdateClient};
+use ick_api::server::JsonBody;
+
+use crate::AppState;
+use crate::clients;
+use crate::error::IdpError;
+
+pub(super) async fn create(
+    _: Authorized<IdpAdmin>,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateClient>,
+) -> Result<(StatusCode, Json<ClientWithSecret>), IdpError> {
+    let audience = body
+        .audience
+        .unwrap_or_else(|| state.config.default_audience.clone());
+    let created = clients::create(&state.store, &body.name, body.scopes, &audience).await?;
+    tracing::info!(client_id = %created.client.id, name = %created.client.name, "client created");
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+pub(super) async fn list(
+    _: Authorized<IdpAdmin>,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ClientInfo>>, IdpError> {
+    let all = state.store.list().await?;
+    Ok(Json(all.iter().map(ClientInfo::from).collect()))
+}
+
+pub(super) async fn show(
+    _: Authorized<IdpAdmin>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ClientInfo>, IdpError> {
+    Ok(Json(clients::show(&state.store, &id).await?))
+}
+
+pub(super) async fn update(
+    _: Authorized<IdpAdmin>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateClient>,
+) -> Result<Json<ClientInfo>, IdpError> {
+    let updated = clients::update(&state.store, &id, body.scopes, body.enabled).await?;
+    tracing::info!(client_id = %updated.id, enabled = updated.enabled, "client updated");
+    Ok(Json(updated))
+}
+
+pub(super) async fn rotate(
+    _: Authorized<IdpAdmin>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ClientWithSecret>, IdpError> {
+    let rotated = clients::rotate(&state.store, &id).await?;
+    tracing::info!(client_id = %rotated.client.id, "client secret rotated");
+    Ok(Json(rotated))
+}
+
+pub(super) async fn delete(
+    _: Authorized<IdpAdmin>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, IdpError> {
+    clients::delete(&state.store, &id).await?;
+    tracing::info!(client = %id, "client deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,255 @@
+//! `POST /token`: the client-credentials grant (RFC 6749 §4.4), with
+//! errors exactly as §5.2 says.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ick_api::ScopeSet;
+use ick_api::oauth::OAuthErrorResponse;
+
+use crate::AppState;
+use crate::clients::{hash_secret, secret_matches};
+
+/// An RFC 6749 §5.2 error answer.
+struct OAuthError {
+    status: StatusCode,
+    code: &'static str,
+    description: String,
+    retry_after: Option<u64>,
+}
+
+impl OAuthError {
+    fn new(code: &'static str, description: impl Into<String>) -> Self {
+        let status = match code {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        OAuthError {
+            status,
+            code,
+            description: description.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = OAuthErrorResponse {
+            error: self.code.to_string(),
+            error_description: Some(self.description),
+        };
+        let mut response = (self.status, no_store(), Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"ick\""),
+            );
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+fn no_store() -> [(header::HeaderName, &'static str); 2] {
+    [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")]
+}
+
+/// The form, refusing repeated parameters (RFC 6749 §3.2).
+fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+    let mut form = HashMap::new();
+    for (key, value) in url::form_urlencoded::parse(body) {
+        if form.insert(key.to_string(), value.to_string()).is_some() {
+            return Err(OAuthError::new(
+                "invalid_request",
+                format!("the parameter {key} is given more than once"),
+            ));
+        }
+    }
+    Ok(form)
+}
+
+/// Client id and secret from HTTP Basic (each form-urlencoded, RFC 6749
+/// §2.3.1) or from the form; using both is an error.
+fn client_credentials(
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Result<(String, String), OAuthError> {
+    let from_form = form.get("client_secret").is_some();
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return match (form.get("client_id"), form.get("client_secret")) {
+            (Some(id), Some(secret)) => Ok((id.clone(), secret.clone())),
+            _ => Err(OAuthError::new(
+                "invalid_client",
+                "no client authentication: use HTTP Basic or client_id and client_secret",
+            )),
+        };
+    };
+    if from_form {
+        return Err(OAuthError::new(
+            "invalid_request",
+            "use one client authentication method, not both Basic and form fields",
+        ));
+    }
+    let malformed = || OAuthError::new("invalid_client", "malformed Basic authorization header");
+    let value = value.to_str().map_err(|_| malformed())?;
+    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(malformed());
+    }
+    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    let unescape = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default()
+    };
+    let id = unescape(id);
+    if form.get("client_id").is_some_and(|f| *f != id) {
+        return Err(OAuthError::new(
+            "invalid_request",
+            "client_id in the form differs from the Basic credentials",
+        ));
+    }
+    Ok((id, unescape(secret)))
+}
+
+pub(super) async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match grant(&state, peer, &headers, &body).await {
+        Ok(response) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn grant(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if !form_type {
+        return Err(OAuthError::new(
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let form = parse_form(body)?;
+    match form.get("grant_type").map(String::as_str) {
+        None => return Err(OAuthError::new("invalid_request", "grant_type is missing")),
+        Some("client_credentials") => {}
+        Some(other) => {
+            return Err(OAuthError::new(
+                "unsupported_grant_type",
+                format!("grant type {other:?} is not supported; use client_credentials"),
+            ));
+        }
+    }
+    let (client_id, secret) = client_credentials(headers, &form)?;
+
+    let peer_key = format!("peer:{}", peer.ip());
+    let client_key = format!("client:{client_id}");
+    let blocked = [&peer_key, &client_key]
+        .iter()
+        .filter_map(|k| state.failures.blocked_for(k))
+        .max();
+    if let Some(wait) = blocked {
+        let seconds = wait.as_secs().max(1);
+        tracing::warn!(client_id = %client_id, peer = %peer.ip(), "token requests refused after failed authentications");
+        return Err(OAuthError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "temporarily_unavailable",
+            description: format!(
+                "too many failed client authentications; retry in {seconds} s"
+            ),
+            retry_after: Some(seconds),
+        });
+    }
+
+    let client = state.store.get(&client_id).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot read clients");
+        OAuthError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "server_error",
+            description: "the identity provider failed; see its log".into(),
+            retry_after: None,
+        }
+    })?;
+    // Hash even for an unknown client, so timing does not tell which exist.
+    let stored = client
+        .as_ref()
+        .map(|c| c.secret_sha256.clone())
+        .unwrap_or_else(|| hash_secret("no such client"));
+    let authenticated = secret_matches(&secret, &stored) && client.is_some();
+    let client = match client {
+        Some(client) if authenticated => client,
+        _ => {
+            state.failures.record_failure(&peer_key);
+            state.failures.record_failure(&client_key);
+            tracing::info!(client_id = %client_id, peer = %peer.ip(), "client authentication failed");
+            return Err(OAuthError::new(
+                "invalid_client",
+                "client authentication failed",
+            ));
+        }
+    };
+    if !client.enabled {
+        return Err(OAuthError::new("invalid_client", "the client is disabled"));
+    }
+
+    let scopes = match form.get("scope").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => client.scopes.clone(),
+        Some(asked) => {
+            let asked: ScopeSet = asked
+                .parse()
+                .map_err(|e| OAuthError::new("invalid_scope", format!("{e}")))?;
+            let excess = asked.difference(&client.scopes);
+            if !excess.is_empty() {
+                return Err(OAuthError::new(
+                    "invalid_scope",
+                    format!("the client may not have: {excess}"),
+                ));
+            }
+            asked
+        }
+    };
+
+    let ring = state.key_ring();
+    let issued = crate::tokens::issue(
+        &ring,
+        &state.issuer,
+        state.config.token_lifetime,
+        &client,
+        &scopes,
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "cannot issue a token");
+        OAuthError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "server_error",
+            description: "the identity provider failed; see its log".into(),
+            retry_after: None,
+        }
+    })?;
+    Ok((StatusCode::OK, no_store(), Json(issued)).into_response())
+}

@@ -1,0 +1,162 @@
+//! Clients in Postgres or SQLite: one set of queries that both accept.
+//! (sqlx's `Any` driver knows only integers, floats, text and bytes, so
+//! flags are BIGINT 0/1 and times BIGINT milliseconds.)
+
+use std::str::FromStr;
+
+use ick_api::ScopeSet;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+
+use crate::error::IdpError;
+
+/// A client as stored.
+#[derive(Debug, Clone)]
+pub struct ClientRecord {
+    pub id: String,
+    pub name: String,
+    pub secret_sha256: String,
+    pub scopes: ScopeSet,
+    pub audience: String,
+    pub enabled: bool,
+    /// Milliseconds since the epoch, UTC.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The IDP's database.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+macro_rules! columns {
+    () => {
+        "id, name, secret_sha256, scopes, audience, enabled, created_at, updated_at"
+    };
+}
+
+impl Store {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(url: &str) -> anyhow::Result<Store> {
+        install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 16 })
+            .connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
+        let migrator = if sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            &SQLITE
+        } else {
+            &POSTGRES
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
+        Ok(Store { pool })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), IdpError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn insert(&self, client: &ClientRecord) -> Result<(), IdpError> {
+        let result = sqlx::query(concat!(
+            "INSERT INTO clients (",
+            columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&client.id)
+        .bind(&client.name)
+        .bind(&client.secret_sha256)
+        .bind(client.scopes.to_string())
+        .bind(&client.audience)
+        .bind(i64::from(client.enabled))
+        .bind(client.created_at)
+        .bind(client.updated_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(IdpError::NameTaken(client.name.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<ClientRecord>, IdpError> {
+        let row = sqlx::query(concat!("SELECT ", columns!(), " FROM clients WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode(&r)).transpose()
+    }
+
+    /// A client by id, or else by name.
+    pub async fn find(&self, id_or_name: &str) -> Result<Option<ClientRecord>, IdpError> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM clients WHERE id = $1 OR name = $1 ORDER BY id = $1 DESC LIMIT 1"
+        ))
+        .bind(id_or_name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| decode(&r)).transpose()
+    }
+
+    pub async fn list(&self) -> Result<Vec<ClientRecord>, IdpError> {
+        let rows = sqlx::query(concat!("SELECT ", columns!(), " FROM clients ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Replaces what may change; `false` if there is no such client.
+    pub async fn update(&self, client: &ClientRecord) -> Result<bool, IdpError> {
+        let result = sqlx::query(
+            "UPDATE clients SET secret_sha256 = $1, scopes = $2, enabled = $3, updated_at = $4 \
+             WHERE id = $5",
+        )
+        .bind(&client.secret_sha256)
+        .bind(client.scopes.to_string())
+        .bind(i64::from(client.enabled))
+        .bind(client.updated_at)
+        .bind(&client.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<bool, IdpError> {
+        let result = sqlx::query("DELETE FROM clients WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}
+
+fn decode(row: &sqlx::any::AnyRow) -> Result<ClientRecord, IdpError> {
+    let scopes: String = row.try_get("scopes")?;
+    Ok(ClientRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        secret_sha256: row.try_get("secret_sha256")?,
+        scopes: ScopeSet::from_str(&scopes)
+            .map_err(|e| IdpError::Internal(format!("stored scopes: {e}")))?,
+        audience: row.try_get("audience")?,
+        enabled: row.try_get::<i64, _>("enabled")? != 0,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
