@@ -143,7 +143,9 @@ fn parse_timeout(value: Value) -> Result<Duration, String> {
             .ok_or_else(|| format!("timeout must be a positive number of seconds, not {n}")),
         Value::String(s) => humantime_serde::re::humantime::parse_duration(&s)
             .map_err(|e| format!("timeout {s:?} is not a duration: {e}")),
-        other => Err(format!("timeout must be seconds or a duration like 10m, not {other}")),
+        other => Err(format!(
+            "timeout must be seconds or a duration like 10m, not {other}"
+        )),
     }
 }
 
@@ -256,7 +258,10 @@ pub fn check_builtin_spec(action: &Action) -> Result<(), String> {
     match action.kind.as_str() {
         "shell" | "python" => match &action.spec {
             Value::String(_) => Ok(()),
-            other => Err(format!("{} must be a script (a string), not {other}", action.kind)),
+            other => Err(format!(
+                "{} must be a script (a string), not {other}",
+                action.kind
+            )),
         },
         "git" => {
             let spec = if action.spec.is_null() {
@@ -303,9 +308,9 @@ mod tests {
     #[test]
     fn two_kinds_or_none_are_refused() {
         let two = serde_yaml::from_str::<Action>("shell: a\npython: b\n");
-        assert!(two.err().expect("refused").to_string().contains("one kind"));
+        assert!(two.expect_err("refused").to_string().contains("one kind"));
         let none = serde_yaml::from_str::<Action>("where: host\n");
-        assert!(none.err().expect("refused").to_string().contains("no kind"));
+        assert!(none.expect_err("refused").to_string().contains("no kind"));
         let bad_where = serde_yaml::from_str::<Action>("shell: a\nwhere: moon\n");
         assert!(bad_where.is_err());
     }
@@ -317,7 +322,11 @@ mod tests {
         let both: Action = serde_yaml::from_str("populate: {ref: a, digest: b}").expect("parses");
         assert!(check_builtin_spec(&both).is_err());
         let typo: Action = serde_yaml::from_str("git: {url: x, branch: y}").expect("parses");
-        assert!(check_builtin_spec(&typo).unwrap_err().contains("branch"));
+        assert!(
+            check_builtin_spec(&typo)
+                .expect_err("refused")
+                .contains("branch")
+        );
         let shell_map: Action = serde_yaml::from_str("shell: {a: 1}").expect("parses");
         assert!(check_builtin_spec(&shell_map).is_err());
         let plugin: Action = serde_yaml::from_str("docker-push: {image: x}").expect("parses");

@@ -187,7 +187,10 @@ impl<'de> Deserialize<'de> for ScopeSet {
                 text.parse().map_err(E::custom)
             }
 
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ScopeSet, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ScopeSet, A::Error> {
                 let mut set = BTreeSet::new();
                 while let Some(scope) = seq.next_element::<Scope>()? {
                     set.insert(scope);
@@ -225,10 +228,12 @@ mod tests {
 
     #[test]
     fn json_names_the_unknown_scope() {
-        let err = serde_json::from_str::<ScopeSet>(r#"["work:run", "work:ru"]"#)
-            .err()
-            .expect("refused");
-        assert!(err.to_string().contains("unknown scope \"work:ru\""), "{err}");
+        let err =
+            serde_json::from_str::<ScopeSet>(r#"["work:run", "work:ru"]"#).expect_err("refused");
+        assert!(
+            err.to_string().contains("unknown scope \"work:ru\""),
+            "{err}"
+        );
         let set: ScopeSet = serde_json::from_str(r#""work:run blobs:read""#).expect("text form");
         assert_eq!(set.iter().count(), 2);
     }

@@ -13,6 +13,20 @@
 //! from an attempt that is no longer current answers 409 and changes
 //! nothing (the node was requeued elsewhere). Resent chunks (same `seq`)
 //! and a second identical `done` are harmless.
+//!
+//! How the controller answers, in detail:
+//! - `claim` with `free_slots: 0` registers the worker and answers 204 at
+//!   once. A node whose pipeline already ran an action goes only to the
+//!   worker that ran it (the workspace is there); such nodes come first.
+//! - An unknown node id answers 404. A 409 carries a problem `type`:
+//!   [`PROBLEM_STALE_ATTEMPT`] (give up on the node) or
+//!   [`PROBLEM_MISSING_CHUNKS`] (resend, then `done` again).
+//! - `output` and `done` answer 204. `heartbeat` and `output` both renew
+//!   the lease. Output sent again after `done` was accepted answers 204 if
+//!   the controller already holds it.
+//! - When a lease expires, the node's whole pipeline goes back to its first
+//!   action (on any worker), at most `work.max_attempts` times; then the
+//!   node fails with the message "worker lost".
 
 use std::collections::BTreeMap;
 
@@ -23,6 +37,20 @@ use crate::actions::Action;
 
 /// The longest long-poll the controller honours, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 30;
+
+/// The problem `type` of the 409 answered to a call from an attempt that is
+/// no longer current (the node was requeued elsewhere, or the build moved
+/// on): stop working on it and report nothing more.
+///
+/// (Added beside the original contract so that a worker can tell this 409
+/// from [`PROBLEM_MISSING_CHUNKS`] without parsing prose.)
+pub const PROBLEM_STALE_ATTEMPT: &str = "urn:ick:problem:stale-attempt";
+
+/// The problem `type` of the 409 answered to `done` while the controller
+/// holds fewer chunks than [`Done::chunks`]: resend the chunks it did not
+/// acknowledge, then send `done` again. The problem's `held` member says how
+/// many chunks of the attempt the controller holds.
+pub const PROBLEM_MISSING_CHUNKS: &str = "urn:ick:problem:missing-chunks";
 
 /// `POST /work/claim`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

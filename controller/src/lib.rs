@@ -1,1 +1,90 @@
-//! The controller (issue 4); not yet written.
+//! `ick-controller`: Ick's brain. It holds the definitions (projects and
+//! pipelines, with every revision), turns a trigger into a build graph,
+//! hands actions to worker-managers the moment they are ready (the work
+//! protocol of `ick_api::work`), collects their output, and knows at every
+//! instant what every build is doing. Postgres in production (several
+//! controllers may share it), SQLite on one host.
+
+mod builds;
+mod catalog;
+pub mod config;
+pub mod definitions;
+pub mod error;
+pub mod graph;
+mod hub;
+mod logs;
+mod queue;
+mod routes;
+pub mod store;
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use futures::FutureExt;
+use ick_api::auth::TokenVerifier;
+use ick_api::server::{Running, finish_router, health_routes, serve};
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use hub::Hub;
+use queue::WorkerRegistry;
+use store::{Dialect, Store};
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    store: Store,
+    verifier: TokenVerifier,
+    config: Arc<Config>,
+    hub: Arc<Hub>,
+    workers: Arc<WorkerRegistry>,
+    /// Cancelled when the controller stops: long polls and log streams end.
+    cancel: CancellationToken,
+}
+
+impl FromRef<AppState> for TokenVerifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// Starts the controller on `listener`: opens (and migrates) the database,
+/// and serves until stopped, with the tasks that find lost workers and
+/// (on Postgres) hear other controllers.
+pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::Result<Running> {
+    config.check()?;
+    let store = Store::connect(&config.database_url, config.max_connections).await?;
+    let verifier = TokenVerifier::new(config.auth.clone(), ick_api::http::client());
+    let cancel = CancellationToken::new();
+    let postgres = (store.dialect() == Dialect::Postgres).then(|| store.url().to_string());
+    let (hub, hub_tasks) = hub::start(postgres.as_deref(), &cancel);
+    let state = AppState {
+        store: store.clone(),
+        verifier: verifier.clone(),
+        config: Arc::new(config.clone()),
+        hub,
+        workers: Arc::new(WorkerRegistry::default()),
+        cancel: cancel.clone(),
+    };
+    let ready = Arc::new(move || {
+        let store = store.clone();
+        let verifier = verifier.clone();
+        async move {
+            store
+                .ping()
+                .await
+                .map_err(|e| format!("the database does not answer: {e}"))?;
+            verifier.ready().await.map_err(|e| e.to_string())
+        }
+        .boxed()
+    });
+    let router = routes::router(state.clone()).merge(health_routes("ick-controller", ready));
+    let router = finish_router(router, config.http.body_limit);
+    let mut running = serve(listener, router, config.http.tls.as_ref(), cancel).await?;
+    for task in hub_tasks {
+        running.own(task);
+    }
+    running.own(tokio::spawn(queue::reaper(state)));
+    Ok(running)
+}

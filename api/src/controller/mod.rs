@@ -1,1 +1,29 @@
-//! Controller API wire types: definitions, builds, logs (owned by the controller work).
+//! The controller's REST API: what `icktool`, the web hooks and the tests
+//! send to and get from `ick-controller`. The work protocol for
+//! worker-managers is in [`crate::work`].
+//!
+//! | method and path | scope |
+//! | --- | --- |
+//! | `GET /projects`, `GET /projects/{name}`, `GET /projects/{name}/revisions` | `projects:read` |
+//! | `PUT /projects/{name}` (YAML body), `DELETE /projects/{name}` | `projects:write` |
+//! | the same under `/pipelines` | the same |
+//! | `POST /projects/{name}/builds` ([`TriggerRequest`]) | `builds:trigger` |
+//! | `GET /builds` ([`BuildQuery`]), `GET /builds/{id}`, `GET /projects/{name}/builds/{number}` | `builds:read` |
+//! | `GET /builds/{id}/log`, `GET /builds/{id}/log/stream` (SSE, [`LogEvent`]) | `builds:read` |
+//! | `POST /builds/{id}/cancel` | `builds:cancel` |
+//! | `POST /builds/{id}/retry` | `builds:trigger` |
+//! | `GET /workers` ([`crate::work::WorkerInfo`]) | `builds:read` |
+
+mod builds;
+mod definitions;
+mod logs;
+
+pub use builds::{
+    BuildList, BuildQuery, BuildStatus, BuildSummary, BuildView, NodeStatus, NodeView,
+    TriggerRequest,
+};
+pub use definitions::{
+    Applied, Change, DefinitionKind, Notify, NotifyOn, PipelineSpec, ProjectSpec, Revision, Stored,
+    StoredPipeline, StoredProject, is_valid_name,
+};
+pub use logs::{LogChunk, LogEvent, NodeEvent};

@@ -1,0 +1,259 @@
+//! Projects and pipelines as users write them (YAML) and as the controller
+//! returns them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use crate::actions::Action;
+
+/// Whether `name` is a valid project or pipeline name:
+/// `[a-z0-9][a-z0-9._-]*`, at most 100 characters.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    first_ok
+        && name.len() <= 100
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+}
+
+/// A pipeline: a named list of actions run in order on one worker, in one
+/// workspace.
+///
+/// ```yaml
+/// name: test
+/// parameters: [git_url, git_ref]
+/// needs: [build]
+/// actions:
+///   - git: {}
+///   - shell: make check
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Optional in a `PUT` body (the path names it); when given it must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The build parameters its actions use; a build must give each a value.
+    #[serde(default)]
+    pub parameters: Vec<String>,
+    /// Pipelines of the same project that must succeed before this one starts.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// The steps, in order.
+    pub actions: Vec<Action>,
+}
+
+/// A project: the pipelines a build runs and the parameters it starts with.
+///
+/// ```yaml
+/// name: hello
+/// parameters: {git_url: "https://example.org/hello.git", git_ref: main}
+/// pipelines: [build, test]
+/// runs_on: [linux]
+/// concurrency: 1
+/// notify: {to: [dev@example.org], on: [failure, fixed]}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSpec {
+    /// Optional in a `PUT` body (the path names it); when given it must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Default values of build parameters; a trigger may override them.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, Value>,
+    /// The pipelines a build runs; their `needs:` order them.
+    pub pipelines: Vec<String>,
+    /// Who hears how builds end.
+    #[serde(default, skip_serializing_if = "Notify::is_empty")]
+    pub notify: Notify,
+    /// Labels a worker must all have to run this project's actions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs_on: Vec<String>,
+    /// How many builds of the project may run at once (default: the
+    /// controller's `builds.default_concurrency`, normally 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+}
+
+/// When to send mail about a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyOn {
+    /// The build failed.
+    Failure,
+    /// The build succeeded.
+    Success,
+    /// The build succeeded and the one before it did not.
+    Fixed,
+}
+
+/// A project's notification settings: `notify: [a@example.org]` (on
+/// failure and fixed) or `notify: {to: [...], on: [failure, success, fixed]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Notify {
+    /// Recipients' email addresses.
+    pub to: Vec<String>,
+    /// When to mail; empty means failure and fixed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<NotifyOn>,
+}
+
+impl Notify {
+    /// Whether there is nobody to notify.
+    pub fn is_empty(&self) -> bool {
+        self.to.is_empty() && self.on.is_empty()
+    }
+
+    /// When to mail, with the default applied.
+    pub fn events(&self) -> Vec<NotifyOn> {
+        if self.on.is_empty() {
+            vec![NotifyOn::Failure, NotifyOn::Fixed]
+        } else {
+            self.on.clone()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyMap {
+    #[serde(default)]
+    to: Vec<String>,
+    #[serde(default)]
+    on: Vec<NotifyOn>,
+}
+
+impl<'de> Deserialize<'de> for Notify {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NotifyVisitor;
+        impl<'de> Visitor<'de> for NotifyVisitor {
+            type Value = Notify;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of email addresses, or a map with `to` and `on`")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Notify, A::Error> {
+                let to = Vec::<String>::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Notify { to, on: vec![] })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Notify, A::Error> {
+                let m = NotifyMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Notify { to: m.to, on: m.on })
+            }
+        }
+        deserializer.deserialize_any(NotifyVisitor)
+    }
+}
+
+/// Which kind of definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefinitionKind {
+    /// A project.
+    Project,
+    /// A pipeline.
+    Pipeline,
+}
+
+/// A definition as stored: `GET /projects/{name}` and `GET /pipelines/{name}`
+/// (with `Accept: application/yaml` the answer is `text` alone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stored<T> {
+    /// Its name.
+    pub name: String,
+    /// Its revision, from 1; every change that is not a no-op adds one.
+    pub revision: i64,
+    /// When it was first created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Who last changed it (the token's `sub`).
+    pub updated_by: String,
+    /// The parsed definition, with `name` set.
+    pub spec: T,
+    /// The text as applied.
+    pub text: String,
+}
+
+/// A stored project.
+pub type StoredProject = Stored<ProjectSpec>;
+/// A stored pipeline.
+pub type StoredPipeline = Stored<PipelineSpec>;
+
+/// What a `PUT` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// It did not exist (answer 201).
+    Created,
+    /// It changed: a new revision.
+    Updated,
+    /// The same definition was applied again: no new revision.
+    Unchanged,
+}
+
+/// The answer to `PUT /projects/{name}` or `PUT /pipelines/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Project or pipeline.
+    pub kind: DefinitionKind,
+    /// Its name.
+    pub name: String,
+    /// Its revision now.
+    pub revision: i64,
+    /// What changed.
+    pub change: Change,
+}
+
+/// One entry of `GET /projects/{name}/revisions` (or `/pipelines/...`),
+/// newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revision {
+    /// The revision number.
+    pub revision: i64,
+    /// Who made it (the token's `sub`).
+    pub author: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Whether this change deleted the definition.
+    pub deleted: bool,
+    /// The text applied (empty for a deletion).
+    pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_rule() {
+        for ok in ["a", "0", "hello", "ick-1.2_x"] {
+            assert!(is_valid_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", ".a", "A", "a b", "a/b", "é", &"a".repeat(101)] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn notify_is_a_list_or_a_map() {
+        let list: Notify = serde_yaml::from_str("[a@example.org]").expect("list");
+        assert_eq!(list.to, vec!["a@example.org"]);
+        assert_eq!(list.events(), vec![NotifyOn::Failure, NotifyOn::Fixed]);
+        let map: Notify = serde_yaml::from_str("{to: [b@x.org], on: [success]}").expect("map");
+        assert_eq!(map.events(), vec![NotifyOn::Success]);
+        assert!(serde_yaml::from_str::<Notify>("{to: [], when: [x]}").is_err());
+        assert!(serde_yaml::from_str::<Notify>("{on: [sometimes]}").is_err());
+    }
+}

@@ -1,0 +1,482 @@
+//! Builds: trigger (expand the project into its graph, once), cancel,
+//! retry, the end of a build, and why a queued node waits.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ick_api::controller::{
+    BuildList, BuildQuery, BuildStatus, BuildSummary, BuildView, DefinitionKind, NodeStatus,
+    PipelineSpec, ProjectSpec, TriggerRequest,
+};
+use sqlx::AnyConnection;
+
+use crate::AppState;
+use crate::error::{ControllerError, Result};
+use crate::graph::{build_graph, build_parameters};
+use crate::store::builds::{self as db, BuildRow, NodeRow};
+use crate::store::definitions as defs;
+use crate::store::work::{self as wdb, WorkerRow};
+use crate::store::{Store, from_json, now_ms, retrying};
+
+/// What a change made happen, for the hub once it is committed.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Nodes became claimable.
+    pub work: bool,
+    /// Builds whose state changed.
+    pub builds: Vec<String>,
+}
+
+impl Effects {
+    /// Wakes whoever waits for these changes.
+    pub fn publish(self, state: &AppState) {
+        if self.work {
+            state.hub.work_available();
+        }
+        for id in self.builds {
+            state.hub.build_changed(&id);
+        }
+    }
+}
+
+/// `POST /projects/{name}/builds`.
+pub async fn trigger(
+    state: &AppState,
+    project: &str,
+    request: TriggerRequest,
+    caller: &str,
+) -> Result<BuildSummary> {
+    crate::definitions::check_name("project", project)?;
+    let default_concurrency = state.config.builds.default_concurrency;
+    let (build, effects) =
+        retrying(|| trigger_tx(&state.store, project, &request, caller, default_concurrency))
+            .await?;
+    tracing::info!(build_id = %build.id, project, number = build.number, "build triggered");
+    effects.publish(state);
+    Ok(build.summary())
+}
+
+async fn trigger_tx(
+    store: &Store,
+    project_name: &str,
+    request: &TriggerRequest,
+    caller: &str,
+    default_concurrency: u32,
+) -> Result<(BuildRow, Effects)> {
+    let mut tx = store.write().await?;
+    let row = defs::get(&mut tx, DefinitionKind::Project, project_name)
+        .await?
+        .ok_or_else(|| ControllerError::NotFound(format!("no project {project_name:?}")))?;
+    let project: ProjectSpec = from_json(&row.spec)?;
+    let mut pipelines: BTreeMap<String, PipelineSpec> = BTreeMap::new();
+    for p in &project.pipelines {
+        if let Some(row) = defs::get_pipeline_shared(store, &mut tx, p).await? {
+            pipelines.insert(p.clone(), from_json(&row.spec)?);
+        }
+    }
+    let parameters = build_parameters(&project, &pipelines, &request.parameters)
+        .map_err(ControllerError::BadRequest)?;
+    let graph = build_graph(&project, &pipelines).map_err(ControllerError::Conflict)?;
+    let number = db::next_build_number(&mut tx, project_name).await?;
+    let concurrency = i64::from(project.concurrency.unwrap_or(default_concurrency));
+    let (running, waiting) = db::admission_counts(&mut tx, project_name).await?;
+    let admitted = waiting == 0 && running < concurrency;
+    let now = now_ms();
+    let build = BuildRow {
+        seq: 0,
+        id: uuid::Uuid::new_v4().to_string(),
+        project: project_name.to_string(),
+        number,
+        status: BuildStatus::Queued,
+        run: 1,
+        admitted,
+        concurrency,
+        cancel_requested: false,
+        parameters,
+        triggered_by: caller.to_string(),
+        created_at: now,
+        started_at: None,
+        ended_at: None,
+    };
+    db::insert_build(&mut tx, &build).await?;
+    let ids: Vec<String> = graph
+        .iter()
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let nodes: Vec<NodeRow> = graph
+        .iter()
+        .enumerate()
+        .map(|(i, g)| NodeRow {
+            id: ids[i].clone(),
+            build_id: build.id.clone(),
+            position: i as i64,
+            pipeline: g.pipeline.clone(),
+            index: i64::from(g.index),
+            pipeline_len: i64::from(g.pipeline_len),
+            kind: g.action.kind.clone(),
+            action: g.action.clone(),
+            labels: project.runs_on.clone(),
+            deps: g.deps.iter().map(|d| ids[*d].clone()).collect(),
+            waiting: g.deps.len() as i64,
+            held: !admitted,
+            status: NodeStatus::Queued,
+            affinity: None,
+            worker: None,
+            attempt: 0,
+            lost: 0,
+            lease_until: None,
+            cancel_requested: false,
+            chunks: 0,
+            ready_at: g.deps.is_empty().then_some(now),
+            started_at: None,
+            ended_at: None,
+            outcome: None,
+            exit_code: None,
+            message: None,
+            outputs: BTreeMap::new(),
+        })
+        .collect();
+    db::insert_graph(&mut tx, &nodes).await?;
+    tx.commit().await?;
+    let effects = Effects {
+        work: admitted,
+        builds: vec![build.id.clone()],
+    };
+    Ok((build, effects))
+}
+
+/// Ends a build whose nodes have all ended, in the transaction that ended
+/// the last one, and admits the project's next queued builds.
+///
+/// This is the one place a build ends: a notification outbox row (mail)
+/// belongs in this same transaction.
+pub async fn finish_build(
+    store: &Store,
+    conn: &mut AnyConnection,
+    build: &BuildRow,
+    now: i64,
+    effects: &mut Effects,
+) -> Result<BuildStatus> {
+    let status = if build.cancel_requested {
+        BuildStatus::Cancelled
+    } else if db::unsuccessful_nodes(conn, &build.id).await? == 0 {
+        BuildStatus::Succeeded
+    } else {
+        BuildStatus::Failed
+    };
+    db::end_build(conn, &build.id, status, now).await?;
+    tracing::info!(build_id = %build.id, project = %build.project, number = build.number, %status, "build ended");
+    effects.builds.push(build.id.clone());
+    if build.admitted {
+        admit_next(store, conn, &build.project, now, effects).await?;
+    }
+    Ok(status)
+}
+
+/// Admits queued builds of a project while it has room.
+async fn admit_next(
+    store: &Store,
+    conn: &mut AnyConnection,
+    project: &str,
+    now: i64,
+    effects: &mut Effects,
+) -> Result<()> {
+    db::lock_project_counter(store, conn, project).await?;
+    let (mut running, _) = db::admission_counts(conn, project).await?;
+    for waiting in db::waiting_for_admission(conn, project).await? {
+        if running >= waiting.concurrency {
+            break;
+        }
+        db::admit(conn, &waiting.id, now).await?;
+        running += 1;
+        effects.work = true;
+        effects.builds.push(waiting.id);
+    }
+    Ok(())
+}
+
+/// Ends the build if none of its nodes is left to run.
+pub async fn finish_if_done(
+    store: &Store,
+    conn: &mut AnyConnection,
+    build: &BuildRow,
+    now: i64,
+    effects: &mut Effects,
+) -> Result<Option<BuildStatus>> {
+    if db::open_nodes(conn, &build.id).await? == 0 {
+        Ok(Some(finish_build(store, conn, build, now, effects).await?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// `POST /builds/{id}/cancel`: queued nodes end at once, running ones are
+/// told through their heartbeat; the build ends when they stop.
+pub async fn cancel(state: &AppState, id: &str) -> Result<BuildSummary> {
+    let (build, effects) = retrying(|| async {
+        let store = &state.store;
+        let mut tx = store.write().await?;
+        let build = db::lock_build(store, &mut tx, id)
+            .await?
+            .ok_or_else(|| ControllerError::NotFound(format!("no build {id:?}")))?;
+        if build.status.is_finished() {
+            return Err(ControllerError::Conflict(format!(
+                "build {} #{} already ended ({})",
+                build.project, build.number, build.status
+            )));
+        }
+        let now = now_ms();
+        let mut effects = Effects {
+            builds: vec![build.id.clone()],
+            ..Effects::default()
+        };
+        db::request_cancel(&mut tx, &build.id).await?;
+        db::cancel_nodes(&mut tx, &build.id, now).await?;
+        let cancelled = BuildRow {
+            cancel_requested: true,
+            ..build
+        };
+        finish_if_done(store, &mut tx, &cancelled, now, &mut effects).await?;
+        let after = db::get_build(&mut tx, id).await?.unwrap_or(cancelled);
+        tx.commit().await?;
+        Ok((after, effects))
+    })
+    .await?;
+    tracing::info!(build_id = %build.id, status = %build.status, "build cancelled");
+    effects.publish(state);
+    Ok(build.summary())
+}
+
+/// `POST /builds/{id}/retry`: a new run of an ended build that re-runs
+/// only its failed, skipped and cancelled pipelines, each from its first
+/// action; succeeded pipelines keep their results.
+pub async fn retry(state: &AppState, id: &str) -> Result<BuildSummary> {
+    let (build, effects) = retrying(|| async {
+        let store = &state.store;
+        let mut tx = store.write().await?;
+        let build = db::lock_build(store, &mut tx, id)
+            .await?
+            .ok_or_else(|| ControllerError::NotFound(format!("no build {id:?}")))?;
+        if !build.status.is_finished() {
+            return Err(ControllerError::Conflict(format!(
+                "build {} #{} has not ended ({}); cancel it first",
+                build.project, build.number, build.status
+            )));
+        }
+        let nodes = db::build_nodes(&mut tx, &build.id).await?;
+        let mut again: Vec<&str> = Vec::new();
+        for n in &nodes {
+            if matches!(
+                n.status,
+                NodeStatus::Failed | NodeStatus::Skipped | NodeStatus::Cancelled
+            ) && !again.contains(&n.pipeline.as_str())
+            {
+                again.push(&n.pipeline);
+            }
+        }
+        if again.is_empty() {
+            return Err(ControllerError::Conflict(format!(
+                "build {} #{} succeeded: there is nothing to re-run",
+                build.project, build.number
+            )));
+        }
+        for pipeline in &again {
+            db::reset_pipeline(&mut tx, &build.id, pipeline, false).await?;
+        }
+        db::lock_project_counter(store, &mut tx, &build.project).await?;
+        let (running, waiting) = db::admission_counts(&mut tx, &build.project).await?;
+        let admitted = waiting == 0 && running < build.concurrency;
+        let now = now_ms();
+        db::restart_build(&mut tx, &build.id, admitted).await?;
+        db::recount_waiting(&mut tx, &build.id, !admitted, now).await?;
+        let after = db::get_build(&mut tx, id)
+            .await?
+            .ok_or_else(|| ControllerError::Internal("the retried build vanished".into()))?;
+        tx.commit().await?;
+        tracing::info!(build_id = %after.id, run = after.run, pipelines = ?again, "build retried");
+        Ok((
+            after,
+            Effects {
+                work: admitted,
+                builds: vec![id.to_string()],
+            },
+        ))
+    })
+    .await?;
+    effects.publish(state);
+    Ok(build.summary())
+}
+
+/// `GET /builds/{id}`: the build, every node, and why queued ones wait.
+pub async fn view(state: &AppState, build: BuildRow) -> Result<BuildView> {
+    let mut conn = state.store.conn().await?;
+    let nodes = db::build_nodes(&mut conn, &build.id).await?;
+    let since = now_ms() - state.config.work.worker_timeout.as_millis() as i64;
+    let workers = wdb::workers(&mut conn, Some(since)).await?;
+    let ahead = if build.status == BuildStatus::Queued && !build.admitted {
+        db::admitted_numbers(&mut conn, &build.project).await?
+    } else {
+        vec![]
+    };
+    let by_id: HashMap<&str, &NodeRow> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    let views: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let why = (n.status == NodeStatus::Queued)
+                .then(|| waiting_for(&build, n, &by_id, &workers, &ahead));
+            n.view(why)
+        })
+        .collect();
+    let waiting_for = if build.status == BuildStatus::Queued {
+        views
+            .iter()
+            .filter(|n| n.status == NodeStatus::Queued)
+            .filter_map(|n| n.waiting_for.clone())
+            .find(|w| !w.starts_with("waiting for the action"))
+    } else {
+        None
+    };
+    Ok(BuildView {
+        build: build.summary(),
+        waiting_for,
+        nodes: views,
+    })
+}
+
+/// Why a queued node has not started.
+fn waiting_for(
+    build: &BuildRow,
+    node: &NodeRow,
+    by_id: &HashMap<&str, &NodeRow>,
+    workers: &[WorkerRow],
+    ahead: &[i64],
+) -> String {
+    if node.held {
+        let numbers: Vec<String> = ahead.iter().map(|n| format!("#{n}")).collect();
+        return format!(
+            "the project's concurrency limit: {} build{} of {} may run at once, and {} {} running",
+            build.concurrency,
+            if build.concurrency == 1 { "" } else { "s" },
+            build.project,
+            if numbers.is_empty() {
+                "an earlier one".to_string()
+            } else {
+                numbers.join(", ")
+            },
+            if numbers.len() > 1 { "are" } else { "is" },
+        );
+    }
+    if node.waiting > 0 {
+        let deps: Vec<String> = node
+            .deps
+            .iter()
+            .filter_map(|d| by_id.get(d.as_str()))
+            .filter(|d| d.status != NodeStatus::Succeeded)
+            .map(|d| format!("{} action {} ({})", d.pipeline, d.index + 1, d.status))
+            .collect();
+        return format!(
+            "waiting for the action{} it needs: {}",
+            if deps.len() == 1 { "" } else { "s" },
+            deps.join(", ")
+        );
+    }
+    if let Some(pinned) = &node.affinity {
+        return if workers.iter().any(|w| &w.name == pinned) {
+            format!(
+                "waiting for a free slot on worker {pinned}, which holds the pipeline's workspace"
+            )
+        } else {
+            format!(
+                "waiting for worker {pinned}, which holds the pipeline's workspace and is not connected"
+            )
+        };
+    }
+    if workers.is_empty() {
+        return "no worker is connected".to_string();
+    }
+    let labelled: Vec<&WorkerRow> = workers
+        .iter()
+        .filter(|w| node.labels.iter().all(|l| w.labels.contains(l)))
+        .collect();
+    if labelled.is_empty() {
+        return format!(
+            "no connected worker has the labels {}",
+            node.labels.join(", ")
+        );
+    }
+    let able = labelled
+        .iter()
+        .filter(|w| w.kinds.contains(&node.kind))
+        .count();
+    if able == 0 {
+        return if node.labels.is_empty() {
+            format!("no connected worker runs actions of kind {}", node.kind)
+        } else {
+            format!(
+                "no connected worker with the labels {} runs actions of kind {}",
+                node.labels.join(", "),
+                node.kind
+            )
+        };
+    }
+    format!(
+        "waiting for a free slot: {able} connected worker{} can run it, all busy",
+        if able == 1 { "" } else { "s" }
+    )
+}
+
+/// `GET /builds`.
+pub async fn list(state: &AppState, query: &BuildQuery) -> Result<BuildList> {
+    let statuses: Vec<BuildStatus> = match &query.status {
+        Some(s) if !s.is_empty() => s
+            .split(',')
+            .map(|s| s.trim().parse())
+            .collect::<std::result::Result<_, _>>()
+            .map_err(ControllerError::BadRequest)?,
+        _ => vec![],
+    };
+    let before = match &query.before {
+        Some(b) if !b.is_empty() => Some(b.parse::<i64>().map_err(|_| {
+            ControllerError::BadRequest(format!("before={b:?} is not a cursor from `next`"))
+        })?),
+        _ => None,
+    };
+    let limit = i64::from(query.limit.unwrap_or(50).clamp(1, 500));
+    if let Some(p) = &query.project {
+        crate::definitions::check_name("project", p)?;
+    }
+    let mut conn = state.store.conn().await?;
+    let rows = db::list_builds(
+        &mut conn,
+        query.project.as_deref(),
+        &statuses,
+        before,
+        limit + 1,
+    )
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let page: Vec<&BuildRow> = rows.iter().take(limit as usize).collect();
+    Ok(BuildList {
+        next: if more {
+            page.last().map(|b| b.seq.to_string())
+        } else {
+            None
+        },
+        builds: page.into_iter().map(BuildRow::summary).collect(),
+    })
+}
+
+/// A build by id, or 404.
+pub async fn get(state: &AppState, id: &str) -> Result<BuildRow> {
+    let mut conn = state.store.conn().await?;
+    db::get_build(&mut conn, id)
+        .await?
+        .ok_or_else(|| ControllerError::NotFound(format!("no build {id:?}")))
+}
+
+/// A build by project and number, or 404.
+pub async fn get_by_number(state: &AppState, project: &str, number: i64) -> Result<BuildRow> {
+    let mut conn = state.store.conn().await?;
+    db::get_build_by_number(&mut conn, project, number)
+        .await?
+        .ok_or_else(|| ControllerError::NotFound(format!("no build {project} #{number}")))
+}

@@ -1,0 +1,401 @@
+//! Projects and pipelines: parsing the YAML users apply and checking it,
+//! before anything is stored. Pure functions; the routes call them and the
+//! store keeps what passes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ick_api::actions::{BUILTIN_KINDS, check_builtin_spec};
+use ick_api::controller::{PipelineSpec, ProjectSpec, is_valid_name};
+use serde::de::DeserializeOwned;
+
+use crate::error::{ControllerError, Result};
+
+/// Whether `name` may name a build parameter: it becomes an environment
+/// variable on the worker.
+pub fn is_valid_parameter(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.len() <= 100
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Checks a name from a path.
+pub fn check_name(what: &str, name: &str) -> Result<()> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "{what} name {name:?} is not valid: use lower-case letters, digits, '.', '_' and '-', \
+             starting with a letter or digit (at most 100 characters)"
+        )))
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ControllerError {
+    ControllerError::InvalidDefinition {
+        message: message.into(),
+        line: None,
+        column: None,
+    }
+}
+
+/// Parses YAML (or JSON) text; syntax, type and unknown-field errors carry
+/// the line and column.
+fn parse_yaml<T: DeserializeOwned>(what: &str, text: &str) -> Result<T> {
+    if text.trim().is_empty() {
+        return Err(invalid(format!("the {what} definition is empty")));
+    }
+    serde_yaml::from_str(text).map_err(|e| {
+        let at = e.location();
+        ControllerError::InvalidDefinition {
+            message: format!("the {what} definition is not valid: {e}"),
+            line: at.as_ref().map(|l| l.line()),
+            column: at.as_ref().map(|l| l.column()),
+        }
+    })
+}
+
+fn check_body_name(what: &str, body: &mut Option<String>, path_name: &str) -> Result<()> {
+    check_name(what, path_name)?;
+    match body {
+        Some(name) if name != path_name => Err(invalid(format!(
+            "the {what} says its name is {name:?}, but it is applied as {path_name:?}"
+        ))),
+        _ => {
+            *body = Some(path_name.to_string());
+            Ok(())
+        }
+    }
+}
+
+fn check_unique<'a>(what: &str, names: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(invalid(format!("{what} {name:?} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// Parses and checks a pipeline applied as `path_name`. `kind_known` says
+/// whether a connected worker advertises a plugin kind.
+pub fn parse_pipeline(
+    text: &str,
+    path_name: &str,
+    kind_known: impl Fn(&str) -> bool,
+) -> Result<PipelineSpec> {
+    let mut spec: PipelineSpec = parse_yaml("pipeline", text)?;
+    check_body_name("pipeline", &mut spec.name, path_name)?;
+    if spec.actions.is_empty() {
+        return Err(invalid(format!("pipeline {path_name:?} has no actions")));
+    }
+    for (i, action) in spec.actions.iter().enumerate() {
+        let n = i + 1;
+        if action.is_builtin() {
+            check_builtin_spec(action).map_err(|e| invalid(format!("action {n}: {e}")))?;
+        } else if !is_valid_name(&action.kind) || !kind_known(&action.kind) {
+            return Err(invalid(format!(
+                "action {n}: unknown action kind {:?}: the built-in kinds are {}, and no connected \
+                 worker advertises a plugin for it",
+                action.kind,
+                BUILTIN_KINDS.join(", ")
+            )));
+        }
+    }
+    for parameter in &spec.parameters {
+        if !is_valid_parameter(parameter) {
+            return Err(invalid(format!(
+                "parameter name {parameter:?} is not valid: use letters, digits and '_', not \
+                 starting with a digit"
+            )));
+        }
+    }
+    check_unique("parameter", &spec.parameters)?;
+    for need in &spec.needs {
+        check_name("needed pipeline", need)?;
+        if need == path_name {
+            return Err(invalid(format!(
+                "needs: cycle {path_name} → {path_name} (a pipeline cannot need itself)"
+            )));
+        }
+    }
+    check_unique("needed pipeline", &spec.needs)?;
+    Ok(spec)
+}
+
+/// Parses and checks a project applied as `path_name` (its pipelines are
+/// checked against the stored ones by [`check_project_graph`]).
+pub fn parse_project(text: &str, path_name: &str) -> Result<ProjectSpec> {
+    let mut spec: ProjectSpec = parse_yaml("project", text)?;
+    check_body_name("project", &mut spec.name, path_name)?;
+    if spec.pipelines.is_empty() {
+        return Err(invalid(format!("project {path_name:?} has no pipelines")));
+    }
+    for pipeline in &spec.pipelines {
+        check_name("pipeline", pipeline)?;
+    }
+    check_unique("pipeline", &spec.pipelines)?;
+    for parameter in spec.parameters.keys() {
+        if !is_valid_parameter(parameter) {
+            return Err(invalid(format!(
+                "parameter name {parameter:?} is not valid: use letters, digits and '_', not \
+                 starting with a digit"
+            )));
+        }
+    }
+    for label in &spec.runs_on {
+        if label.is_empty() || label.chars().any(char::is_whitespace) {
+            return Err(invalid(format!(
+                "runs_on label {label:?} is empty or has spaces"
+            )));
+        }
+    }
+    for to in &spec.notify.to {
+        let ok = to
+            .split_once('@')
+            .is_some_and(|(user, host)| !user.is_empty() && !host.is_empty())
+            && !to.chars().any(char::is_whitespace);
+        if !ok {
+            return Err(invalid(format!("notify: {to:?} is not an email address")));
+        }
+    }
+    if spec.concurrency == Some(0) {
+        return Err(invalid("concurrency must be at least 1"));
+    }
+    Ok(spec)
+}
+
+/// Checks a project against the pipelines it names: each exists, each
+/// pipeline's `needs:` are in the project, and the needs have no cycle.
+pub fn check_project_graph(
+    project: &ProjectSpec,
+    pipelines: &BTreeMap<String, PipelineSpec>,
+) -> std::result::Result<(), String> {
+    let name = project.name.as_deref().unwrap_or("?");
+    let unknown: Vec<&str> = project
+        .pipelines
+        .iter()
+        .filter(|p| !pipelines.contains_key(*p))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "project {name:?} names unknown pipeline{} {}: apply {} first",
+            if unknown.len() == 1 { "" } else { "s" },
+            unknown
+                .iter()
+                .map(|p| format!("{p:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if unknown.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    for p in &project.pipelines {
+        for need in &pipelines[p].needs {
+            if !project.pipelines.contains(need) {
+                return Err(format!(
+                    "pipeline {p:?} needs {need:?}, which project {name:?} does not run"
+                ));
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(project, pipelines) {
+        return Err(format!("needs: cycle {}", cycle.join(" → ")));
+    }
+    Ok(())
+}
+
+/// A `needs:` cycle among the project's pipelines, as the list of names
+/// from a pipeline back to itself.
+pub fn find_cycle(
+    project: &ProjectSpec,
+    pipelines: &BTreeMap<String, PipelineSpec>,
+) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    fn visit(
+        p: &str,
+        pipelines: &BTreeMap<String, PipelineSpec>,
+        marks: &mut HashMap<String, Mark>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match marks.get(p).copied().unwrap_or(Mark::New) {
+            Mark::Done => return None,
+            Mark::OnPath => {
+                let start = path.iter().position(|q| q == p).unwrap_or(0);
+                let mut cycle = path[start..].to_vec();
+                cycle.push(p.to_string());
+                return Some(cycle);
+            }
+            Mark::New => {}
+        }
+        marks.insert(p.to_string(), Mark::OnPath);
+        path.push(p.to_string());
+        if let Some(spec) = pipelines.get(p) {
+            for need in &spec.needs {
+                if let Some(cycle) = visit(need, pipelines, marks, path) {
+                    return Some(cycle);
+                }
+            }
+        }
+        path.pop();
+        marks.insert(p.to_string(), Mark::Done);
+        None
+    }
+    let mut marks = HashMap::new();
+    for p in &project.pipelines {
+        let mut path = Vec::new();
+        if let Some(cycle) = visit(p, pipelines, &mut marks, &mut path) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+/// The canonical form of a definition: applying text that parses to the
+/// same value is a no-op.
+pub fn canonical<T: serde::Serialize>(spec: &T) -> Result<String> {
+    serde_json::to_string(spec).map_err(ControllerError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(text: &str) -> Result<PipelineSpec> {
+        parse_pipeline(text, "build", |k| k == "docker-push")
+    }
+
+    fn message(e: ControllerError) -> (String, Option<usize>, Option<usize>) {
+        match e {
+            ControllerError::InvalidDefinition {
+                message,
+                line,
+                column,
+            } => (message, line, column),
+            other => panic!("not an invalid definition: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn yaml_syntax_errors_name_line_and_column() {
+        let (msg, line, column) = message(
+            pipeline("actions:\n  - shell: make\n  - shell: [unclosed\n").expect_err("refused"),
+        );
+        assert_eq!(line, Some(4), "{msg}");
+        assert!(column.is_some(), "{msg}");
+    }
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_refused_with_their_position() {
+        let (msg, line, _) = message(
+            pipeline("actions:\n  - shell: make\nneeds: [a]\ncolour: blue\n").expect_err("refused"),
+        );
+        assert!(msg.contains("unknown field `colour`"), "{msg}");
+        assert_eq!(line, Some(4), "{msg}");
+        let (msg, line, _) = message(pipeline("actions: make\n").expect_err("refused"));
+        assert!(msg.contains("invalid type"), "{msg}");
+        assert_eq!(line, Some(1), "{msg}");
+        let (msg, _, _) = message(
+            pipeline("actions:\n  - shell: make\n    colour: blue\n").expect_err("refused"),
+        );
+        assert!(msg.contains("one kind"), "{msg}");
+    }
+
+    #[test]
+    fn action_kinds_must_be_built_in_or_advertised() {
+        assert!(pipeline("actions: [{docker-push: {image: x}}]").is_ok());
+        let (msg, _, _) =
+            message(pipeline("actions: [{shell: a}, {rocket: {}}]").expect_err("refused"));
+        assert!(
+            msg.contains("action 2: unknown action kind \"rocket\""),
+            "{msg}"
+        );
+        let (msg, _, _) =
+            message(pipeline("actions: [{git: {branch: main}}]").expect_err("refused"));
+        assert!(msg.contains("action 1") && msg.contains("branch"), "{msg}");
+    }
+
+    #[test]
+    fn names_must_follow_the_rule_and_match_the_path() {
+        assert!(parse_pipeline("actions: [{shell: a}]", "Build", |_| false).is_err());
+        let (msg, _, _) =
+            message(pipeline("name: other\nactions: [{shell: a}]").expect_err("refused"));
+        assert!(msg.contains("\"other\""), "{msg}");
+        let ok = pipeline("name: build\nactions: [{shell: a}]").expect("ok");
+        assert_eq!(ok.name.as_deref(), Some("build"));
+        let (msg, _, _) =
+            message(pipeline("actions: [{shell: a}]\nneeds: [build]").expect_err("refused"));
+        assert!(msg.contains("cycle build → build"), "{msg}");
+        assert!(pipeline("actions: []").is_err());
+        assert!(pipeline("actions: [{shell: a}]\nparameters: [git-url]").is_err());
+    }
+
+    #[test]
+    fn projects_are_checked() {
+        let p = parse_project(
+            "parameters: {git_url: x}\npipelines: [a, b]\nnotify: [dev@example.org]\nruns_on: [linux]",
+            "hello",
+        )
+        .expect("valid");
+        assert_eq!(p.name.as_deref(), Some("hello"));
+        for bad in [
+            "pipelines: []",
+            "pipelines: [a, a]",
+            "pipelines: [A]",
+            "pipelines: [a]\nnotify: [nobody]",
+            "pipelines: [a]\nconcurrency: 0",
+            "pipelines: [a]\nparameters: {'1x': y}",
+            "pipelines: [a]\nruns_on: ['a b']",
+            "pipelines: a",
+            "",
+        ] {
+            assert!(parse_project(bad, "hello").is_err(), "{bad}");
+        }
+    }
+
+    fn pipelines(needs: &[(&str, &[&str])]) -> BTreeMap<String, PipelineSpec> {
+        needs
+            .iter()
+            .map(|(name, needs)| {
+                (
+                    name.to_string(),
+                    PipelineSpec {
+                        name: Some(name.to_string()),
+                        parameters: vec![],
+                        needs: needs.iter().map(|n| n.to_string()).collect(),
+                        actions: vec![ick_api::actions::Action::shell("true")],
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn project(names: &[&str]) -> ProjectSpec {
+        parse_project(&format!("pipelines: [{}]", names.join(", ")), "p").expect("project")
+    }
+
+    #[test]
+    fn a_needs_cycle_is_named() {
+        let all = pipelines(&[("a", &["c"]), ("b", &["a"]), ("c", &["b"]), ("d", &[])]);
+        let err = check_project_graph(&project(&["d", "a", "b", "c"]), &all).expect_err("refused");
+        assert_eq!(err, "needs: cycle a → c → b → a");
+    }
+
+    #[test]
+    fn unknown_and_outside_pipelines_are_refused() {
+        let all = pipelines(&[("a", &[]), ("b", &["a"])]);
+        let err = check_project_graph(&project(&["a", "x", "y"]), &all).expect_err("refused");
+        assert!(err.contains("unknown pipelines \"x\", \"y\""), "{err}");
+        let err = check_project_graph(&project(&["b"]), &all).expect_err("refused");
+        assert!(err.contains("\"b\" needs \"a\""), "{err}");
+        assert!(check_project_graph(&project(&["b", "a"]), &all).is_ok());
+    }
+}

@@ -1,0 +1,115 @@
+//! The controller's one error type, answered as problem+json in one place.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ick_api::Problem;
+use ick_api::work::{PROBLEM_MISSING_CHUNKS, PROBLEM_STALE_ATTEMPT};
+
+/// What can go wrong in the controller.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// There is no such thing; the text names it.
+    #[error("{0}")]
+    NotFound(String),
+    /// A definition does not parse or is not valid; YAML errors say where.
+    #[error("{message}")]
+    InvalidDefinition {
+        message: String,
+        line: Option<usize>,
+        column: Option<usize>,
+    },
+    /// The request is wrong; the text says how.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The request conflicts with the current state; the text says how.
+    #[error("{0}")]
+    Conflict(String),
+    /// A work call from an attempt that is no longer current.
+    #[error(
+        "attempt {attempt} of node {node} is not current (the node is at attempt {current}, {status})"
+    )]
+    StaleAttempt {
+        node: String,
+        attempt: i64,
+        current: i64,
+        status: String,
+    },
+    /// `done` before all the attempt's chunks arrived.
+    #[error(
+        "the controller holds {held} of the {expected} chunks of this attempt: resend the others, then done again"
+    )]
+    MissingChunks { held: i64, expected: i64 },
+    /// The database failed.
+    #[error("storage failed: {0}")]
+    Storage(#[from] sqlx::Error),
+    /// Anything else that is our fault.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ControllerError {
+    /// An internal error from anything displayable.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        ControllerError::Internal(e.to_string())
+    }
+
+    /// Whether the database asks for the transaction to be run again
+    /// (Postgres deadlock or serialization failure).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ControllerError::Storage(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40001" | "40P01"))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl IntoResponse for ControllerError {
+    fn into_response(self) -> Response {
+        let text = self.to_string();
+        let problem = match self {
+            ControllerError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, text),
+            ControllerError::InvalidDefinition { line, column, .. } => {
+                let mut p =
+                    Problem::new(StatusCode::BAD_REQUEST, text).with_title("Invalid definition");
+                if let Some(line) = line {
+                    p = p.with("line", line);
+                }
+                if let Some(column) = column {
+                    p = p.with("column", column);
+                }
+                p
+            }
+            ControllerError::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, text),
+            ControllerError::Conflict(_) => Problem::new(StatusCode::CONFLICT, text),
+            ControllerError::StaleAttempt { current, .. } => {
+                let mut p = Problem::new(StatusCode::CONFLICT, text)
+                    .with_title("Stale attempt")
+                    .with("current_attempt", current);
+                p.kind = PROBLEM_STALE_ATTEMPT.to_string();
+                p
+            }
+            ControllerError::MissingChunks { held, expected } => {
+                let mut p = Problem::new(StatusCode::CONFLICT, text)
+                    .with_title("Missing output chunks")
+                    .with("held", held)
+                    .with("expected", expected);
+                p.kind = PROBLEM_MISSING_CHUNKS.to_string();
+                p
+            }
+            ControllerError::Storage(_) | ControllerError::Internal(_) => {
+                // The details are ours to read in the log, not the caller's.
+                tracing::error!(error = %text, "internal error");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the controller failed; see its log",
+                )
+            }
+        };
+        problem.into_response()
+    }
+}
+
+/// The controller's result type.
+pub type Result<T, E = ControllerError> = std::result::Result<T, E>;

@@ -1,0 +1,198 @@
+//! Build logs: the whole log at once, and a Server-Sent Events stream that
+//! replays what exists and follows the build until it ends.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::response::sse::Event;
+use futures::Stream;
+use ick_api::controller::{LogChunk, LogEvent, NodeEvent, NodeStatus};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::AppState;
+use crate::error::Result;
+use crate::hub::ALL_BUILDS;
+use crate::store::builds as bdb;
+use crate::store::logs::{self as ldb, Progress};
+
+/// How often a follower looks even if nothing woke it.
+const REPOLL: Duration = Duration::from_secs(1);
+
+/// `GET /builds/{id}/log`: every chunk (or one node's), in order.
+pub async fn read(state: &AppState, build_id: &str, node: Option<&str>) -> Result<Vec<LogChunk>> {
+    let mut conn = state.store.conn().await?;
+    ldb::build_log(&mut conn, build_id, node).await
+}
+
+/// The log as text: each node's output under a header line.
+pub fn as_text(chunks: &[LogChunk]) -> String {
+    let mut text = String::new();
+    let mut current: Option<(&str, i64)> = None;
+    for c in chunks {
+        if current != Some((c.node.as_str(), c.attempt)) {
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str(&format!(
+                "==> {} action {} (attempt {})\n",
+                c.pipeline,
+                c.index + 1,
+                c.attempt
+            ));
+            current = Some((c.node.as_str(), c.attempt));
+        }
+        text.push_str(&c.data);
+    }
+    text
+}
+
+fn event(e: LogEvent) -> Event {
+    Event::default().event(e.name()).data(e.data())
+}
+
+/// What a follower has sent of one node.
+#[derive(Default)]
+struct Sent {
+    /// Status and attempt last reported.
+    reported: Option<(NodeStatus, i64)>,
+    /// The next chunk number to send, per attempt.
+    next: HashMap<i64, i64>,
+}
+
+fn node_event(p: &Progress) -> LogEvent {
+    LogEvent::Node(NodeEvent {
+        node: p.id.clone(),
+        pipeline: p.pipeline.clone(),
+        index: p.index,
+        status: p.status,
+        attempt: p.attempt,
+        worker: p.worker.clone(),
+        exit_code: p.exit_code,
+        message: p.message.clone(),
+    })
+}
+
+/// Sends the chunks in `chunks` that continue what was sent, in order;
+/// a gap (a chunk still in flight) waits for the next look.
+fn continue_chunks(sent: &mut Sent, chunks: Vec<LogChunk>, out: &mut Vec<Event>) {
+    for c in chunks {
+        let next = sent.next.entry(c.attempt).or_insert(0);
+        if c.seq == *next {
+            *next += 1;
+            out.push(event(LogEvent::Chunk(c)));
+        }
+    }
+}
+
+/// `GET /builds/{id}/log/stream`: the events of a build (or one node);
+/// the build must exist.
+pub fn follow(
+    state: AppState,
+    build_id: String,
+    node: Option<String>,
+) -> impl Stream<Item = std::result::Result<Event, Infallible>> {
+    async_stream::stream! {
+        let mut wake = state.hub.build_receiver();
+        let mut sent: HashMap<String, Sent> = HashMap::new();
+        let mut first = true;
+        loop {
+            let mut out = Vec::new();
+            let ended = match look(&state, &build_id, node.as_deref(), &mut sent, first, &mut out).await {
+                Ok(ended) => ended,
+                Err(e) => {
+                    tracing::warn!(build_id = %build_id, error = %e, "log stream failed");
+                    break;
+                }
+            };
+            first = false;
+            for e in out {
+                yield Ok(e);
+            }
+            if let Some(end) = ended {
+                yield Ok(event(end));
+                break;
+            }
+            // Wait for news of this build, or look again after a while.
+            let deadline = tokio::time::sleep(REPOLL);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    _ = state.cancel.cancelled() => return,
+                    _ = &mut deadline => break,
+                    got = wake.recv() => match got {
+                        Ok(id) if *id == *build_id || &*id == ALL_BUILDS => break,
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(_)) => break,
+                        Err(RecvError::Closed) => return,
+                    },
+                }
+            }
+            // Take the rest of a burst with this look.
+            while wake.try_recv().is_ok() {}
+        }
+    }
+}
+
+/// One look at the build: new node states and chunks into `out`; the end
+/// event once the build has ended and everything was sent.
+async fn look(
+    state: &AppState,
+    build_id: &str,
+    node: Option<&str>,
+    sent: &mut HashMap<String, Sent>,
+    first: bool,
+    out: &mut Vec<Event>,
+) -> Result<Option<LogEvent>> {
+    let mut conn = state.store.conn().await?;
+    // The build first: if it has ended, everything read after is final.
+    let build = bdb::get_build(&mut conn, build_id).await?;
+    let progress = ldb::progress(&mut conn, build_id, node).await?;
+    if first {
+        // Replay: every attempt's output, node by node.
+        let mut all: HashMap<String, Vec<LogChunk>> = HashMap::new();
+        for c in ldb::build_log(&mut conn, build_id, node).await? {
+            all.entry(c.node.clone()).or_default().push(c);
+        }
+        for p in &progress {
+            let s = sent.entry(p.id.clone()).or_default();
+            let chunks = all.remove(&p.id).unwrap_or_default();
+            if p.status.is_finished() {
+                continue_chunks(s, chunks, out);
+                out.push(event(node_event(p)));
+            } else {
+                out.push(event(node_event(p)));
+                continue_chunks(s, chunks, out);
+            }
+            s.reported = Some((p.status, p.attempt));
+        }
+    } else {
+        for p in &progress {
+            let s = sent.entry(p.id.clone()).or_default();
+            let changed = s.reported != Some((p.status, p.attempt));
+            if changed && !p.status.is_finished() {
+                out.push(event(node_event(p)));
+            }
+            let next = s.next.get(&p.attempt).copied().unwrap_or(0);
+            if p.chunks > next && p.attempt > 0 {
+                let chunks = ldb::node_log_from(&mut conn, &p.id, p.attempt, next).await?;
+                continue_chunks(s, chunks, out);
+            }
+            if changed && p.status.is_finished() {
+                out.push(event(node_event(p)));
+            }
+            s.reported = Some((p.status, p.attempt));
+        }
+    }
+    let Some(build) = build else {
+        return Ok(None);
+    };
+    let all_sent = progress.iter().all(|p| {
+        sent.get(&p.id)
+            .is_some_and(|s| s.next.get(&p.attempt).copied().unwrap_or(0) >= p.chunks)
+    });
+    if build.status.is_finished() && all_sent {
+        return Ok(Some(LogEvent::End(build.summary())));
+    }
+    Ok(None)
+}

@@ -1,0 +1,573 @@
+//! The work queue: claims (long-polled, atomic), leases and their expiry,
+//! output, and the end of an action.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ick_api::actions::Action;
+use ick_api::controller::NodeStatus;
+use ick_api::work::{
+    BuildRef, ClaimRequest, Done, Heartbeat, HeartbeatReply, MAX_WAIT_SECONDS, Outcome,
+    OutputBatch, WorkAssignment, WorkerInfo,
+};
+
+use crate::AppState;
+use crate::builds::{Effects, finish_if_done};
+use crate::error::{ControllerError, Result};
+use crate::store::builds::{self as bdb, NodeRow};
+use crate::store::work::{self as wdb, Candidate, Ending, WorkerRow};
+use crate::store::{Store, from_json, now_ms, retrying, time};
+
+/// How often a waiting claim looks again even if nothing woke it.
+const REPOLL: Duration = Duration::from_secs(5);
+
+/// Remembers when each worker was last written down, so that a busy worker
+/// does not cost a database write per claim.
+#[derive(Default)]
+pub struct WorkerRegistry {
+    written: Mutex<HashMap<String, (Instant, String)>>,
+}
+
+impl WorkerRegistry {
+    fn due(&self, name: &str, fingerprint: &str, every: Duration) -> bool {
+        let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        match written.get(name) {
+            Some((at, fp)) => fp != fingerprint || at.elapsed() >= every,
+            None => true,
+        }
+    }
+
+    fn wrote(&self, name: &str, fingerprint: String) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written.insert(name.to_string(), (Instant::now(), fingerprint));
+    }
+}
+
+fn refresh_interval(state: &AppState) -> Duration {
+    (state.config.work.worker_timeout / 4)
+        .clamp(Duration::from_millis(100), Duration::from_secs(10))
+}
+
+/// Writes down what a worker says about itself (at most every so often).
+async fn register(state: &AppState, req: &ClaimRequest) -> Result<()> {
+    let fingerprint = format!("{:?}|{:?}|{}", req.labels, req.kinds, req.slots);
+    if !state
+        .workers
+        .due(&req.worker, &fingerprint, refresh_interval(state))
+    {
+        return Ok(());
+    }
+    let row = WorkerRow {
+        name: req.worker.clone(),
+        labels: req.labels.clone(),
+        kinds: req.kinds.clone(),
+        slots: i64::from(req.slots),
+        free_slots: i64::from(req.free_slots),
+        last_seen: now_ms(),
+    };
+    let mut tx = state.store.write().await?;
+    wdb::upsert_worker(&mut tx, &row).await?;
+    tx.commit().await?;
+    state.workers.wrote(&req.worker, fingerprint);
+    Ok(())
+}
+
+/// Notes that a worker is alive (heartbeats).
+async fn touch(state: &AppState, worker: &str) -> Result<()> {
+    let fingerprint = {
+        let written = state
+            .workers
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match written.get(worker) {
+            Some((at, fp)) if at.elapsed() < refresh_interval(state) => return Ok(()),
+            Some((_, fp)) => fp.clone(),
+            None => String::new(),
+        }
+    };
+    let mut tx = state.store.write().await?;
+    wdb::touch_worker(&mut tx, worker, now_ms()).await?;
+    tx.commit().await?;
+    if !fingerprint.is_empty() {
+        state.workers.wrote(worker, fingerprint);
+    }
+    Ok(())
+}
+
+fn check_claim(req: &ClaimRequest) -> Result<()> {
+    let name_ok = !req.worker.is_empty()
+        && req.worker.len() <= 100
+        && req
+            .worker
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !name_ok {
+        return Err(ControllerError::BadRequest(format!(
+            "worker name {:?} is not valid: use letters, digits, '.', '_' and '-' (at most 100)",
+            req.worker
+        )));
+    }
+    if let Some(bad) = req
+        .labels
+        .iter()
+        .find(|l| l.is_empty() || l.chars().any(char::is_whitespace))
+    {
+        return Err(ControllerError::BadRequest(format!(
+            "label {bad:?} is empty or has spaces"
+        )));
+    }
+    if req.free_slots > req.slots {
+        return Err(ControllerError::BadRequest(format!(
+            "free_slots ({}) is more than slots ({})",
+            req.free_slots, req.slots
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /work/claim`: the first ready node this worker may run, waiting
+/// up to `wait` seconds for one; `None` when the wait ends.
+pub async fn claim(state: &AppState, req: ClaimRequest) -> Result<Option<WorkAssignment>> {
+    check_claim(&req)?;
+    register(state, &req).await?;
+    if req.free_slots == 0 {
+        return Ok(None);
+    }
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(req.wait.min(MAX_WAIT_SECONDS));
+    let mut wake = state.hub.work_receiver();
+    loop {
+        wake.borrow_and_update();
+        if let Some(assignment) = try_claim(state, &req).await? {
+            return Ok(Some(assignment));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        tokio::select! {
+            changed = wake.changed() => if changed.is_err() { return Ok(None) },
+            _ = tokio::time::sleep_until(deadline.min(now + REPOLL)) => {}
+            _ = state.cancel.cancelled() => return Ok(None),
+        }
+        // A worker waiting here is connected.
+        register(state, &req).await?;
+    }
+}
+
+fn eligible(c: &Candidate, req: &ClaimRequest) -> bool {
+    req.kinds.contains(&c.kind) && c.labels.iter().all(|l| req.labels.contains(l))
+}
+
+/// The node to hand out: one pinned to this worker first (its pipeline's
+/// workspace is there), else the oldest ready one it may run.
+async fn pick(
+    store: &Store,
+    conn: &mut sqlx::AnyConnection,
+    req: &ClaimRequest,
+) -> Result<Option<String>> {
+    let pinned = wdb::pinned_candidates(store, conn, &req.worker).await?;
+    if let Some(c) = pinned.iter().find(|c| eligible(c, req)) {
+        return Ok(Some(c.id.clone()));
+    }
+    const PAGE: i64 = 32;
+    let mut after = (i64::MIN, String::new());
+    loop {
+        let page = wdb::free_candidates(store, conn, (after.0, &after.1), PAGE).await?;
+        if let Some(c) = page.iter().find(|c| eligible(c, req)) {
+            return Ok(Some(c.id.clone()));
+        }
+        match page.last() {
+            Some(last) if page.len() as i64 == PAGE => after = (last.ready_at, last.id.clone()),
+            _ => return Ok(None),
+        }
+    }
+}
+
+async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAssignment>> {
+    let lease = state.config.work.lease;
+    let claimed = retrying(|| async {
+        let store = &state.store;
+        let mut tx = store.write().await?;
+        let Some(id) = pick(store, &mut tx, req).await? else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        let started = wdb::start_node(
+            &mut tx,
+            &id,
+            &req.worker,
+            now,
+            now + lease.as_millis() as i64,
+        )
+        .await?
+        .ok_or_else(|| ControllerError::Internal(format!("node {id} was not queued")))?;
+        let info = wdb::build_info(&mut tx, &started.build_id)
+            .await?
+            .ok_or_else(|| ControllerError::Internal(format!("node {id} has no build")))?;
+        wdb::mark_build_running(&mut tx, &started.build_id, now).await?;
+        tx.commit().await?;
+        let action: Action = from_json(&started.action)?;
+        Ok(Some(WorkAssignment {
+            node_id: id,
+            attempt: started.attempt,
+            lease_seconds: lease.as_secs(),
+            build: BuildRef {
+                id: started.build_id,
+                number: info.number,
+                project: info.project,
+            },
+            pipeline: started.pipeline,
+            index: started.index as u32,
+            pipeline_len: started.pipeline_len as u32,
+            action,
+            parameters: info.parameters,
+        }))
+    })
+    .await?;
+    if let Some(a) = &claimed {
+        tracing::info!(build_id = %a.build.id, node = %a.node_id, attempt = a.attempt, worker = %req.worker, "action handed out");
+        state.hub.build_changed(&a.build.id);
+    }
+    Ok(claimed)
+}
+
+async fn refuse(state: &AppState, node_id: &str, attempt: i64) -> ControllerError {
+    let found = async {
+        let mut conn = state.store.conn().await?;
+        bdb::get_node(&mut conn, node_id).await
+    }
+    .await;
+    match found {
+        Ok(Some(node)) => stale(node_id, attempt, node.attempt, node.status.as_str()),
+        Ok(None) => ControllerError::NotFound(format!("no node {node_id:?}")),
+        Err(e) => e,
+    }
+}
+
+fn stale(node: &str, attempt: i64, current: i64, status: &str) -> ControllerError {
+    ControllerError::StaleAttempt {
+        node: node.to_string(),
+        attempt,
+        current,
+        status: status.to_string(),
+    }
+}
+
+/// `POST /work/{id}/heartbeat`.
+pub async fn heartbeat(state: &AppState, node_id: &str, hb: Heartbeat) -> Result<HeartbeatReply> {
+    let lease = state.config.work.lease;
+    let renewed = {
+        let mut tx = state.store.write().await?;
+        let renewed = wdb::renew_lease(
+            &mut tx,
+            node_id,
+            hb.attempt,
+            now_ms() + lease.as_millis() as i64,
+        )
+        .await?;
+        tx.commit().await?;
+        renewed
+    };
+    match renewed {
+        Some(r) => {
+            if let Some(worker) = &r.worker {
+                touch(state, worker).await?;
+            }
+            Ok(HeartbeatReply {
+                cancel: r.cancel,
+                lease_seconds: lease.as_secs(),
+            })
+        }
+        None => Err(refuse(state, node_id, hb.attempt).await),
+    }
+}
+
+/// `POST /work/{id}/output`.
+pub async fn output(state: &AppState, node_id: &str, batch: OutputBatch) -> Result<()> {
+    if let Some(bad) = batch.chunks.iter().find(|c| c.seq < 0) {
+        return Err(ControllerError::BadRequest(format!(
+            "chunk seq {} is negative",
+            bad.seq
+        )));
+    }
+    let lease = state.config.work.lease;
+    let (build_id, added) = retrying(|| async {
+        let store = &state.store;
+        let mut tx = store.write().await?;
+        let node = wdb::lock_node_state(store, &mut tx, node_id)
+            .await?
+            .ok_or_else(|| ControllerError::NotFound(format!("no node {node_id:?}")))?;
+        if node.attempt != batch.attempt {
+            return Err(stale(node_id, batch.attempt, node.attempt, &node.status));
+        }
+        if node.status != "running" {
+            // Resent after done was accepted: fine if it is all held already.
+            if batch.chunks.iter().all(|c| c.seq < node.chunks) {
+                return Ok((node.build_id, 0));
+            }
+            return Err(stale(node_id, batch.attempt, node.attempt, &node.status));
+        }
+        let now = now_ms();
+        let added = wdb::insert_chunks(
+            &mut tx,
+            &node.build_id,
+            node_id,
+            batch.attempt,
+            &batch.chunks,
+            now,
+        )
+        .await?;
+        wdb::add_chunks(&mut tx, node_id, added, now + lease.as_millis() as i64).await?;
+        tx.commit().await?;
+        Ok((node.build_id, added))
+    })
+    .await?;
+    if added > 0 {
+        state.hub.build_changed(&build_id);
+    }
+    Ok(())
+}
+
+/// `POST /work/{id}/done`.
+pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
+    if done.outcome == Outcome::Exited && done.exit_code.is_none() {
+        return Err(ControllerError::BadRequest(
+            "outcome exited needs an exit_code".into(),
+        ));
+    }
+    if done.chunks < 0 {
+        return Err(ControllerError::BadRequest("chunks is negative".into()));
+    }
+    let build_id = {
+        let mut conn = state.store.conn().await?;
+        bdb::node_build(&mut conn, node_id)
+            .await?
+            .ok_or_else(|| ControllerError::NotFound(format!("no node {node_id:?}")))?
+    };
+    let effects = retrying(|| async {
+        let store = &state.store;
+        let mut tx = store.write().await?;
+        let build = bdb::lock_build(store, &mut tx, &build_id)
+            .await?
+            .ok_or_else(|| ControllerError::Internal(format!("node {node_id} has no build")))?;
+        let node = bdb::lock_node(store, &mut tx, node_id)
+            .await?
+            .ok_or_else(|| ControllerError::NotFound(format!("no node {node_id:?}")))?;
+        if node.attempt != done.attempt {
+            return Err(stale(node_id, done.attempt, node.attempt, node.status.as_str()));
+        }
+        if node.status.is_finished() {
+            // The same attempt's done, again.
+            return Ok(Effects::default());
+        }
+        if node.status != NodeStatus::Running {
+            return Err(stale(node_id, done.attempt, node.attempt, node.status.as_str()));
+        }
+        if node.chunks < done.chunks {
+            return Err(ControllerError::MissingChunks {
+                held: node.chunks,
+                expected: done.chunks,
+            });
+        }
+        let now = now_ms();
+        let status = if done.succeeded() {
+            NodeStatus::Succeeded
+        } else if done.outcome == Outcome::Cancelled {
+            NodeStatus::Cancelled
+        } else {
+            NodeStatus::Failed
+        };
+        let message = done.message.clone().or_else(|| match (done.outcome, done.exit_code) {
+            (Outcome::Exited, Some(0)) => None,
+            (Outcome::Exited, Some(code)) => Some(format!("exited with code {code}")),
+            (Outcome::TimedOut, _) => Some("timed out".to_string()),
+            (Outcome::Cancelled, _) => Some("cancelled".to_string()),
+            _ => Some("could not run".to_string()),
+        });
+        wdb::end_node(
+            &mut tx,
+            node_id,
+            &Ending {
+                status: status.as_str(),
+                outcome: Some(done.outcome),
+                exit_code: done.exit_code,
+                message: message.as_deref(),
+                outputs: &done.outputs,
+            },
+            now,
+        )
+        .await?;
+        let mut effects = Effects {
+            builds: vec![build.id.clone()],
+            ..Effects::default()
+        };
+        if status == NodeStatus::Succeeded {
+            let ready = wdb::release_dependents(&mut tx, node_id, &node.pipeline, node.worker.as_deref(), now).await?;
+            effects.work = ready > 0;
+        } else {
+            let why = format!("{} action {} {}", node.pipeline, node.index + 1, status);
+            wdb::skip_dependents(&mut tx, node_id, &format!("skipped: {why}"), now).await?;
+        }
+        finish_if_done(store, &mut tx, &build, now, &mut effects).await?;
+        tx.commit().await?;
+        tracing::info!(build_id = %build.id, node = %node_id, attempt = done.attempt, %status, "action ended");
+        Ok(effects)
+    })
+    .await?;
+    effects.publish(state);
+    Ok(())
+}
+
+/// `GET /workers`.
+pub async fn workers(state: &AppState) -> Result<Vec<WorkerInfo>> {
+    let mut conn = state.store.conn().await?;
+    let rows = wdb::workers(&mut conn, None).await?;
+    let running = wdb::running_nodes(&mut conn).await?;
+    Ok(rows
+        .into_iter()
+        .map(|w| WorkerInfo {
+            running: running
+                .iter()
+                .filter(|(name, _)| *name == w.name)
+                .map(|(_, id)| id.clone())
+                .collect(),
+            name: w.name,
+            labels: w.labels,
+            slots: w.slots as u32,
+            kinds: w.kinds,
+            last_seen: time(w.last_seen).to_rfc3339(),
+        })
+        .collect())
+}
+
+/// Finds expired leases and nodes stranded on a gone worker, until
+/// stopped. Several controllers may run it; each change is a transaction
+/// that checks again under lock.
+pub async fn reaper(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.work.reap_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = state.cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = reap(&state).await {
+            tracing::warn!(error = %e, "looking for lost workers failed");
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Loss {
+    /// The running node's lease expired.
+    LeaseExpired,
+    /// The node waits for the worker holding its workspace, which is gone.
+    WorkerGone,
+}
+
+async fn reap(state: &AppState) -> Result<()> {
+    let now = now_ms();
+    let cutoff = now - state.config.work.worker_timeout.as_millis() as i64;
+    let (expired, stranded) = {
+        let mut conn = state.store.conn().await?;
+        (
+            wdb::expired_leases(&mut conn, now).await?,
+            wdb::stranded_nodes(&mut conn, cutoff).await?,
+        )
+    };
+    for o in expired {
+        requeue(state, &o.build_id, &o.id, Loss::LeaseExpired).await?;
+    }
+    for o in stranded {
+        requeue(state, &o.build_id, &o.id, Loss::WorkerGone).await?;
+    }
+    Ok(())
+}
+
+/// A worker was lost: its pipeline goes back to its first action, or,
+/// after `max_attempts` losses, the node fails with "worker lost".
+async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) -> Result<()> {
+    let max_attempts = i64::from(state.config.work.max_attempts);
+    let worker_timeout = state.config.work.worker_timeout.as_millis() as i64;
+    let effects = retrying(|| async {
+        let store = &state.store;
+        let mut tx = store.write().await?;
+        let Some(build) = bdb::lock_build(store, &mut tx, build_id).await? else {
+            return Ok(Effects::default());
+        };
+        let Some(node) = bdb::lock_node(store, &mut tx, node_id).await? else {
+            return Ok(Effects::default());
+        };
+        let now = now_ms();
+        let still = match loss {
+            Loss::LeaseExpired => node.status == NodeStatus::Running && node.lease_until.is_some_and(|l| l < now),
+            Loss::WorkerGone => stranded(&mut tx, &node, now - worker_timeout).await?,
+        };
+        if !still {
+            return Ok(Effects::default());
+        }
+        let worker = node.worker.clone().or(node.affinity.clone()).unwrap_or_default();
+        let losses = wdb::pipeline_losses(&mut tx, build_id, &node.pipeline).await? + 1;
+        wdb::count_loss(&mut tx, node_id).await?;
+        let mut effects = Effects {
+            builds: vec![build.id.clone()],
+            ..Effects::default()
+        };
+        let what = match loss {
+            Loss::LeaseExpired => format!("worker {worker} stopped renewing the lease of attempt {}", node.attempt),
+            Loss::WorkerGone => format!("worker {worker}, which held the pipeline's workspace, is gone"),
+        };
+        let no_outputs = Default::default();
+        if build.cancel_requested || losses >= max_attempts {
+            let (status, message) = if build.cancel_requested {
+                (NodeStatus::Cancelled, format!("the build was cancelled; {what}"))
+            } else {
+                (NodeStatus::Failed, format!("worker lost: {what} (the pipeline was tried {losses} times)"))
+            };
+            wdb::end_node(
+                &mut tx,
+                node_id,
+                &Ending {
+                    status: status.as_str(),
+                    outcome: None,
+                    exit_code: None,
+                    message: Some(&message),
+                    outputs: &no_outputs,
+                },
+                now,
+            )
+            .await?;
+            if status == NodeStatus::Failed {
+                let why = format!("skipped: {} action {} failed (worker lost)", node.pipeline, node.index + 1);
+                wdb::skip_dependents(&mut tx, node_id, &why, now).await?;
+            }
+            finish_if_done(store, &mut tx, &build, now, &mut effects).await?;
+            tracing::warn!(build_id = %build.id, node = %node_id, %worker, %status, "worker lost");
+        } else {
+            bdb::reset_pipeline(&mut tx, build_id, &node.pipeline, true).await?;
+            bdb::recount_waiting(&mut tx, build_id, false, now).await?;
+            effects.work = true;
+            tracing::warn!(build_id = %build.id, node = %node_id, %worker, pipeline = %node.pipeline, losses, "worker lost; pipeline requeued");
+        }
+        tx.commit().await?;
+        Ok(effects)
+    })
+    .await?;
+    effects.publish(state);
+    Ok(())
+}
+
+/// Whether a queued node waits for a worker not seen since `cutoff`.
+async fn stranded(conn: &mut sqlx::AnyConnection, node: &NodeRow, cutoff: i64) -> Result<bool> {
+    let Some(pinned) = &node.affinity else {
+        return Ok(false);
+    };
+    if node.status != NodeStatus::Queued || node.waiting > 0 || node.held {
+        return Ok(false);
+    }
+    let alive = wdb::workers(conn, Some(cutoff)).await?;
+    Ok(!alive.iter().any(|w| &w.name == pinned))
+}

@@ -1,0 +1,80 @@
+//! `/builds` and `POST /projects/{name}/builds`: scopes `builds:read`,
+//! `builds:trigger` and `builds:cancel`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use ick_api::auth::Authorized;
+use ick_api::auth::scopes::{BuildsCancel, BuildsRead, BuildsTrigger};
+use ick_api::controller::{BuildList, BuildQuery, BuildSummary, BuildView, TriggerRequest};
+
+use crate::AppState;
+use crate::builds;
+use crate::error::{ControllerError, Result};
+
+pub(super) async fn trigger(
+    auth: Authorized<BuildsTrigger>,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let request: TriggerRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TriggerRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ControllerError::BadRequest(format!("the trigger request is not valid JSON: {e}"))
+        })?
+    };
+    let build = builds::trigger(&state, &name, request, &auth.caller.subject).await?;
+    let location = format!("/builds/{}", build.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(build),
+    )
+        .into_response())
+}
+
+pub(super) async fn list(
+    _: Authorized<BuildsRead>,
+    State(state): State<AppState>,
+    Query(query): Query<BuildQuery>,
+) -> Result<Json<BuildList>> {
+    Ok(Json(builds::list(&state, &query).await?))
+}
+
+pub(super) async fn show(
+    _: Authorized<BuildsRead>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<BuildView>> {
+    let build = builds::get(&state, &id).await?;
+    Ok(Json(builds::view(&state, build).await?))
+}
+
+pub(super) async fn show_by_number(
+    _: Authorized<BuildsRead>,
+    State(state): State<AppState>,
+    Path((name, number)): Path<(String, i64)>,
+) -> Result<Json<BuildView>> {
+    let build = builds::get_by_number(&state, &name, number).await?;
+    Ok(Json(builds::view(&state, build).await?))
+}
+
+pub(super) async fn cancel(
+    _: Authorized<BuildsCancel>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<BuildSummary>> {
+    Ok(Json(builds::cancel(&state, &id).await?))
+}
+
+pub(super) async fn retry(
+    _: Authorized<BuildsTrigger>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<BuildSummary>> {
+    Ok(Json(builds::retry(&state, &id).await?))
+}

@@ -1,0 +1,60 @@
+//! The controller's HTTP routes; every one needs a token with the scope
+//! its handler names.
+
+mod builds;
+mod logs;
+mod pipelines;
+mod projects;
+mod work;
+mod workers;
+
+use axum::Router;
+use axum::http::{HeaderMap, header};
+use axum::routing::{get, post};
+
+use crate::AppState;
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/projects", get(projects::list))
+        .route(
+            "/projects/{name}",
+            get(projects::show)
+                .put(projects::apply)
+                .delete(projects::delete),
+        )
+        .route("/projects/{name}/revisions", get(projects::revisions))
+        .route("/projects/{name}/builds", post(builds::trigger))
+        .route(
+            "/projects/{name}/builds/{number}",
+            get(builds::show_by_number),
+        )
+        .route("/pipelines", get(pipelines::list))
+        .route(
+            "/pipelines/{name}",
+            get(pipelines::show)
+                .put(pipelines::apply)
+                .delete(pipelines::delete),
+        )
+        .route("/pipelines/{name}/revisions", get(pipelines::revisions))
+        .route("/builds", get(builds::list))
+        .route("/builds/{id}", get(builds::show))
+        .route("/builds/{id}/cancel", post(builds::cancel))
+        .route("/builds/{id}/retry", post(builds::retry))
+        .route("/builds/{id}/log", get(logs::read))
+        .route("/builds/{id}/log/stream", get(logs::follow))
+        .route("/workers", get(workers::list))
+        .route("/work/claim", post(work::claim))
+        .route("/work/{id}/heartbeat", post(work::heartbeat))
+        .route("/work/{id}/output", post(work::output))
+        .route("/work/{id}/done", post(work::done))
+        .with_state(state)
+}
+
+/// Whether the client asked for `media` (e.g. `application/yaml`).
+pub(crate) fn accepts(headers: &HeaderMap, media: &str) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|m| m.trim().starts_with(media)))
+}

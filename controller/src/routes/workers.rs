@@ -1,0 +1,18 @@
+//! `GET /workers`: scope `builds:read`.
+
+use axum::Json;
+use axum::extract::State;
+use ick_api::auth::Authorized;
+use ick_api::auth::scopes::BuildsRead;
+use ick_api::work::WorkerInfo;
+
+use crate::AppState;
+use crate::error::Result;
+use crate::queue;
+
+pub(super) async fn list(
+    _: Authorized<BuildsRead>,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<WorkerInfo>>> {
+    Ok(Json(queue::workers(&state).await?))
+}

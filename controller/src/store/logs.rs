@@ -1,0 +1,117 @@
+//! Reading stored output.
+
+use ick_api::controller::{LogChunk, NodeStatus};
+use ick_api::work::Stream;
+use sqlx::{AnyConnection, Row};
+
+use crate::error::{ControllerError, Result};
+
+fn stream(text: &str) -> Result<Stream> {
+    match text {
+        "stdout" => Ok(Stream::Stdout),
+        "stderr" => Ok(Stream::Stderr),
+        other => Err(ControllerError::Internal(format!(
+            "stored stream {other:?}"
+        ))),
+    }
+}
+
+fn decode(row: &sqlx::any::AnyRow) -> Result<LogChunk> {
+    Ok(LogChunk {
+        node: row.try_get("node_id")?,
+        pipeline: row.try_get("pipeline")?,
+        index: row.try_get::<i64, _>("idx")? as u32,
+        attempt: row.try_get("attempt")?,
+        seq: row.try_get("seq")?,
+        stream: stream(row.try_get("stream")?)?,
+        data: row.try_get("data")?,
+    })
+}
+
+/// A build's output (or one node's), nodes in graph order, each node's
+/// chunks by attempt and number.
+pub async fn build_log(
+    conn: &mut AnyConnection,
+    build_id: &str,
+    node: Option<&str>,
+) -> Result<Vec<LogChunk>> {
+    let rows = sqlx::query(
+        "SELECT c.node_id, n.pipeline, n.idx, c.attempt, c.seq, c.stream, c.data \
+         FROM chunks c JOIN nodes n ON n.id = c.node_id \
+         WHERE c.build_id = $1 AND ($2 = '' OR c.node_id = $2) \
+         ORDER BY n.position, c.attempt, c.seq",
+    )
+    .bind(build_id)
+    .bind(node.unwrap_or(""))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(decode).collect()
+}
+
+/// An attempt's chunks from number `from` on.
+pub async fn node_log_from(
+    conn: &mut AnyConnection,
+    node_id: &str,
+    attempt: i64,
+    from: i64,
+) -> Result<Vec<LogChunk>> {
+    let rows = sqlx::query(
+        "SELECT c.node_id, n.pipeline, n.idx, c.attempt, c.seq, c.stream, c.data \
+         FROM chunks c JOIN nodes n ON n.id = c.node_id \
+         WHERE c.node_id = $1 AND c.attempt = $2 AND c.seq >= $3 ORDER BY c.seq",
+    )
+    .bind(node_id)
+    .bind(attempt)
+    .bind(from)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(decode).collect()
+}
+
+/// What a log follower needs to know of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub id: String,
+    pub pipeline: String,
+    pub index: u32,
+    pub status: NodeStatus,
+    pub attempt: i64,
+    pub chunks: i64,
+    pub worker: Option<String>,
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+}
+
+/// The progress of a build's nodes (or one node), in graph order.
+pub async fn progress(
+    conn: &mut AnyConnection,
+    build_id: &str,
+    node: Option<&str>,
+) -> Result<Vec<Progress>> {
+    let rows = sqlx::query(
+        "SELECT id, pipeline, idx, status, attempt, chunks, worker, exit_code, message FROM nodes \
+         WHERE build_id = $1 AND ($2 = '' OR id = $2) ORDER BY position",
+    )
+    .bind(build_id)
+    .bind(node.unwrap_or(""))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Progress {
+                id: r.try_get("id")?,
+                pipeline: r.try_get("pipeline")?,
+                index: r.try_get::<i64, _>("idx")? as u32,
+                status: r
+                    .try_get::<&str, _>("status")?
+                    .parse()
+                    .map_err(ControllerError::Internal)?,
+                attempt: r.try_get("attempt")?,
+                chunks: r.try_get("chunks")?,
+                worker: r.try_get("worker")?,
+                exit_code: r.try_get::<Option<i64>, _>("exit_code")?.map(|c| c as i32),
+                message: r.try_get("message")?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,515 @@
+//! The work queue: claims, leases, output, endings, workers.
+
+use std::collections::BTreeMap;
+
+use ick_api::work::{Outcome, OutputChunk, Stream};
+use serde_json::Value;
+use sqlx::{AnyConnection, Row};
+
+use super::builds::outcome_str;
+use super::{Store, from_json, to_json};
+use crate::error::Result;
+
+/// A ready node, as the claim query sees it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub id: String,
+    pub kind: String,
+    pub labels: Vec<String>,
+    pub ready_at: i64,
+}
+
+/// Ready nodes pinned to `worker` (their pipeline's workspace is there),
+/// oldest first, locked (rows other claimers hold are skipped).
+pub async fn pinned_candidates(
+    store: &Store,
+    conn: &mut AnyConnection,
+    worker: &str,
+) -> Result<Vec<Candidate>> {
+    let sql = store.sql(
+        "SELECT id, kind, labels, ready_at FROM nodes \
+         WHERE status = 'queued' AND waiting = 0 AND held = 0 AND affinity = $1 \
+         ORDER BY ready_at, id LIMIT 8 FOR UPDATE SKIP LOCKED",
+        "SELECT id, kind, labels, ready_at FROM nodes \
+         WHERE status = 'queued' AND waiting = 0 AND held = 0 AND affinity = $1 \
+         ORDER BY ready_at, id LIMIT 8",
+    );
+    let rows = sqlx::query(sql).bind(worker).fetch_all(conn).await?;
+    rows.iter().map(decode_candidate).collect()
+}
+
+/// Ready nodes any worker may take, oldest first, after `(ready_at, id)`,
+/// locked (rows other claimers hold are skipped).
+pub async fn free_candidates(
+    store: &Store,
+    conn: &mut AnyConnection,
+    after: (i64, &str),
+    limit: i64,
+) -> Result<Vec<Candidate>> {
+    let sql = store.sql(
+        "SELECT id, kind, labels, ready_at FROM nodes \
+         WHERE status = 'queued' AND waiting = 0 AND held = 0 AND affinity IS NULL \
+         AND (ready_at > $1 OR (ready_at = $1 AND id > $2)) \
+         ORDER BY ready_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
+        "SELECT id, kind, labels, ready_at FROM nodes \
+         WHERE status = 'queued' AND waiting = 0 AND held = 0 AND affinity IS NULL \
+         AND (ready_at > $1 OR (ready_at = $1 AND id > $2)) \
+         ORDER BY ready_at, id LIMIT $3",
+    );
+    let rows = sqlx::query(sql)
+        .bind(after.0)
+        .bind(after.1)
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(decode_candidate).collect()
+}
+
+fn decode_candidate(row: &sqlx::any::AnyRow) -> Result<Candidate> {
+    Ok(Candidate {
+        id: row.try_get("id")?,
+        kind: row.try_get("kind")?,
+        labels: from_json(row.try_get("labels")?)?,
+        ready_at: row.try_get::<Option<i64>, _>("ready_at")?.unwrap_or(0),
+    })
+}
+
+/// What a claimed node needs for its assignment.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub build_id: String,
+    pub attempt: i64,
+    pub pipeline: String,
+    pub index: i64,
+    pub pipeline_len: i64,
+    pub action: String,
+}
+
+/// Hands a queued node to `worker`: the next attempt, with a lease.
+pub async fn start_node(
+    conn: &mut AnyConnection,
+    id: &str,
+    worker: &str,
+    now: i64,
+    lease_until: i64,
+) -> Result<Option<Started>> {
+    let row = sqlx::query(
+        "UPDATE nodes SET status = 'running', worker = $1, attempt = attempt + 1, lease_until = $2, \
+         started_at = $3, ended_at = NULL, chunks = 0, cancel_requested = 0, outcome = NULL, \
+         exit_code = NULL, message = NULL, outputs = NULL \
+         WHERE id = $4 AND status = 'queued' \
+         RETURNING build_id, attempt, pipeline, idx, pipeline_len, action",
+    )
+    .bind(worker)
+    .bind(lease_until)
+    .bind(now)
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(Started {
+            build_id: r.try_get("build_id")?,
+            attempt: r.try_get("attempt")?,
+            pipeline: r.try_get("pipeline")?,
+            index: r.try_get("idx")?,
+            pipeline_len: r.try_get("pipeline_len")?,
+            action: r.try_get("action")?,
+        })
+    })
+    .transpose()
+}
+
+/// The parts of a build an assignment carries (they never change).
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    pub project: String,
+    pub number: i64,
+    pub parameters: BTreeMap<String, Value>,
+}
+
+pub async fn build_info(conn: &mut AnyConnection, build_id: &str) -> Result<Option<BuildInfo>> {
+    let row = sqlx::query("SELECT project, number, parameters FROM builds WHERE id = $1")
+        .bind(build_id)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        Ok(BuildInfo {
+            project: r.try_get("project")?,
+            number: r.try_get("number")?,
+            parameters: from_json(r.try_get("parameters")?)?,
+        })
+    })
+    .transpose()
+}
+
+/// The first hand-out of a build makes it running. (A no-op, taking no
+/// lock, once it is.)
+pub async fn mark_build_running(
+    conn: &mut AnyConnection,
+    build_id: &str,
+    now: i64,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE builds SET status = 'running', started_at = $1 WHERE id = $2 AND status = 'queued'",
+    )
+    .bind(now)
+    .bind(build_id)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// What a renewed lease answers.
+pub struct Renewed {
+    pub cancel: bool,
+    pub worker: Option<String>,
+}
+
+/// Renews the lease of a running node's current attempt; `None` if the
+/// attempt is not current or the node not running.
+pub async fn renew_lease(
+    conn: &mut AnyConnection,
+    id: &str,
+    attempt: i64,
+    until: i64,
+) -> Result<Option<Renewed>> {
+    let row = sqlx::query(
+        "UPDATE nodes SET lease_until = $1 WHERE id = $2 AND attempt = $3 AND status = 'running' \
+         RETURNING cancel_requested, worker, build_id",
+    )
+    .bind(until)
+    .bind(id)
+    .bind(attempt)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let node_cancel = row.try_get::<i64, _>("cancel_requested")? != 0;
+    let build_id: String = row.try_get("build_id")?;
+    let build = sqlx::query("SELECT cancel_requested FROM builds WHERE id = $1")
+        .bind(&build_id)
+        .fetch_one(conn)
+        .await?;
+    let build_cancel = build.try_get::<i64, _>("cancel_requested")? != 0;
+    Ok(Some(Renewed {
+        cancel: node_cancel || build_cancel,
+        worker: row.try_get("worker")?,
+    }))
+}
+
+/// A node's state as the work calls check it.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    pub build_id: String,
+    pub status: String,
+    pub attempt: i64,
+    pub chunks: i64,
+}
+
+/// The node's state, locked until the transaction ends (Postgres).
+pub async fn lock_node_state(
+    store: &Store,
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<NodeState>> {
+    let sql = store.sql(
+        "SELECT build_id, status, attempt, chunks FROM nodes WHERE id = $1 FOR UPDATE",
+        "SELECT build_id, status, attempt, chunks FROM nodes WHERE id = $1",
+    );
+    let row = sqlx::query(sql).bind(id).fetch_optional(conn).await?;
+    row.map(|r| {
+        Ok(NodeState {
+            build_id: r.try_get("build_id")?,
+            status: r.try_get("status")?,
+            attempt: r.try_get("attempt")?,
+            chunks: r.try_get("chunks")?,
+        })
+    })
+    .transpose()
+}
+
+pub fn stream_str(stream: Stream) -> &'static str {
+    match stream {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    }
+}
+
+/// Stores chunks of an attempt; answers how many were new (resent ones are
+/// kept once).
+pub async fn insert_chunks(
+    conn: &mut AnyConnection,
+    build_id: &str,
+    node_id: &str,
+    attempt: i64,
+    chunks: &[OutputChunk],
+    now: i64,
+) -> Result<i64> {
+    let mut inserted = 0;
+    for batch in chunks.chunks(100) {
+        let sql = format!(
+            "INSERT INTO chunks (node_id, attempt, seq, build_id, stream, data, at) VALUES {} \
+             ON CONFLICT (node_id, attempt, seq) DO NOTHING",
+            super::values_placeholders(batch.len(), 7)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in batch {
+            query = query
+                .bind(node_id.to_string())
+                .bind(attempt)
+                .bind(c.seq)
+                .bind(build_id.to_string())
+                .bind(stream_str(c.stream))
+                .bind(c.data.clone())
+                .bind(now);
+        }
+        inserted += query.execute(&mut *conn).await?.rows_affected() as i64;
+    }
+    Ok(inserted)
+}
+
+/// Counts new chunks and renews the lease.
+pub async fn add_chunks(
+    conn: &mut AnyConnection,
+    id: &str,
+    added: i64,
+    lease_until: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE nodes SET chunks = chunks + $1, lease_until = $2 WHERE id = $3")
+        .bind(added)
+        .bind(lease_until)
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// How a node ended.
+pub struct Ending<'a> {
+    pub status: &'a str,
+    pub outcome: Option<Outcome>,
+    pub exit_code: Option<i32>,
+    pub message: Option<&'a str>,
+    pub outputs: &'a BTreeMap<String, String>,
+}
+
+pub async fn end_node(
+    conn: &mut AnyConnection,
+    id: &str,
+    ending: &Ending<'_>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE nodes SET status = $1, ended_at = $2, outcome = $3, exit_code = $4, message = $5, \
+         outputs = $6, lease_until = NULL WHERE id = $7",
+    )
+    .bind(ending.status)
+    .bind(now)
+    .bind(ending.outcome.map(outcome_str))
+    .bind(ending.exit_code.map(i64::from))
+    .bind(ending.message)
+    .bind(to_json(ending.outputs)?)
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// After a node succeeded: its dependents have one dependency fewer; those
+/// with none left become ready, and the next action of its pipeline is
+/// pinned to the worker that holds the workspace. Answers how many became
+/// ready.
+pub async fn release_dependents(
+    conn: &mut AnyConnection,
+    node_id: &str,
+    pipeline: &str,
+    worker: Option<&str>,
+    now: i64,
+) -> Result<usize> {
+    let rows = sqlx::query(
+        "UPDATE nodes SET waiting = waiting - 1, \
+           ready_at = CASE WHEN waiting = 1 THEN $1 ELSE ready_at END, \
+           affinity = CASE WHEN pipeline = $2 THEN $3 ELSE affinity END \
+         WHERE id IN (SELECT to_node FROM node_edges WHERE from_node = $4) AND status = 'queued' \
+         RETURNING waiting, held",
+    )
+    .bind(now)
+    .bind(pipeline)
+    .bind(worker)
+    .bind(node_id)
+    .fetch_all(conn)
+    .await?;
+    let mut ready = 0;
+    for row in rows {
+        if row.try_get::<i64, _>("waiting")? == 0 && row.try_get::<i64, _>("held")? == 0 {
+            ready += 1;
+        }
+    }
+    Ok(ready)
+}
+
+/// After a node failed: everything downstream of it is skipped.
+pub async fn skip_dependents(
+    conn: &mut AnyConnection,
+    node_id: &str,
+    message: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "WITH RECURSIVE down(id) AS ( \
+           SELECT to_node FROM node_edges WHERE from_node = $1 \
+           UNION SELECT e.to_node FROM node_edges e JOIN down d ON e.from_node = d.id) \
+         UPDATE nodes SET status = 'skipped', ended_at = $2, message = $3 \
+         WHERE id IN (SELECT id FROM down) AND status = 'queued'",
+    )
+    .bind(node_id)
+    .bind(now)
+    .bind(message)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A node to look at: its lease expired, or it waits for a worker that is gone.
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub id: String,
+    pub build_id: String,
+}
+
+/// Running nodes whose lease ended before `now`.
+pub async fn expired_leases(conn: &mut AnyConnection, now: i64) -> Result<Vec<Orphan>> {
+    let rows = sqlx::query(
+        "SELECT id, build_id FROM nodes WHERE status = 'running' AND lease_until < $1 \
+         ORDER BY lease_until LIMIT 100",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Orphan {
+                id: r.try_get("id")?,
+                build_id: r.try_get("build_id")?,
+            })
+        })
+        .collect()
+}
+
+/// Ready nodes pinned to a worker not seen since `cutoff`.
+pub async fn stranded_nodes(conn: &mut AnyConnection, cutoff: i64) -> Result<Vec<Orphan>> {
+    let rows = sqlx::query(
+        "SELECT n.id, n.build_id FROM nodes n LEFT JOIN workers w ON w.name = n.affinity \
+         WHERE n.status = 'queued' AND n.waiting = 0 AND n.held = 0 AND n.affinity IS NOT NULL \
+         AND (w.name IS NULL OR w.last_seen < $1) LIMIT 100",
+    )
+    .bind(cutoff)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Orphan {
+                id: r.try_get("id")?,
+                build_id: r.try_get("build_id")?,
+            })
+        })
+        .collect()
+}
+
+/// How many times workers were lost while running this pipeline.
+pub async fn pipeline_losses(
+    conn: &mut AnyConnection,
+    build_id: &str,
+    pipeline: &str,
+) -> Result<i64> {
+    let row = sqlx::query(
+        "SELECT CAST(COALESCE(SUM(lost), 0) AS BIGINT) AS lost FROM nodes WHERE build_id = $1 AND pipeline = $2",
+    )
+    .bind(build_id)
+    .bind(pipeline)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get("lost")?)
+}
+
+pub async fn count_loss(conn: &mut AnyConnection, node_id: &str) -> Result<()> {
+    sqlx::query("UPDATE nodes SET lost = lost + 1 WHERE id = $1")
+        .bind(node_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A worker as stored.
+#[derive(Debug, Clone)]
+pub struct WorkerRow {
+    pub name: String,
+    pub labels: Vec<String>,
+    pub kinds: Vec<String>,
+    pub slots: i64,
+    pub free_slots: i64,
+    pub last_seen: i64,
+}
+
+/// Records that a worker asked for work, with what it said about itself.
+pub async fn upsert_worker(conn: &mut AnyConnection, w: &WorkerRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO workers (name, labels, kinds, slots, free_slots, first_seen, last_seen) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6) \
+         ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, kinds = excluded.kinds, \
+         slots = excluded.slots, free_slots = excluded.free_slots, last_seen = excluded.last_seen",
+    )
+    .bind(&w.name)
+    .bind(to_json(&w.labels)?)
+    .bind(to_json(&w.kinds)?)
+    .bind(w.slots)
+    .bind(w.free_slots)
+    .bind(w.last_seen)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that a worker is alive.
+pub async fn touch_worker(conn: &mut AnyConnection, name: &str, now: i64) -> Result<()> {
+    sqlx::query("UPDATE workers SET last_seen = $1 WHERE name = $2 AND last_seen < $1")
+        .bind(now)
+        .bind(name)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Workers, by name; only those seen since `since` if given.
+pub async fn workers(conn: &mut AnyConnection, since: Option<i64>) -> Result<Vec<WorkerRow>> {
+    let rows = sqlx::query(
+        "SELECT name, labels, kinds, slots, free_slots, last_seen FROM workers \
+         WHERE last_seen >= $1 ORDER BY name",
+    )
+    .bind(since.unwrap_or(i64::MIN))
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(WorkerRow {
+                name: r.try_get("name")?,
+                labels: from_json(r.try_get("labels")?)?,
+                kinds: from_json(r.try_get("kinds")?)?,
+                slots: r.try_get("slots")?,
+                free_slots: r.try_get("free_slots")?,
+                last_seen: r.try_get("last_seen")?,
+            })
+        })
+        .collect()
+}
+
+/// Running nodes and their workers.
+pub async fn running_nodes(conn: &mut AnyConnection) -> Result<Vec<(String, String)>> {
+    let rows = sqlx::query(
+        "SELECT worker, id FROM nodes WHERE status = 'running' AND worker IS NOT NULL ORDER BY started_at",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("worker")?, r.try_get("id")?)))
+        .collect()
+}

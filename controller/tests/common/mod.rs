@@ -1,0 +1,79 @@
+//! What the controller's tests share: an IDP and a controller (on the
+//! storage under test), an admin client, and simulated workers.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use ick_tests::controller::{Api, SimWorker, TestController};
+use ick_tests::idp::{Storage, TestIdp};
+
+pub use ick_tests::eventually;
+
+/// Long enough for anything that should happen at once on a loaded machine.
+pub const SOON: Duration = Duration::from_secs(20);
+
+/// A controller and its IDP.
+pub struct Env {
+    pub idp: TestIdp,
+    pub controller: TestController,
+    /// A client whose token has every scope.
+    pub admin: Api,
+}
+
+impl Env {
+    /// A controller on `storage`, looking for lost workers often.
+    pub async fn start(storage: Storage) -> Env {
+        Self::start_with(storage, |_| {}).await
+    }
+
+    /// The same with `edit` applied to its config.
+    pub async fn start_with(storage: Storage, edit: impl FnOnce(&mut serde_yaml::Value)) -> Env {
+        // The IDP's storage is not what these tests are about.
+        let idp = TestIdp::start_with(Storage::Sqlite, |_| {});
+        let controller = TestController::start_with(&idp, storage, |c| {
+            c["work"]["reap_interval"] = "100ms".into();
+            edit(c);
+        });
+        let admin = controller.client(&idp.admin_token().await);
+        Env {
+            idp,
+            controller,
+            admin,
+        }
+    }
+
+    /// A simulated worker with one slot and the built-in kinds.
+    pub fn worker(&self, name: &str) -> SimWorker {
+        SimWorker::new(self.admin.clone(), name)
+    }
+
+    /// A client whose token has only `scopes` (space-separated; may be
+    /// empty for a token without any of the controller's scopes).
+    pub async fn client_with(&self, name: &str, scopes: &str) -> Api {
+        let scopes = if scopes.is_empty() {
+            "idp:admin"
+        } else {
+            scopes
+        };
+        let creds = self.idp.create_client(name, &[scopes]);
+        self.controller.client(&self.idp.token(&creds, None).await)
+    }
+}
+
+/// Runs an async test body on both storages: `mod NAME { postgres, sqlite }`.
+#[macro_export]
+macro_rules! on_both_storages {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(ick_tests::idp::Storage::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(ick_tests::idp::Storage::Sqlite).await
+            }
+        }
+    )*};
+}
