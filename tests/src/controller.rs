@@ -434,3 +434,70 @@ impl SimWorker {
         a
     }
 }
+
+/// A reader of `GET /builds/{id}/log/stream` (Server-Sent Events).
+pub struct LogFollower {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+}
+
+impl LogFollower {
+    /// Opens the stream of a build (or one node of it); panics unless 200.
+    pub async fn open(api: &Api, build_id: &str, node: Option<&str>) -> LogFollower {
+        let mut path = format!("/builds/{build_id}/log/stream");
+        if let Some(node) = node {
+            path.push_str(&format!("?node={node}"));
+        }
+        let response = api
+            .http
+            .get(format!("{}{path}", api.base))
+            .bearer_auth(&api.token)
+            .send()
+            .await
+            .expect("GET log stream");
+        assert_eq!(response.status(), StatusCode::OK, "log stream refused");
+        LogFollower {
+            response,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// The next event, or `None` once the stream has ended.
+    pub async fn next(&mut self) -> Option<ick_api::controller::LogEvent> {
+        loop {
+            if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                let text = String::from_utf8_lossy(&block);
+                let mut name = "message";
+                let mut data = Vec::new();
+                for line in text.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                let data = data.join("\n");
+                match ick_api::controller::LogEvent::parse(name, &data) {
+                    Some(event) => return Some(event.expect("a well-formed event")),
+                    None => continue,
+                }
+            }
+            match self.response.chunk().await {
+                Ok(Some(bytes)) => self.buffer.extend_from_slice(&bytes),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next event within `timeout`; panics if none comes.
+    pub async fn expect(&mut self, timeout: Duration) -> ick_api::controller::LogEvent {
+        tokio::time::timeout(timeout, self.next())
+            .await
+            .expect("an event in time")
+            .expect("the stream goes on")
+    }
+}

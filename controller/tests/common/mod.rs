@@ -8,6 +8,7 @@ use std::time::Duration;
 use ick_tests::controller::{Api, SimWorker, TestController};
 use ick_tests::idp::{Storage, TestIdp};
 
+#[allow(unused_imports)]
 pub use ick_tests::eventually;
 
 /// Long enough for anything that should happen at once on a loaded machine.
