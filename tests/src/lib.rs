@@ -6,6 +6,7 @@ pub mod controller;
 pub mod db;
 pub mod idp;
 pub mod process;
+pub mod store;
 
 use std::future::Future;
 use std::path::PathBuf;
