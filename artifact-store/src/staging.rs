@@ -101,6 +101,14 @@ impl TempFile {
         self.path.as_deref().unwrap_or(Path::new(""))
     }
 
+    /// Removes the file now, off the runtime, and waits for it (so that
+    /// whoever is answered next sees it gone).
+    pub async fn remove(mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = tokio::task::spawn_blocking(move || remove_quietly(&path)).await;
+        }
+    }
+
     /// Takes responsibility for the file away from the guard.
     pub fn keep(mut self) -> PathBuf {
         self.path.take().unwrap_or_default()

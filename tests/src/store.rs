@@ -511,10 +511,16 @@ async fn pipe(
         };
         let before = counter.load(Ordering::SeqCst);
         let watched = state.armed.load(Ordering::SeqCst)
-            && *state.cut_direction.lock().unwrap_or_else(|e| e.into_inner()) == direction;
+            && *state
+                .cut_direction
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                == direction;
         let cut_at = state.cut_at.load(Ordering::SeqCst);
         if watched && before + n as u64 >= cut_at {
-            let keep = usize::try_from(cut_at.saturating_sub(before)).unwrap_or(n).min(n);
+            let keep = usize::try_from(cut_at.saturating_sub(before))
+                .unwrap_or(n)
+                .min(n);
             if to.write_all(&buf[..keep]).await.is_ok() {
                 counter.fetch_add(keep as u64, Ordering::SeqCst);
             }
@@ -574,7 +580,9 @@ impl tokio::io::AsyncRead for PatternReader {
         if left > 0 {
             let index = self.pos / block_len;
             let at = usize::try_from(self.pos % block_len).unwrap_or(0);
-            let n = (self.block.len() - at).min(buf.remaining()).min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = (self.block.len() - at)
+                .min(buf.remaining())
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
             let start = buf.filled().len();
             buf.put_slice(&self.block[at..at + n]);
             // Make every block different: its index over its first bytes.
@@ -596,7 +604,10 @@ impl tokio::io::AsyncRead for PatternReader {
 pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -14,7 +14,7 @@ use super::{content_length, set};
 use crate::AppState;
 use crate::backend::{Backend, Staged};
 use crate::error::StoreError;
-use crate::staging::{ChunkWriter, Stop, pump};
+use crate::staging::{ChunkWriter, Stop, TempFile, pump};
 
 /// `POST /blobs`: stores the body under its digest.
 pub(super) async fn post<B: Backend>(
@@ -71,6 +71,23 @@ async fn ingest<B: Backend>(
         .temp_file_async()
         .await
         .map_err(|e| StoreError::io("creating a temporary file", e))?;
+    let result = receive(state, declared, body, &tmp, file).await;
+    // Whatever happened, the staging file is gone before the answer.
+    tmp.remove().await;
+    let (info, created) = result?;
+    tracing::info!(digest = %info.digest, size = info.size, created, "blob stored");
+    Ok(stored(info, created))
+}
+
+/// Hashes the body into `tmp` and commits it.
+async fn receive<B: Backend>(
+    state: &AppState<B>,
+    declared: Option<Digest>,
+    body: Body,
+    tmp: &TempFile,
+    file: std::fs::File,
+) -> Result<(BlobInfo, bool), StoreError> {
+    let max = state.max_blob_size;
     let mut writer = ChunkWriter::spawn(file, Some(Hasher::new()));
     // Nothing takes over a single-request upload.
     let never = CancellationToken::new();
@@ -107,9 +124,7 @@ async fn ingest<B: Backend>(
             size,
         })
         .await?;
-    drop(tmp);
-    tracing::info!(digest = %actual, size, created, "blob stored");
-    Ok(stored(
+    Ok((
         BlobInfo {
             digest: actual,
             size,

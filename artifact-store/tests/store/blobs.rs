@@ -20,7 +20,13 @@ async fn small_blob_round_trips(backend: Backend) {
         format!("/blobs/{digest}").as_str()
     );
     let info: BlobInfo = response.json().await.expect("info");
-    assert_eq!(info, BlobInfo { digest, size: 100_000 });
+    assert_eq!(
+        info,
+        BlobInfo {
+            digest,
+            size: 100_000
+        }
+    );
 
     let got = env.get(&format!("/blobs/{digest}")).await;
     assert_eq!(got.status(), StatusCode::OK);
@@ -73,7 +79,11 @@ async fn uploading_existing_bytes_stores_nothing_new(backend: Backend) {
     });
 
     let again = env.post_blob(bytes.clone()).await;
-    assert_eq!(again.status(), StatusCode::OK, "an existing blob answers 200");
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "an existing blob answers 200"
+    );
     let again: BlobInfo = again.json().await.expect("info");
     assert_eq!(again, first);
     let put = env
@@ -104,7 +114,13 @@ async fn put_with_the_right_digest_stores_the_blob(backend: Backend) {
         .expect("PUT");
     assert_eq!(response.status(), StatusCode::CREATED);
     let info: BlobInfo = response.json().await.expect("info");
-    assert_eq!(info, BlobInfo { digest, size: 12_345 });
+    assert_eq!(
+        info,
+        BlobInfo {
+            digest,
+            size: 12_345
+        }
+    );
     let got = env.get(&format!("/blobs/{digest}")).await;
     assert_eq!(got.bytes().await.expect("body").as_ref(), bytes.as_slice());
 }
@@ -139,10 +155,19 @@ async fn concurrent_uploads_of_the_same_bytes_make_one_blob(backend: Backend) {
     let mut created = 0;
     for response in answers {
         let status = response.status();
-        assert!(status == StatusCode::CREATED || status == StatusCode::OK, "{status}");
+        assert!(
+            status == StatusCode::CREATED || status == StatusCode::OK,
+            "{status}"
+        );
         created += usize::from(status == StatusCode::CREATED);
         let info: BlobInfo = response.json().await.expect("info");
-        assert_eq!(info, BlobInfo { digest, size: 3 << 20 });
+        assert_eq!(
+            info,
+            BlobInfo {
+                digest,
+                size: 3 << 20
+            }
+        );
     }
     assert!(created >= 1, "one of them created the blob");
     let got = env.get(&format!("/blobs/{digest}")).await;
@@ -222,7 +247,11 @@ async fn bad_digests_are_refused_and_store_nothing(backend: Backend) {
     ] {
         let path = format!("/blobs/{bad}");
         for method in [Method::GET, Method::DELETE] {
-            let response = env.request(method.clone(), &path).send().await.expect("request");
+            let response = env
+                .request(method.clone(), &path)
+                .send()
+                .await
+                .expect("request");
             let p = problem(response, StatusCode::BAD_REQUEST).await;
             assert_eq!(p.title, "Invalid digest", "{method} {bad}");
         }
@@ -244,7 +273,11 @@ async fn oversized_blobs_are_refused_and_nothing_is_kept(backend: Backend) {
     let env = Env::start_with(backend, |c| c["max_blob_size"] = "1 MiB".into()).await;
     let too_big = pattern(7, (1 << 20) + 1);
     // Declared up front: refused before a byte is read.
-    let p = problem(env.post_blob(too_big.clone()).await, StatusCode::PAYLOAD_TOO_LARGE).await;
+    let p = problem(
+        env.post_blob(too_big.clone()).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
     assert_eq!(p.extensions["limit"], 1 << 20);
     // Streamed without a length: refused once past the limit.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
@@ -256,7 +289,10 @@ async fn oversized_blobs_are_refused_and_nothing_is_kept(backend: Backend) {
         .await
         .expect("POST");
     problem(streamed, StatusCode::PAYLOAD_TOO_LARGE).await;
-    assert_eq!(env.blob_status(&Digest::of(&too_big)).await, StatusCode::NOT_FOUND);
+    assert_eq!(
+        env.blob_status(&Digest::of(&too_big)).await,
+        StatusCode::NOT_FOUND
+    );
     env.assert_holds(&[]);
     // Exactly the limit is fine.
     let info = env.store_blob(too_big[..1 << 20].to_vec()).await;
@@ -269,10 +305,18 @@ async fn delete_removes_a_blob(backend: Backend) {
     let keep = env.store_blob(pattern(8, 10)).await;
     let gone = env.store_blob(pattern(9, 10)).await;
     let path = format!("/blobs/{}", gone.digest);
-    let deleted = env.request(Method::DELETE, &path).send().await.expect("DELETE");
+    let deleted = env
+        .request(Method::DELETE, &path)
+        .send()
+        .await
+        .expect("DELETE");
     assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
     problem(env.get(&path).await, StatusCode::NOT_FOUND).await;
-    let again = env.request(Method::DELETE, &path).send().await.expect("DELETE");
+    let again = env
+        .request(Method::DELETE, &path)
+        .send()
+        .await
+        .expect("DELETE");
     problem(again, StatusCode::NOT_FOUND).await;
     env.assert_holds(&[&keep.digest]);
 }
@@ -299,7 +343,10 @@ async fn large_blob_round_trips_in_bounded_memory(backend: Backend) {
     // Download through a sink that only hashes: nothing kept.
     let started = Instant::now();
     let mut sink = HashingSink::default();
-    let got = client.download(&info.digest, &mut sink).await.expect("download");
+    let got = client
+        .download(&info.digest, &mut sink)
+        .await
+        .expect("download");
     assert_eq!(got, size);
     assert_eq!(sink.bytes, size);
     assert_eq!(sink.finish(), info.digest);
@@ -328,14 +375,21 @@ async fn large_blob_round_trips_in_bounded_memory(backend: Backend) {
     tokio::io::AsyncReadExt::read_exact(&mut reader, &mut expected)
         .await
         .expect("pattern");
-    assert_eq!(range.bytes().await.expect("body").as_ref(), expected.as_slice());
+    assert_eq!(
+        range.bytes().await.expect("body").as_ref(),
+        expected.as_slice()
+    );
 
     let rss = env.store.peak_rss();
     eprintln!(
         "{backend:?}: {size} bytes up in {uploaded:?}, down in {downloaded:?}; store peak RSS {} MiB",
         rss >> 20
     );
-    assert!(rss > 0 && rss < 64 << 20, "the store's peak RSS was {} MiB", rss >> 20);
+    assert!(
+        rss > 0 && rss < 64 << 20,
+        "the store's peak RSS was {} MiB",
+        rss >> 20
+    );
     env.assert_holds(&[&info.digest]);
 }
 
