@@ -81,8 +81,21 @@ impl Config {
     /// The database URL, defaulting to SQLite in the data directory.
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("idp.db").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("idp.db").display()
+            )
         })
+    }
+
+    /// Creates the data directory (mode 0700) if needed and opens the store.
+    pub async fn open_store(&self) -> anyhow::Result<crate::store::Store> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot create data_dir {}: {e}", self.data_dir.display())
+        })?;
+        std::fs::set_permissions(&self.data_dir, std::fs::Permissions::from_mode(0o700))?;
+        crate::store::Store::connect(&self.database_url()).await
     }
 
     /// Where signing keys live.

@@ -218,7 +218,9 @@ mod tests {
     fn the_last_key_cannot_be_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
         generate(dir.path()).expect("generates");
-        let kid = KeyRing::load(dir.path()).expect("loads").keys()[0].kid.clone();
+        let kid = KeyRing::load(dir.path()).expect("loads").keys()[0]
+            .kid
+            .clone();
         assert!(remove(dir.path(), &kid).is_err());
         generate(dir.path()).expect("generates");
         remove(dir.path(), &kid).expect("removes");

@@ -53,7 +53,11 @@ fn issuer(config: &Config, addr: std::net::SocketAddr) -> String {
     match &config.issuer {
         Some(issuer) => issuer.trim_end_matches('/').to_string(),
         None => {
-            let scheme = if config.http.tls.is_some() { "https" } else { "http" };
+            let scheme = if config.http.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             format!("{scheme}://{addr}")
         }
     }
@@ -63,7 +67,7 @@ fn issuer(config: &Config, addr: std::net::SocketAddr) -> String {
 /// signing keys, and serves until stopped. SIGHUP reloads the keys.
 pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
-    let store = Store::connect(&config.database_url()).await?;
+    let store = config.open_store().await?;
     let ring = KeyRing::load_or_create(&config.keys_dir())?;
     let keys = Arc::new(RwLock::new(Arc::new(ring)));
     let issuer: Arc<str> = issuer(&config, addr).into();
@@ -73,12 +77,7 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
     auth.audience = config.default_audience.clone();
     let verifier = TokenVerifier::local(
         auth,
-        Arc::new(move || {
-            local_keys
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .jwks()
-        }),
+        Arc::new(move || local_keys.read().unwrap_or_else(|e| e.into_inner()).jwks()),
     );
     let state = AppState {
         store: store.clone(),
@@ -131,7 +130,9 @@ async fn reload_keys_on_hangup(
                 *keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
             }
             Ok(_) => tracing::error!("no signing key left; keeping the old ones"),
-            Err(e) => tracing::error!(error = %e, "cannot reload signing keys; keeping the old ones"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload signing keys; keeping the old ones")
+            }
         }
     }
 }

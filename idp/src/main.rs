@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ick_api::server::{LogFormat, init_logging, shutdown_signal};
-use ick_idp::store::Store;
 use ick_idp::{Config, clients, keys};
 
 #[derive(Parser)]
@@ -85,7 +84,11 @@ async fn main() -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(config.http.listen)
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
-    let scheme = if config.http.tls.is_some() { "https" } else { "http" };
+    let scheme = if config.http.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let running = ick_idp::start(config, listener).await?;
     println!("listening on {scheme}://{}", running.local_addr());
     tracing::info!(addr = %running.local_addr(), "ick-idp started");
@@ -96,7 +99,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
-    let store = Store::connect(&config.database_url()).await?;
+    let store = config.open_store().await?;
     match command {
         ClientCommand::Create {
             name,
@@ -133,7 +136,11 @@ fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             let ring = keys::KeyRing::load(&dir)?;
             let signing = ring.signing().map(|k| k.kid.clone());
             for key in ring.keys() {
-                let mark = if Some(&key.kid) == signing.as_ref() { "signing" } else { "published" };
+                let mark = if Some(&key.kid) == signing.as_ref() {
+                    "signing"
+                } else {
+                    "published"
+                };
                 println!("{}\t{}\t{}", key.kid, mark, key.path.display());
             }
         }

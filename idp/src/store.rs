@@ -50,7 +50,9 @@ impl Store {
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;
         let migrator = if sqlite {
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
             &SQLITE
         } else {
             &POSTGRES
@@ -94,10 +96,14 @@ impl Store {
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<ClientRecord>, IdpError> {
-        let row = sqlx::query(concat!("SELECT ", columns!(), " FROM clients WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM clients WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| decode(&r)).transpose()
     }
 
@@ -115,9 +121,13 @@ impl Store {
     }
 
     pub async fn list(&self) -> Result<Vec<ClientRecord>, IdpError> {
-        let rows = sqlx::query(concat!("SELECT ", columns!(), " FROM clients ORDER BY name"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM clients ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(decode).collect()
     }
 

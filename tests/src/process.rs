@@ -47,7 +47,10 @@ impl ServiceProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file.try_clone().expect("log file"))
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("RUST_BACKTRACE");
         for (key, value) in env {
             command.env(key, value);
@@ -154,7 +157,11 @@ impl Drop for ServiceProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- last lines of {} ({}) ---", self.name, self.log.display());
+            eprintln!(
+                "--- last lines of {} ({}) ---",
+                self.name,
+                self.log.display()
+            );
             eprintln!("{}", tail(&self.log, 60));
         }
     }

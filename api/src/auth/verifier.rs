@@ -79,6 +79,7 @@ struct KeySet {
 #[derive(Default)]
 struct RefreshState {
     last_attempt: Option<Instant>,
+    last_unknown_kid: Option<Instant>,
     last_error: Option<String>,
     jwks_uri: Option<String>,
 }
@@ -86,6 +87,14 @@ struct RefreshState {
 /// Where the keys come from: the IDP's JWKS over HTTP, or (in the IDP
 /// itself) its own key ring.
 pub type LocalKeys = Arc<dyn Fn() -> JwkSet + Send + Sync>;
+
+#[derive(Clone, Copy)]
+enum Refresh {
+    /// No keys yet, or the set is older than `jwks_max_age`.
+    Load,
+    /// A token named a key we do not have; asked at this instant.
+    UnknownKid(Instant),
+}
 
 struct Inner {
     config: AuthConfig,
@@ -145,7 +154,7 @@ impl TokenVerifier {
         if self.inner.keys.read().await.fetched_at.is_some() {
             return Ok(());
         }
-        self.refresh(None).await
+        self.refresh(Refresh::Load).await
     }
 
     /// Checks a bearer token: header, signature, `iss`, `aud`, `exp`, `nbf`.
@@ -196,16 +205,20 @@ impl TokenVerifier {
     }
 
     async fn key(&self, kid: &str) -> Result<DecodingKey, VerifyError> {
-        {
+        let asked = Instant::now();
+        let reason = {
             let keys = self.inner.keys.read().await;
             let fresh = keys
                 .fetched_at
                 .is_some_and(|at| at.elapsed() < self.inner.config.jwks_max_age);
-            if fresh && let Some(key) = keys.keys.get(kid) {
-                return Ok(key.clone());
+            match keys.keys.get(kid) {
+                Some(key) if fresh => return Ok(key.clone()),
+                Some(_) => Refresh::Load,
+                None if keys.fetched_at.is_none() => Refresh::Load,
+                None => Refresh::UnknownKid(asked),
             }
-        }
-        let refreshed = self.refresh(Some(Instant::now())).await;
+        };
+        let refreshed = self.refresh(reason).await;
         let keys = self.inner.keys.read().await;
         match keys.keys.get(kid) {
             // A stale set still serves while the IDP is unreachable.
@@ -219,21 +232,30 @@ impl TokenVerifier {
         }
     }
 
-    /// Fetches the JWKS unless another fetch happened after `needed_since`
-    /// or within the minimum interval.
-    async fn refresh(&self, needed_since: Option<Instant>) -> Result<(), VerifyError> {
+    /// Fetches the JWKS, within limits: at most one fetch per minimum
+    /// interval for loads (first use, a stale set), and separately at most
+    /// one per interval for unknown key ids, so a flood of forged tokens
+    /// cannot make us hammer the IDP, yet a new key is learnt at once.
+    async fn refresh(&self, reason: Refresh) -> Result<(), VerifyError> {
         let mut state = self.inner.refresh.lock().await;
-        if let Some(last) = state.last_attempt
-            && self.inner.local.is_none()
-        {
-            let recent = last.elapsed() < self.inner.config.jwks_min_refresh_interval;
-            let after_need = needed_since.is_some_and(|since| last >= since);
-            if recent || after_need {
-                return match &state.last_error {
-                    Some(e) => Err(VerifyError::KeysUnavailable(e.clone())),
-                    None => Ok(()),
-                };
-            }
+        let interval = self.inner.config.jwks_min_refresh_interval;
+        let within = |at: Option<Instant>| at.is_some_and(|at| at.elapsed() < interval);
+        let skip = self.inner.local.is_none()
+            && match reason {
+                Refresh::Load => within(state.last_attempt),
+                Refresh::UnknownKid(asked) => {
+                    within(state.last_unknown_kid)
+                        || state.last_attempt.is_some_and(|at| at >= asked)
+                }
+            };
+        if skip {
+            return match &state.last_error {
+                Some(e) => Err(VerifyError::KeysUnavailable(e.clone())),
+                None => Ok(()),
+            };
+        }
+        if let Refresh::UnknownKid(_) = reason {
+            state.last_unknown_kid = Some(Instant::now());
         }
         state.last_attempt = Some(Instant::now());
         self.inner.fetches.fetch_add(1, Ordering::Relaxed);
@@ -253,7 +275,10 @@ impl TokenVerifier {
         }
     }
 
-    async fn fetch(&self, state: &mut RefreshState) -> Result<HashMap<String, DecodingKey>, String> {
+    async fn fetch(
+        &self,
+        state: &mut RefreshState,
+    ) -> Result<HashMap<String, DecodingKey>, String> {
         let set = match &self.inner.local {
             Some(local) => local(),
             None => self.fetch_remote(state).await?,
@@ -298,9 +323,6 @@ impl TokenVerifier {
         if !response.status().is_success() {
             return Err(format!("GET {url}: HTTP {}", response.status()));
         }
-        response
-            .json()
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))
+        response.json().await.map_err(|e| format!("GET {url}: {e}"))
     }
 }

@@ -50,12 +50,7 @@ pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     serde_yaml::from_str(&text).map_err(|e| match e.location() {
-        Some(at) => anyhow::anyhow!(
-            "{}:{}:{}: {e}",
-            path.display(),
-            at.line(),
-            at.column()
-        ),
+        Some(at) => anyhow::anyhow!("{}:{}:{}: {e}", path.display(), at.line(), at.column()),
         None => anyhow::anyhow!("{}: {e}", path.display()),
     })
 }

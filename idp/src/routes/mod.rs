@@ -12,7 +12,10 @@ use crate::AppState;
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route(ick_api::oauth::TOKEN_PATH, post(token::token))
-        .route(ick_api::oauth::DISCOVERY_PATH, get(discovery::configuration))
+        .route(
+            ick_api::oauth::DISCOVERY_PATH,
+            get(discovery::configuration),
+        )
         .route(ick_api::oauth::JWKS_PATH, get(discovery::jwks))
         .route("/clients", get(clients::list).post(clients::create))
         .route(

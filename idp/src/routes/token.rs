@@ -62,7 +62,10 @@ impl IntoResponse for OAuthError {
 }
 
 fn no_store() -> [(header::HeaderName, &'static str); 2] {
-    [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")]
+    [
+        (header::CACHE_CONTROL, "no-store"),
+        (header::PRAGMA, "no-cache"),
+    ]
 }
 
 /// The form, refusing repeated parameters (RFC 6749 §3.2).
@@ -179,9 +182,7 @@ async fn grant(
         return Err(OAuthError {
             status: StatusCode::TOO_MANY_REQUESTS,
             code: "temporarily_unavailable",
-            description: format!(
-                "too many failed client authentications; retry in {seconds} s"
-            ),
+            description: format!("too many failed client authentications; retry in {seconds} s"),
             retry_after: Some(seconds),
         });
     }
@@ -217,7 +218,11 @@ async fn grant(
         return Err(OAuthError::new("invalid_client", "the client is disabled"));
     }
 
-    let scopes = match form.get("scope").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+    let scopes = match form
+        .get("scope")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
         None => client.scopes.clone(),
         Some(asked) => {
             let asked: ScopeSet = asked
