@@ -39,7 +39,55 @@ MSG
     exit 1
 }
 
+# The artifact store's S3 backend is tested against a real S3-compatible
+# server: moto_server (PyPI: moto[server]) on a loopback port, installed if
+# missing, stopped when this script exits. ICK_TEST_S3_ENDPOINT points the
+# tests at it (or at another server if you set it yourself).
+ensure_s3() {
+    if [ -n "${ICK_TEST_S3_ENDPOINT:-}" ]; then
+        say "using the S3 server at ICK_TEST_S3_ENDPOINT"
+        return
+    fi
+    if ! command -v moto_server >/dev/null 2>&1 \
+        || ! python3 -c 'import moto.server, flask, flask_cors' >/dev/null 2>&1; then
+        say "installing moto[server] (an S3-compatible server for the tests)"
+        python3 -m pip install --quiet 'moto[server]'
+        hash -r
+    fi
+    local log url=""
+    log=$(mktemp)
+    moto_server -H 127.0.0.1 -p 0 >"$log" 2>&1 &
+    MOTO_PID=$!
+    for _ in $(seq 1 300); do
+        url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$log" | head -n 1 || true)
+        [ -n "$url" ] && break
+        if ! kill -0 "$MOTO_PID" 2>/dev/null; then
+            cat "$log" >&2
+            echo "moto_server exited before it listened" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    if [ -z "$url" ]; then
+        cat "$log" >&2
+        echo "moto_server did not start within 30 s" >&2
+        exit 1
+    fi
+    export ICK_TEST_S3_ENDPOINT="$url"
+    say "moto_server (S3) at $url"
+}
+
+MOTO_PID=""
+cleanup() {
+    if [ -n "$MOTO_PID" ]; then
+        kill "$MOTO_PID" 2>/dev/null || true
+        wait "$MOTO_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
 ensure_postgres
+ensure_s3
 
 say "cargo fmt"
 cargo fmt --all -- --check

@@ -5,6 +5,9 @@ mod refs;
 mod uploads;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::http::header::IntoHeaderName;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::routing::{get, post};
@@ -39,7 +42,22 @@ pub(crate) fn router<B: Backend>(state: AppState<B>) -> Router {
                 .put(refs::set::<B>)
                 .delete(refs::delete::<B>),
         )
+        .layer(axum::middleware::from_fn(close_after_refused_bodies))
         .with_state(state)
+}
+
+/// An error may be answered before the request body was read (a 413 on
+/// the declared length, a full disk); then the connection cannot carry
+/// another request, and saying so keeps clients from reusing it.
+async fn close_after_refused_bodies(request: Request, next: Next) -> Response {
+    let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+        || content_length(request.headers()).is_ok_and(|len| len.unwrap_or(0) > 0);
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        set(response.headers_mut(), header::CONNECTION, "close");
+    }
+    response
 }
 
 /// The `Content-Length` a request declares, if any.
