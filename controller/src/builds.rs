@@ -209,6 +209,32 @@ pub async fn finish_if_done(
     }
 }
 
+/// Ends a build if none of its nodes is queued or running, in a
+/// transaction of its own that holds the build's lock.
+pub async fn end_if_idle(
+    store: &Store,
+    build_id: &str,
+    effects: &mut Effects,
+) -> Result<Option<BuildStatus>> {
+    let (ended, local) = retrying(|| async {
+        let mut tx = store.write().await?;
+        let Some(build) = db::lock_build(store, &mut tx, build_id).await? else {
+            return Ok((None, Effects::default()));
+        };
+        if build.status.is_finished() {
+            return Ok((None, Effects::default()));
+        }
+        let mut local = Effects::default();
+        let ended = finish_if_done(store, &mut tx, &build, now_ms(), &mut local).await?;
+        tx.commit().await?;
+        Ok((ended, local))
+    })
+    .await?;
+    effects.work |= local.work;
+    effects.builds.extend(local.builds);
+    Ok(ended)
+}
+
 /// `POST /builds/{id}/cancel`: queued nodes end at once, running ones are
 /// told through their heartbeat; the build ends when they stop.
 pub async fn cancel(state: &AppState, id: &str) -> Result<BuildSummary> {
@@ -230,7 +256,7 @@ pub async fn cancel(state: &AppState, id: &str) -> Result<BuildSummary> {
             ..Effects::default()
         };
         db::request_cancel(&mut tx, &build.id).await?;
-        db::cancel_nodes(&mut tx, &build.id, now).await?;
+        db::cancel_queued_nodes(&mut tx, &build.id, now).await?;
         let cancelled = BuildRow {
             cancel_requested: true,
             ..build

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 
 use hub::Hub;
-use queue::WorkerRegistry;
+use queue::{BuildInfos, WorkerRegistry};
 use store::{Dialect, Store};
 
 /// What every handler shares. Cheap to clone.
@@ -39,6 +39,7 @@ pub(crate) struct AppState {
     config: Arc<Config>,
     hub: Arc<Hub>,
     workers: Arc<WorkerRegistry>,
+    build_infos: Arc<BuildInfos>,
     /// Cancelled when the controller stops: long polls and log streams end.
     cancel: CancellationToken,
 }
@@ -65,6 +66,7 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         config: Arc::new(config.clone()),
         hub,
         workers: Arc::new(WorkerRegistry::default()),
+        build_infos: Arc::new(BuildInfos::default()),
         cancel: cancel.clone(),
     };
     let ready = Arc::new(move || {

@@ -2,7 +2,7 @@
 //! output, and the end of an action.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ick_api::actions::Action;
@@ -66,9 +66,9 @@ async fn register(state: &AppState, req: &ClaimRequest) -> Result<()> {
         free_slots: i64::from(req.free_slots),
         last_seen: now_ms(),
     };
-    let mut tx = state.store.write().await?;
-    wdb::upsert_worker(&mut tx, &row).await?;
-    tx.commit().await?;
+    let mut w = state.store.write_one().await?;
+    wdb::upsert_worker(&mut w, &row).await?;
+    w.done().await?;
     state.workers.wrote(&req.worker, fingerprint);
     Ok(())
 }
@@ -82,17 +82,16 @@ async fn touch(state: &AppState, worker: &str) -> Result<()> {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         match written.get(worker) {
-            Some((at, fp)) if at.elapsed() < refresh_interval(state) => return Ok(()),
+            Some((at, _)) if at.elapsed() < refresh_interval(state) => return Ok(()),
+            // Unknown here (e.g. since a restart): its next claim writes it all.
             Some((_, fp)) => fp.clone(),
             None => String::new(),
         }
     };
-    let mut tx = state.store.write().await?;
-    wdb::touch_worker(&mut tx, worker, now_ms()).await?;
-    tx.commit().await?;
-    if !fingerprint.is_empty() {
-        state.workers.wrote(worker, fingerprint);
-    }
+    let mut w = state.store.write_one().await?;
+    wdb::touch_worker(&mut w, worker, now_ms()).await?;
+    w.done().await?;
+    state.workers.wrote(worker, fingerprint);
     Ok(())
 }
 
@@ -157,33 +156,45 @@ pub async fn claim(state: &AppState, req: ClaimRequest) -> Result<Option<WorkAss
     }
 }
 
-fn eligible(c: &Candidate, req: &ClaimRequest) -> bool {
-    req.kinds.contains(&c.kind) && c.labels.iter().all(|l| req.labels.contains(l))
+fn labels_fit(c: &Candidate, req: &ClaimRequest) -> bool {
+    c.labels.iter().all(|l| req.labels.contains(l))
 }
 
 /// The node to hand out: one pinned to this worker first (its pipeline's
-/// workspace is there), else the oldest ready one it may run.
+/// workspace is there); else, for a worker with labels, the oldest ready
+/// node that needs labels it has; else the oldest ready node that needs no
+/// labels. Kinds the worker does not run are never considered.
 async fn pick(
     store: &Store,
     conn: &mut sqlx::AnyConnection,
     req: &ClaimRequest,
 ) -> Result<Option<String>> {
-    let pinned = wdb::pinned_candidates(store, conn, &req.worker).await?;
-    if let Some(c) = pinned.iter().find(|c| eligible(c, req)) {
-        return Ok(Some(c.id.clone()));
+    let kinds = wdb::kinds_list(&req.kinds);
+    if let Some(c) = wdb::pinned_candidate(store, conn, &req.worker, &kinds).await?
+        && labels_fit(&c, req)
+    {
+        return Ok(Some(c.id));
     }
-    const PAGE: i64 = 32;
-    let mut after = (i64::MIN, String::new());
-    loop {
-        let page = wdb::free_candidates(store, conn, (after.0, &after.1), PAGE).await?;
-        if let Some(c) = page.iter().find(|c| eligible(c, req)) {
-            return Ok(Some(c.id.clone()));
-        }
-        match page.last() {
-            Some(last) if page.len() as i64 == PAGE => after = (last.ready_at, last.id.clone()),
-            _ => return Ok(None),
+    if !req.labels.is_empty() {
+        const PAGE: i64 = 64;
+        let mut after = (i64::MIN, String::new());
+        loop {
+            let page =
+                wdb::labelled_candidates(conn, &kinds, store, (after.0, &after.1), PAGE).await?;
+            for c in page.iter().filter(|c| labels_fit(c, req)) {
+                if wdb::lock_if_ready(store, conn, &c.id).await? {
+                    return Ok(Some(c.id.clone()));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == PAGE => after = (last.ready_at, last.id.clone()),
+                _ => break,
+            }
         }
     }
+    Ok(wdb::unlabelled_candidate(store, conn, &kinds)
+        .await?
+        .map(|c| c.id))
 }
 
 async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAssignment>> {
@@ -204,34 +215,75 @@ async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAs
         )
         .await?
         .ok_or_else(|| ControllerError::Internal(format!("node {id} was not queued")))?;
-        let info = wdb::build_info(&mut tx, &started.build_id)
-            .await?
-            .ok_or_else(|| ControllerError::Internal(format!("node {id} has no build")))?;
-        wdb::mark_build_running(&mut tx, &started.build_id, now).await?;
         tx.commit().await?;
-        let action: Action = from_json(&started.action)?;
-        Ok(Some(WorkAssignment {
-            node_id: id,
-            attempt: started.attempt,
-            lease_seconds: lease.as_secs(),
-            build: BuildRef {
-                id: started.build_id,
-                number: info.number,
-                project: info.project,
-            },
-            pipeline: started.pipeline,
-            index: started.index as u32,
-            pipeline_len: started.pipeline_len as u32,
-            action,
-            parameters: info.parameters,
-        }))
+        Ok(Some((id, started, now)))
     })
     .await?;
-    if let Some(a) = &claimed {
-        tracing::info!(build_id = %a.build.id, node = %a.node_id, attempt = a.attempt, worker = %req.worker, "action handed out");
-        state.hub.build_changed(&a.build.id);
+    let Some((id, started, now)) = claimed else {
+        return Ok(None);
+    };
+    // After the commit, holding no lock: the build's first hand-out makes
+    // it running (a no-op afterwards; `done` does it too, should this
+    // controller stop in between).
+    {
+        let mut w = state.store.write_one().await?;
+        wdb::mark_build_running(&mut w, &started.build_id, now).await?;
+        w.done().await?;
     }
-    Ok(claimed)
+    let info = state
+        .build_infos
+        .get(&state.store, &started.build_id)
+        .await?;
+    let action: Action = from_json(&started.action)?;
+    let assignment = WorkAssignment {
+        node_id: id,
+        attempt: started.attempt,
+        lease_seconds: lease.as_secs(),
+        build: BuildRef {
+            id: started.build_id,
+            number: info.number,
+            project: info.project.clone(),
+        },
+        pipeline: started.pipeline,
+        index: started.index as u32,
+        pipeline_len: started.pipeline_len as u32,
+        action,
+        parameters: info.parameters.clone(),
+    };
+    tracing::info!(build_id = %assignment.build.id, node = %assignment.node_id, attempt = assignment.attempt, worker = %req.worker, "action handed out");
+    state.hub.build_changed(&assignment.build.id);
+    Ok(Some(assignment))
+}
+
+/// What assignments carry of their build, which never changes: read once.
+#[derive(Default)]
+pub struct BuildInfos {
+    known: Mutex<HashMap<String, Arc<wdb::BuildInfo>>>,
+}
+
+impl BuildInfos {
+    async fn get(&self, store: &Store, build_id: &str) -> Result<Arc<wdb::BuildInfo>> {
+        if let Some(info) = self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(build_id)
+        {
+            return Ok(info.clone());
+        }
+        let mut conn = store.conn().await?;
+        let info = Arc::new(
+            wdb::build_info(&mut conn, build_id)
+                .await?
+                .ok_or_else(|| ControllerError::Internal(format!("no build {build_id}")))?,
+        );
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= 1000 {
+            known.clear();
+        }
+        known.insert(build_id.to_string(), info.clone());
+        Ok(info)
+    }
 }
 
 async fn refuse(state: &AppState, node_id: &str, attempt: i64) -> ControllerError {
@@ -341,18 +393,10 @@ pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
     if done.chunks < 0 {
         return Err(ControllerError::BadRequest("chunks is negative".into()));
     }
-    let build_id = {
-        let mut conn = state.store.conn().await?;
-        bdb::node_build(&mut conn, node_id)
-            .await?
-            .ok_or_else(|| ControllerError::NotFound(format!("no node {node_id:?}")))?
-    };
-    let effects = retrying(|| async {
+    // Locks the node only: ends of a build's actions do not wait for each other.
+    let ended = retrying(|| async {
         let store = &state.store;
         let mut tx = store.write().await?;
-        let build = bdb::lock_build(store, &mut tx, &build_id)
-            .await?
-            .ok_or_else(|| ControllerError::Internal(format!("node {node_id} has no build")))?;
         let node = bdb::lock_node(store, &mut tx, node_id)
             .await?
             .ok_or_else(|| ControllerError::NotFound(format!("no node {node_id:?}")))?;
@@ -361,7 +405,7 @@ pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
         }
         if node.status.is_finished() {
             // The same attempt's done, again.
-            return Ok(Effects::default());
+            return Ok((node.build_id, 1, Effects::default()));
         }
         if node.status != NodeStatus::Running {
             return Err(stale(node_id, done.attempt, node.attempt, node.status.as_str()));
@@ -401,7 +445,7 @@ pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
         )
         .await?;
         let mut effects = Effects {
-            builds: vec![build.id.clone()],
+            builds: vec![node.build_id.clone()],
             ..Effects::default()
         };
         if status == NodeStatus::Succeeded {
@@ -411,12 +455,20 @@ pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
             let why = format!("{} action {} {}", node.pipeline, node.index + 1, status);
             wdb::skip_dependents(&mut tx, node_id, &format!("skipped: {why}"), now).await?;
         }
-        finish_if_done(store, &mut tx, &build, now, &mut effects).await?;
+        let queued = bdb::queued_nodes(&mut tx, &node.build_id).await?;
         tx.commit().await?;
-        tracing::info!(build_id = %build.id, node = %node_id, attempt = done.attempt, %status, "action ended");
-        Ok(effects)
+        tracing::info!(build_id = %node.build_id, node = %node_id, attempt = done.attempt, %status, "action ended");
+        Ok((node.build_id, queued, effects))
     })
     .await?;
+    let (build_id, queued, mut effects) = ended;
+    // With nothing queued, this may have been the build's last action: end
+    // it, under the build's lock, if nothing runs either. (Ends of the
+    // other actions do not wait for that lock; should this controller stop
+    // first, the reaper's sweep ends the build.)
+    if queued == 0 {
+        crate::builds::end_if_idle(&state.store, &build_id, &mut effects).await?;
+    }
     effects.publish(state);
     Ok(())
 }
@@ -484,6 +536,23 @@ async fn reap(state: &AppState) -> Result<()> {
     for o in stranded {
         requeue(state, &o.build_id, &o.id, Loss::WorkerGone).await?;
     }
+    // Builds whose first hand-out was not recorded (a controller stopped
+    // in between), and builds left unfinished by a controller that stopped
+    // between an action's end and the build's.
+    {
+        let mut w = state.store.write_one().await?;
+        bdb::mark_started_builds_running(&mut w, now).await?;
+        w.done().await?;
+    }
+    let idle = {
+        let mut conn = state.store.conn().await?;
+        bdb::idle_unfinished_builds(&mut conn).await?
+    };
+    for build_id in idle {
+        let mut effects = Effects::default();
+        crate::builds::end_if_idle(&state.store, &build_id, &mut effects).await?;
+        effects.publish(state);
+    }
     Ok(())
 }
 
@@ -495,10 +564,10 @@ async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) ->
     let effects = retrying(|| async {
         let store = &state.store;
         let mut tx = store.write().await?;
-        let Some(build) = bdb::lock_build(store, &mut tx, build_id).await? else {
+        let Some(node) = bdb::lock_node(store, &mut tx, node_id).await? else {
             return Ok(Effects::default());
         };
-        let Some(node) = bdb::lock_node(store, &mut tx, node_id).await? else {
+        let Some(build) = bdb::lock_build(store, &mut tx, build_id).await? else {
             return Ok(Effects::default());
         };
         let now = now_ms();

@@ -18,18 +18,15 @@ async fn a_controller_killed_mid_build_loses_nothing_it_acknowledged(storage: St
     let first = env.admin.trigger("p").await;
     let second = env.admin.trigger("p").await;
     let (w1, w2) = (env.worker("w1"), env.worker("w2"));
-    let one = w1.claim_within(SOON).await;
-    let three = w2.claim_within(SOON).await;
-    let (one, three) = if one.pipeline == "a" {
-        (one, three)
+    let x = w1.claim_within(SOON).await;
+    let y = w2.claim_within(SOON).await;
+    // w1 runs pipeline a, w2 pipeline b.
+    let (w1, one, w2, three) = if x.pipeline == "a" {
+        (w1, x, w2, y)
     } else {
-        (three, one)
+        (w2, y, w1, x)
     };
-    let (w1, w2) = if one.pipeline == "a" {
-        (w1, w2)
-    } else {
-        (w2, w1)
-    };
+    assert_eq!((one.pipeline.as_str(), three.pipeline.as_str()), ("a", "b"));
     w1.output(&one, 0, &["1a\n", "1b\n"]).await;
     w1.finish(&one, 0, 2).await;
     w2.finish(&three, 0, 0).await;

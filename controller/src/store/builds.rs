@@ -515,6 +515,41 @@ pub async fn open_nodes(conn: &mut AnyConnection, build_id: &str) -> Result<i64>
     Ok(row.try_get("n")?)
 }
 
+/// Queued nodes of a build.
+pub async fn queued_nodes(conn: &mut AnyConnection, build_id: &str) -> Result<i64> {
+    let row =
+        sqlx::query("SELECT COUNT(*) AS n FROM nodes WHERE build_id = $1 AND status = 'queued'")
+            .bind(build_id)
+            .fetch_one(conn)
+            .await?;
+    Ok(row.try_get("n")?)
+}
+
+/// Queued builds with a running node are running.
+pub async fn mark_started_builds_running(conn: &mut AnyConnection, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE builds SET status = 'running', started_at = COALESCE(started_at, $1) \
+         WHERE status = 'queued' AND EXISTS \
+         (SELECT 1 FROM nodes n WHERE n.build_id = builds.id AND n.status = 'running')",
+    )
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Builds not ended of which no node is queued or running.
+pub async fn idle_unfinished_builds(conn: &mut AnyConnection) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT b.id FROM builds b WHERE b.status IN ('queued', 'running') AND NOT EXISTS \
+         (SELECT 1 FROM nodes n WHERE n.build_id = b.id AND n.status IN ('queued', 'running')) \
+         LIMIT 100",
+    )
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+}
+
 /// Nodes that did not succeed.
 pub async fn unsuccessful_nodes(conn: &mut AnyConnection, build_id: &str) -> Result<i64> {
     let row = sqlx::query(
@@ -551,20 +586,18 @@ pub async fn request_cancel(conn: &mut AnyConnection, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Cancels the queued nodes of a build; asks its running ones to stop.
-pub async fn cancel_nodes(conn: &mut AnyConnection, build_id: &str, now: i64) -> Result<()> {
+/// Cancels the queued nodes of a build. (Running ones learn it from the
+/// build's flag through their heartbeat; their rows are not touched, as a
+/// `done` may hold them.)
+pub async fn cancel_queued_nodes(conn: &mut AnyConnection, build_id: &str, now: i64) -> Result<()> {
     sqlx::query(
         "UPDATE nodes SET status = 'cancelled', ended_at = $1, message = 'the build was cancelled' \
          WHERE build_id = $2 AND status = 'queued'",
     )
     .bind(now)
     .bind(build_id)
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
-    sqlx::query("UPDATE nodes SET cancel_requested = 1 WHERE build_id = $1 AND status = 'running'")
-        .bind(build_id)
-        .execute(conn)
-        .await?;
     Ok(())
 }
 

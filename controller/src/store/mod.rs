@@ -74,6 +74,42 @@ impl DerefMut for WriteTx {
     }
 }
 
+/// A connection for one write statement: on Postgres it commits by itself;
+/// on SQLite it holds the writer lock in a transaction. Call [`OneWrite::done`].
+pub enum OneWrite {
+    Autocommit(sqlx::pool::PoolConnection<Any>),
+    Locked(WriteTx),
+}
+
+impl OneWrite {
+    /// Ends it (commits on SQLite).
+    pub async fn done(self) -> Result<()> {
+        match self {
+            OneWrite::Autocommit(_) => Ok(()),
+            OneWrite::Locked(tx) => tx.commit().await,
+        }
+    }
+}
+
+impl Deref for OneWrite {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            OneWrite::Autocommit(c) => c,
+            OneWrite::Locked(tx) => tx,
+        }
+    }
+}
+
+impl DerefMut for OneWrite {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            OneWrite::Autocommit(c) => c,
+            OneWrite::Locked(tx) => tx,
+        }
+    }
+}
+
 impl Store {
     /// Connects, sets SQLite up for a service (WAL, foreign keys, a busy
     /// timeout) and brings the schema up to date.
@@ -161,6 +197,14 @@ impl Store {
                     _guard: Some(guard),
                 })
             }
+        }
+    }
+
+    /// For one write statement (cheaper than a transaction on Postgres).
+    pub async fn write_one(&self) -> Result<OneWrite> {
+        match self.dialect {
+            Dialect::Postgres => Ok(OneWrite::Autocommit(self.pool.acquire().await?)),
+            Dialect::Sqlite => Ok(OneWrite::Locked(self.write().await?)),
         }
     }
 

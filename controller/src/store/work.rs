@@ -19,50 +19,103 @@ pub struct Candidate {
     pub ready_at: i64,
 }
 
-/// Ready nodes pinned to `worker` (their pipeline's workspace is there),
-/// oldest first, locked (rows other claimers hold are skipped).
-pub async fn pinned_candidates(
+/// The worker's action kinds as the claim queries match them: `,a,b,`.
+pub fn kinds_list(kinds: &[String]) -> String {
+    format!(",{},", kinds.join(","))
+}
+
+/// The oldest ready node pinned to `worker` (its pipeline's workspace is
+/// there) of a kind it runs, locked; rows other claimers hold are skipped.
+pub async fn pinned_candidate(
     store: &Store,
     conn: &mut AnyConnection,
     worker: &str,
-) -> Result<Vec<Candidate>> {
+    kinds: &str,
+) -> Result<Option<Candidate>> {
     let sql = store.sql(
         "SELECT id, kind, labels, ready_at FROM nodes \
          WHERE status = 'queued' AND waiting = 0 AND held = 0 AND affinity = $1 \
-         ORDER BY ready_at, id LIMIT 8 FOR UPDATE SKIP LOCKED",
+         AND strpos($2, ',' || kind || ',') > 0 \
+         ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
         "SELECT id, kind, labels, ready_at FROM nodes \
          WHERE status = 'queued' AND waiting = 0 AND held = 0 AND affinity = $1 \
-         ORDER BY ready_at, id LIMIT 8",
+         AND instr($2, ',' || kind || ',') > 0 \
+         ORDER BY ready_at, id LIMIT 1",
     );
-    let rows = sqlx::query(sql).bind(worker).fetch_all(conn).await?;
-    rows.iter().map(decode_candidate).collect()
+    let row = sqlx::query(sql)
+        .bind(worker)
+        .bind(kinds)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(decode_candidate).transpose()
 }
 
-/// Ready nodes any worker may take, oldest first, after `(ready_at, id)`,
-/// locked (rows other claimers hold are skipped).
-pub async fn free_candidates(
+/// The oldest ready node that needs no labels, of a kind the worker runs,
+/// locked; rows other claimers hold are skipped. Locking one row only, so
+/// that claimers never hide work from each other.
+pub async fn unlabelled_candidate(
     store: &Store,
     conn: &mut AnyConnection,
+    kinds: &str,
+) -> Result<Option<Candidate>> {
+    let sql = store.sql(
+        "SELECT id, kind, labels, ready_at FROM nodes \
+         WHERE status = 'queued' AND waiting = 0 AND held = 0 AND affinity IS NULL \
+         AND labels = '[]' AND strpos($1, ',' || kind || ',') > 0 \
+         ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        "SELECT id, kind, labels, ready_at FROM nodes \
+         WHERE status = 'queued' AND waiting = 0 AND held = 0 AND affinity IS NULL \
+         AND labels = '[]' AND instr($1, ',' || kind || ',') > 0 \
+         ORDER BY ready_at, id LIMIT 1",
+    );
+    let row = sqlx::query(sql).bind(kinds).fetch_optional(conn).await?;
+    row.as_ref().map(decode_candidate).transpose()
+}
+
+/// Ready nodes that need labels, of a kind the worker runs, oldest first
+/// after `(ready_at, id)`; not locked (see [`lock_if_ready`]).
+pub async fn labelled_candidates(
+    conn: &mut AnyConnection,
+    kinds: &str,
+    store: &Store,
     after: (i64, &str),
     limit: i64,
 ) -> Result<Vec<Candidate>> {
     let sql = store.sql(
         "SELECT id, kind, labels, ready_at FROM nodes \
          WHERE status = 'queued' AND waiting = 0 AND held = 0 AND affinity IS NULL \
-         AND (ready_at > $1 OR (ready_at = $1 AND id > $2)) \
-         ORDER BY ready_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
+         AND labels <> '[]' AND strpos($1, ',' || kind || ',') > 0 \
+         AND (ready_at > $2 OR (ready_at = $2 AND id > $3)) \
+         ORDER BY ready_at, id LIMIT $4",
         "SELECT id, kind, labels, ready_at FROM nodes \
          WHERE status = 'queued' AND waiting = 0 AND held = 0 AND affinity IS NULL \
-         AND (ready_at > $1 OR (ready_at = $1 AND id > $2)) \
-         ORDER BY ready_at, id LIMIT $3",
+         AND labels <> '[]' AND instr($1, ',' || kind || ',') > 0 \
+         AND (ready_at > $2 OR (ready_at = $2 AND id > $3)) \
+         ORDER BY ready_at, id LIMIT $4",
     );
     let rows = sqlx::query(sql)
+        .bind(kinds)
         .bind(after.0)
         .bind(after.1)
         .bind(limit)
         .fetch_all(conn)
         .await?;
     rows.iter().map(decode_candidate).collect()
+}
+
+/// Locks a node if it is still ready and no other claimer holds it.
+pub async fn lock_if_ready(store: &Store, conn: &mut AnyConnection, id: &str) -> Result<bool> {
+    let sql = store.sql(
+        "SELECT id FROM nodes WHERE id = $1 AND status = 'queued' AND waiting = 0 AND held = 0 \
+         AND affinity IS NULL FOR UPDATE SKIP LOCKED",
+        "SELECT id FROM nodes WHERE id = $1 AND status = 'queued' AND waiting = 0 AND held = 0 \
+         AND affinity IS NULL",
+    );
+    Ok(sqlx::query(sql)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .is_some())
 }
 
 fn decode_candidate(row: &sqlx::any::AnyRow) -> Result<Candidate> {
