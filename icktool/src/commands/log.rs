@@ -1,0 +1,68 @@
+//! `icktool log BUILD [--node N] [--follow]`.
+
+use anyhow::bail;
+use ick_api::controller::BuildView;
+use reqwest::Method;
+
+use crate::Exit;
+use crate::commands::build::{node_label, resolve};
+use crate::connection::{Ick, Service};
+use crate::follow::{ended, follow};
+use crate::output::write_stdout;
+
+#[derive(clap::Args)]
+pub struct LogArgs {
+    /// The build: its id, PROJECT/NUMBER, or PROJECT for the latest.
+    build: String,
+    /// Only one action: PIPELINE/N (N from 1, as `build show` lists them)
+    /// or the node's id.
+    #[arg(long, short = 'n')]
+    node: Option<String>,
+    /// Follow the build until it ends; exit 0 if it succeeded, 1 if it
+    /// failed or was cancelled.
+    #[arg(long, short = 'f')]
+    follow: bool,
+}
+
+pub async fn run(ick: &Ick, args: LogArgs) -> anyhow::Result<Exit> {
+    let view = resolve(ick, &args.build).await?;
+    let node = match &args.node {
+        Some(n) => Some(find_node(&view, n)?),
+        None => None,
+    };
+    if args.follow {
+        let end = follow(ick, &view.build.id, node.as_deref()).await?;
+        let (text, exit) = ended(&end);
+        eprintln!("{text}");
+        return Ok(exit);
+    }
+    let path = format!("/builds/{}/log", view.build.id);
+    let response = ick
+        .send(Service::Controller, Method::GET, &path, &[], |r| {
+            let r = r.header("accept", "text/plain");
+            match &node {
+                Some(node) => r.query(&[("node", node)]),
+                None => r,
+            }
+        })
+        .await?;
+    write_stdout(&response.text().await?)?;
+    Ok(Exit::Ok)
+}
+
+fn find_node(view: &BuildView, wanted: &str) -> anyhow::Result<String> {
+    if let Some(n) = view
+        .nodes
+        .iter()
+        .find(|n| n.id == wanted || node_label(n) == wanted)
+    {
+        return Ok(n.id.clone());
+    }
+    let known: Vec<String> = view.nodes.iter().map(node_label).collect();
+    bail!(
+        "build {}/{} has no action {wanted:?}; it has {}",
+        view.build.project,
+        view.build.number,
+        known.join(", ")
+    )
+}

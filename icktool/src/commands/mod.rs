@@ -1,0 +1,14 @@
+//! One module per subcommand; each has a `run` taking its parsed
+//! arguments. (`project` and `pipeline` share `definition`: the same
+//! commands on the two kinds of definition.)
+
+pub mod apply;
+pub mod blob;
+pub mod build;
+pub mod client;
+pub mod completions;
+pub mod definition;
+pub mod log;
+pub mod status;
+pub mod trigger;
+pub mod workers;

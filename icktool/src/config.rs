@@ -1,0 +1,243 @@
+//! icktool's config file: where the services are and who we are.
+//!
+//! ```yaml
+//! controller: http://127.0.0.1:7420
+//! idp: http://127.0.0.1:7421
+//! artifact_store: http://127.0.0.1:7422
+//! client_id: 0b6c…
+//! client_secret: zZ3…            # or client_secret_file: /path/to/secret
+//! ```
+//!
+//! Found at `--config`, `ICKTOOL_CONFIG`, or
+//! `$XDG_CONFIG_HOME/icktool/config.yaml` (`~/.config/icktool/config.yaml`).
+//! The environment wins over the file: `ICKTOOL_CONTROLLER`, `ICKTOOL_IDP`,
+//! `ICKTOOL_ARTIFACT_STORE`, `ICKTOOL_CLIENT_ID`, `ICKTOOL_CLIENT_SECRET`.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ick_api::Secret;
+use serde::{Deserialize, Serialize};
+
+/// Environment variable holding the client secret (wins over the file).
+pub const SECRET_ENV: &str = "ICKTOOL_CLIENT_SECRET";
+
+/// The file as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The controller's base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+    /// The IDP's base URL (its token endpoint is `/token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
+    /// The artifact store's base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_store: Option<String>,
+    /// The OAuth2 client to get tokens as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Its secret, inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    /// Its secret, in a file (relative to the config file's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+}
+
+/// A config with every value resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where it was read from.
+    pub path: PathBuf,
+    pub controller: Option<String>,
+    pub idp: String,
+    pub artifact_store: Option<String>,
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+/// `$XDG_CONFIG_HOME/icktool/config.yaml`, or `~/.config/icktool/config.yaml`.
+pub fn default_path() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("icktool").join("config.yaml")
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+impl ConfigFile {
+    /// Reads a config file; errors name the file, and the line and column
+    /// of a YAML mistake.
+    pub fn read(path: &Path) -> anyhow::Result<ConfigFile> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "no icktool config at {}: pass --config FILE or set ICKTOOL_CONFIG \
+                 (`icktool up` writes one to .ick/icktool.yaml)",
+                path.display()
+            ),
+            Err(e) => bail!("cannot read the config file {}: {e}", path.display()),
+        };
+        if text.trim().is_empty() {
+            return Ok(ConfigFile::default());
+        }
+        serde_yaml::from_str(&text).map_err(|e| match e.location() {
+            Some(at) => anyhow::anyhow!("{}:{}:{}: {e}", path.display(), at.line(), at.column()),
+            None => anyhow::anyhow!("{}: {e}", path.display()),
+        })
+    }
+
+    /// Writes the file with mode 0600 (it may hold a secret), atomically:
+    /// a temporary file beside it, renamed over it.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let text = serde_yaml::to_string(self)?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let tmp = path.with_extension("yaml.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        file.write_all(
+            b"# icktool's config: service URLs and a client that gets tokens.\n\
+              # It holds a secret: keep it mode 0600.\n",
+        )?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Resolves the file (read from `path`) with the environment.
+    pub fn resolve(self, path: &Path) -> anyhow::Result<Settings> {
+        let from_env = |name: &str, value: Option<String>| env(name).or(value);
+        let controller = from_env("ICKTOOL_CONTROLLER", self.controller);
+        let artifact_store = from_env("ICKTOOL_ARTIFACT_STORE", self.artifact_store);
+        let Some(idp) = from_env("ICKTOOL_IDP", self.idp) else {
+            bail!(
+                "{} names no `idp` (the IDP's URL, e.g. http://127.0.0.1:7421)",
+                path.display()
+            );
+        };
+        let Some(client_id) = from_env("ICKTOOL_CLIENT_ID", self.client_id) else {
+            bail!("{} names no `client_id`", path.display());
+        };
+        let secret_file = self.client_secret_file.map(|file| {
+            if file.is_relative() {
+                path.parent().unwrap_or(Path::new(".")).join(file)
+            } else {
+                file
+            }
+        });
+        let secret = ick_api::secret::resolve(
+            self.client_secret.as_ref(),
+            secret_file.as_deref(),
+            SECRET_ENV,
+        )?;
+        let Some(client_secret) = secret else {
+            bail!(
+                "{} has no `client_secret` (nor `client_secret_file`), and {SECRET_ENV} is not set",
+                path.display()
+            );
+        };
+        Ok(Settings {
+            path: path.to_path_buf(),
+            controller,
+            idp,
+            artifact_store,
+            client_id,
+            client_secret,
+        })
+    }
+}
+
+/// Loads the settings from `explicit` (or the default path), warning on
+/// stderr when a file holding a secret is readable by others.
+pub fn load(explicit: Option<&Path>) -> anyhow::Result<Settings> {
+    let path = explicit.map(Path::to_path_buf).unwrap_or_else(default_path);
+    let file = ConfigFile::read(&path)?;
+    if file.client_secret.is_some()
+        && let Ok(meta) = std::fs::metadata(&path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        eprintln!(
+            "warning: {} holds a secret and others may read it: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+    file.resolve(&path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_config_is_private_and_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sub/icktool.yaml");
+        let file = ConfigFile {
+            controller: Some("http://127.0.0.1:7420".into()),
+            idp: Some("http://127.0.0.1:7421".into()),
+            artifact_store: None,
+            client_id: Some("abc".into()),
+            client_secret: Some(Secret::new("s3cret")),
+            client_secret_file: None,
+        };
+        file.write(&path).expect("written");
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(ConfigFile::read(&path).expect("reads"), file);
+    }
+
+    #[test]
+    fn yaml_mistakes_name_file_line_and_column() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "idp: http://x\ncontroler: http://y\n").expect("write");
+        let err = ConfigFile::read(&path).expect_err("refused").to_string();
+        assert!(err.contains("c.yaml:2:1"), "{err}");
+        assert!(err.contains("controler"), "{err}");
+        let missing = ConfigFile::read(&dir.path().join("none.yaml")).expect_err("missing");
+        assert!(missing.to_string().contains("ICKTOOL_CONFIG"), "{missing}");
+    }
+
+    #[test]
+    fn secret_file_is_relative_to_the_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("secret"), "from-file\n").expect("write");
+        let file = ConfigFile {
+            idp: Some("http://i".into()),
+            client_id: Some("c".into()),
+            client_secret_file: Some("secret".into()),
+            ..ConfigFile::default()
+        };
+        let settings = file
+            .resolve(&dir.path().join("icktool.yaml"))
+            .expect("resolves");
+        assert_eq!(settings.client_secret.expose(), "from-file");
+    }
+}

@@ -1,0 +1,255 @@
+//! The services as icktool sees them: base URLs, one HTTP client, one
+//! token source, and errors turned into sentences.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::bail;
+use ick_api::blobs::BlobClient;
+use ick_api::{Problem, TokenSource};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::{self, Settings};
+
+/// Which service a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Controller,
+    Idp,
+    ArtifactStore,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Controller => "controller",
+            Service::Idp => "IDP",
+            Service::ArtifactStore => "artifact store",
+        }
+    }
+}
+
+/// A service refused a request: its problem, and who said it.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe(.problem))]
+pub struct Refused {
+    pub service: Service,
+    pub problem: Problem,
+}
+
+/// `title: detail`, with where in the YAML when the problem says.
+pub fn describe(problem: &Problem) -> String {
+    let mut text = problem.to_string();
+    let num = |key: &str| problem.extensions.get(key).and_then(|v| v.as_u64());
+    if let Some(line) = num("line") {
+        text.push_str(&format!(" (line {line}"));
+        if let Some(column) = num("column") {
+            text.push_str(&format!(", column {column}"));
+        }
+        text.push(')');
+    }
+    text
+}
+
+/// A connection to the services of one config.
+pub struct Ick {
+    pub http: reqwest::Client,
+    pub settings: Settings,
+    pub tokens: Arc<TokenSource>,
+}
+
+impl Ick {
+    /// Loads the config and prepares (but does not yet use) the token source.
+    pub fn connect(config: Option<&Path>) -> anyhow::Result<Ick> {
+        Ok(Ick::from_settings(config::load(config)?))
+    }
+
+    pub fn from_settings(settings: Settings) -> Ick {
+        let http = ick_api::http::client();
+        let tokens = Arc::new(TokenSource::new(
+            http.clone(),
+            ick_api::http::join(&settings.idp, ick_api::oauth::TOKEN_PATH),
+            settings.client_id.clone(),
+            settings.client_secret.clone(),
+            None,
+        ));
+        Ick {
+            http,
+            settings,
+            tokens,
+        }
+    }
+
+    /// The base URL of `service`, or an error naming the missing key.
+    pub fn base(&self, service: Service) -> anyhow::Result<&str> {
+        let (value, key) = match service {
+            Service::Controller => (self.settings.controller.as_deref(), "controller"),
+            Service::Idp => (Some(self.settings.idp.as_str()), "idp"),
+            Service::ArtifactStore => (self.settings.artifact_store.as_deref(), "artifact_store"),
+        };
+        match value {
+            Some(url) => Ok(url),
+            None => bail!(
+                "{} names no `{key}` URL (the {}'s address)",
+                self.settings.path.display(),
+                service.name()
+            ),
+        }
+    }
+
+    /// A token, or a sentence saying why there is none.
+    pub async fn token(&self) -> anyhow::Result<String> {
+        self.tokens.token().await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot get a token as client {}: {e}",
+                self.settings.client_id
+            )
+        })
+    }
+
+    /// Sends the request `make` builds to `service` with a token; on 401,
+    /// gets a fresh token and tries once more. Errors unless the answer is
+    /// a success or one of `accept`.
+    pub async fn send(
+        &self,
+        service: Service,
+        method: Method,
+        path: &str,
+        accept: &[StatusCode],
+        make: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> anyhow::Result<Response> {
+        let url = ick_api::http::join(self.base(service)?, path);
+        let mut renewed = false;
+        loop {
+            let token = self.token().await?;
+            let request = make(self.http.request(method.clone(), &url)).bearer_auth(token);
+            let response = request.send().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach the {} at {url}: {}",
+                    service.name(),
+                    chain(&e)
+                )
+            })?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !renewed {
+                self.tokens.invalidate().await;
+                renewed = true;
+                continue;
+            }
+            if status.is_success() || accept.contains(&status) {
+                return Ok(response);
+            }
+            return Err(refused(service, response).await.into());
+        }
+    }
+
+    /// `GET path` as JSON.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        service: Service,
+        path: &str,
+    ) -> anyhow::Result<T> {
+        let response = self.send(service, Method::GET, path, &[], |r| r).await?;
+        read_json(response).await
+    }
+
+    /// `GET path` with a query, as JSON.
+    pub async fn get_query<T: DeserializeOwned, Q: Serialize>(
+        &self,
+        service: Service,
+        path: &str,
+        query: &Q,
+    ) -> anyhow::Result<T> {
+        let response = self
+            .send(service, Method::GET, path, &[], |r| r.query(query))
+            .await?;
+        read_json(response).await
+    }
+
+    /// `method path` with a JSON body (or none), answered with JSON.
+    pub async fn call<T: DeserializeOwned, B: Serialize>(
+        &self,
+        service: Service,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> anyhow::Result<T> {
+        let response = self
+            .send(service, method, path, &[], |r| match body {
+                Some(body) => r.json(body),
+                None => r,
+            })
+            .await?;
+        read_json(response).await
+    }
+
+    /// `DELETE path`; the answer's body is not read.
+    pub async fn delete(&self, service: Service, path: &str) -> anyhow::Result<()> {
+        self.send(service, Method::DELETE, path, &[], |r| r).await?;
+        Ok(())
+    }
+
+    /// A blob client of the artifact store, sharing the token source.
+    pub fn blobs(&self) -> anyhow::Result<BlobClient> {
+        Ok(BlobClient::new(
+            self.http.clone(),
+            self.base(Service::ArtifactStore)?,
+            self.tokens.clone(),
+        ))
+    }
+}
+
+/// The error and its causes, joined: reqwest's own text is too terse.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// The problem a refusal carries (or one made from its status and text).
+pub async fn refused(service: Service, response: Response) -> Refused {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let problem = serde_json::from_str::<Problem>(&text).unwrap_or_else(|_| {
+        let mut detail: String = text.chars().take(300).collect();
+        if detail.trim().is_empty() {
+            detail = format!("HTTP {status}");
+        }
+        Problem::new(status, detail)
+    });
+    Refused { service, problem }
+}
+
+/// The body of a success as JSON.
+pub async fn read_json<T: DeserializeOwned>(response: Response) -> anyhow::Result<T> {
+    let url = response.url().to_string();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| anyhow::anyhow!("the answer from {url} broke off: {}", chain(&e)))?;
+    serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("unexpected answer from {url}: {e}"))
+}
+
+/// Escapes a name for a URL path segment (names are already restricted,
+/// but refs and user input may hold anything).
+pub fn segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

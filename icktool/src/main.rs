@@ -1,0 +1,159 @@
+//! `icktool`: how people use Ick. Every command talks to the services over
+//! their HTTP APIs with a client-credentials token; `icktool up` runs the
+//! whole suite in this one process.
+//!
+//! Exit codes: 0 success; 1 a followed build failed or was cancelled; 2
+//! anything else that went wrong (usage, config, network, refusals).
+
+mod commands;
+mod config;
+mod connection;
+mod definitions;
+mod follow;
+mod output;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::Format;
+
+/// What a command that ran to its end says about the thing it watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything went as asked.
+    Ok,
+    /// A followed build failed or was cancelled (exit 1).
+    BuildFailed,
+    /// Something else failed, already reported (exit 2).
+    Error,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        match exit {
+            Exit::Ok => ExitCode::SUCCESS,
+            Exit::BuildFailed => ExitCode::from(1),
+            Exit::Error => ExitCode::from(2),
+        }
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    name = "icktool",
+    version,
+    about = "Ick's command line",
+    long_about = "Ick's command line.\n\nStart everything on this machine with `icktool up`; \
+                  it writes .ick/icktool.yaml, which the other commands read with \
+                  `--config .ick/icktool.yaml` (or ICKTOOL_CONFIG).",
+    after_help = "Exit codes: 0 success, 1 a followed build failed or was cancelled, 2 any other error."
+)]
+pub struct Args {
+    /// The config file: service URLs and client credentials
+    /// [default: ~/.config/icktool/config.yaml].
+    #[arg(long, global = true, env = "ICKTOOL_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// How to print results: a table for people, json or yaml for scripts.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole of Ick on this machine: IDP, controller, artifact store, workers.
+    Up(up::UpArgs),
+    /// Who you are, and whether each service answers.
+    Status,
+    /// Create or change projects and pipelines from YAML files.
+    #[command(alias = "make-it-so")]
+    Apply(commands::apply::ApplyArgs),
+    /// Projects: list, show, delete, revisions.
+    #[command(subcommand)]
+    Project(commands::definition::DefinitionCommand),
+    /// Pipelines: list, show, delete, revisions.
+    #[command(subcommand)]
+    Pipeline(commands::definition::DefinitionCommand),
+    /// Start a build of a project.
+    Trigger(commands::trigger::TriggerArgs),
+    /// Builds: list, show, cancel, retry.
+    #[command(subcommand)]
+    Build(commands::build::BuildCommand),
+    /// Print a build's output, or follow it live.
+    Log(commands::log::LogArgs),
+    /// The connected workers.
+    Workers,
+    /// Blobs in the artifact store: put, get, delete.
+    #[command(subcommand)]
+    Blob(commands::blob::BlobCommand),
+    /// Refs (names of blobs) in the artifact store: set, get, list, delete.
+    #[command(subcommand, name = "ref")]
+    Ref(commands::blob::RefCommand),
+    /// IDP clients (needs idp:admin): create, list, show, disable, enable, rotate, delete.
+    #[command(subcommand)]
+    Client(commands::client::ClientCommand),
+    /// Print a shell completion script.
+    Completions(commands::completions::CompletionsArgs),
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Error.into();
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Exit::Error.into()
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<Exit> {
+    use commands::*;
+    use connection::Ick;
+    let out = output::Out::new(args.output);
+    let config = args.config.as_deref();
+    match args.command {
+        Command::Up(up_args) => up::run(up_args).await,
+        Command::Completions(c) => completions::run(c),
+        Command::Status => status::run(config, &out).await,
+        Command::Apply(a) => apply::run(&Ick::connect(config)?, a, &out).await,
+        Command::Project(c) => {
+            definition::run(&Ick::connect(config)?, definition::Kind::Project, c, &out).await
+        }
+        Command::Pipeline(c) => {
+            definition::run(&Ick::connect(config)?, definition::Kind::Pipeline, c, &out).await
+        }
+        Command::Trigger(t) => trigger::run(&Ick::connect(config)?, t, &out).await,
+        Command::Build(b) => build::run(&Ick::connect(config)?, b, &out).await,
+        Command::Log(l) => log::run(&Ick::connect(config)?, l).await,
+        Command::Workers => workers::run(&Ick::connect(config)?, &out).await,
+        Command::Blob(b) => blob::run_blob(&Ick::connect(config)?, b, &out).await,
+        Command::Ref(r) => blob::run_ref(&Ick::connect(config)?, r, &out).await,
+        Command::Client(c) => client::run(&Ick::connect(config)?, c, &out).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Args::command().debug_assert();
+    }
+}

@@ -1,0 +1,389 @@
+//! `icktool up`: the whole of Ick in this one process, on loopback, with
+//! all its state in one folder: the IDP (SQLite), the controller (SQLite),
+//! the artifact store (a local folder) and N worker-managers.
+//!
+//! Ports: the controller on PORT (default 7420), the IDP on PORT+1, the
+//! artifact store on PORT+3: the addresses of the example configs in
+//! `deploy/config/`, so that a worker-manager started with
+//! `deploy/config/worker-manager.yaml` on another terminal (or host, with
+//! its URLs changed) joins in. `--port 0` takes any free ports.
+//!
+//! State in DIR (default `.ick/`): `idp/` (keys and clients),
+//! `controller.db`, `artifacts/`, `workers/NAME/` (workspaces), `ick.log`
+//! (every service's log), and `icktool.yaml`: the admin client's config
+//! (mode 0600), created on first start and kept after. A worker client is
+//! made too; its secret is renewed at each start and never written down.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, bail};
+use ick_api::server::Running;
+use ick_api::{Scope, ScopeSet, Secret};
+use serde_json::json;
+
+use crate::Exit;
+use crate::config::ConfigFile;
+use crate::connection::Ick;
+
+/// The admin client `up` creates: every scope.
+const ADMIN_CLIENT: &str = "icktool-admin";
+/// The client the worker-managers share.
+const WORKER_CLIENT: &str = "icktool-worker";
+/// The demo's definitions, built in so that `--demo` works from anywhere.
+const HELLO: &str = include_str!("../../examples/hello/hello.yaml");
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Where all state lives.
+    #[arg(long, default_value = ".ick", value_name = "DIR")]
+    dir: PathBuf,
+    /// How many worker-managers to run (each runs one action at a time).
+    #[arg(long, default_value_t = 1)]
+    workers: u32,
+    /// The controller's port; the IDP listens on the next one, the artifact
+    /// store on PORT+3. 0 takes any free ports.
+    #[arg(long, default_value_t = 7420)]
+    port: u16,
+    /// Also apply examples/hello, trigger it and follow it to the end.
+    #[arg(long)]
+    demo: bool,
+}
+
+/// The bound, not yet serving, listeners.
+struct Listeners {
+    controller: TcpListener,
+    idp: TcpListener,
+    store: TcpListener,
+}
+
+fn bind(port: u16) -> anyhow::Result<Listeners> {
+    let offsets = [0u16, 1, 3];
+    let mut bound = Vec::new();
+    for offset in offsets {
+        let wanted = if port == 0 {
+            0
+        } else {
+            port.checked_add(offset)
+                .with_context(|| format!("--port {port} leaves no room for PORT+{offset}"))?
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], wanted));
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow::anyhow!(
+                    "port {wanted} is in use (is another `icktool up` running?): stop it, \
+                     or choose other ports with --port"
+                )
+            } else {
+                anyhow::anyhow!("cannot listen on {addr}: {e}")
+            }
+        })?;
+        listener.set_nonblocking(true)?;
+        bound.push(listener);
+    }
+    let mut it = bound.into_iter();
+    match (it.next(), it.next(), it.next()) {
+        (Some(controller), Some(idp), Some(store)) => Ok(Listeners {
+            controller,
+            idp,
+            store,
+        }),
+        _ => bail!("could not bind the ports"),
+    }
+}
+
+fn url(listener: &TcpListener) -> anyhow::Result<String> {
+    Ok(format!("http://{}", listener.local_addr()?))
+}
+
+/// Logs of every service go to DIR/ick.log; warnings also to stderr.
+fn init_logging(dir: &Path) -> anyhow::Result<PathBuf> {
+    use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+    use tracing_subscriber::prelude::*;
+    let path = dir.join("ick.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let file_filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let file_layer = tracing_subscriber::fmt::layer()
+        .with_writer(Mutex::new(file))
+        .with_ansi(false)
+        .with_filter(file_filter);
+    let stderr_layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(LevelFilter::WARN);
+    let _ = tracing_subscriber::registry()
+        .with(file_layer)
+        .with(stderr_layer)
+        .try_init();
+    Ok(path)
+}
+
+fn private_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private", path.display()))
+}
+
+/// A service config from JSON: their structs are made to be read from
+/// files, and JSON is the shortest way to write one here.
+fn config<T: serde::de::DeserializeOwned>(
+    what: &str,
+    value: serde_json::Value,
+) -> anyhow::Result<T> {
+    serde_json::from_value(value).with_context(|| format!("the {what} config `up` made"))
+}
+
+/// The admin client of the existing `icktool.yaml` if the IDP still knows
+/// it with that secret; else a new one (or the old one with a new secret).
+async fn admin_client(
+    store: &ick_idp::store::Store,
+    config_path: &Path,
+    audience: &str,
+) -> anyhow::Result<(String, Secret, bool)> {
+    if let Ok(existing) = ConfigFile::read(config_path)
+        && let (Some(id), Some(secret)) = (existing.client_id, existing.client_secret)
+        && let Some(record) = store.get(&id).await?
+        && record.enabled
+        && ick_idp::clients::secret_matches(secret.expose(), &record.secret_sha256)
+    {
+        return Ok((id, secret, false));
+    }
+    let (id, secret) =
+        client_with_new_secret(store, ADMIN_CLIENT, ScopeSet::all(), audience).await?;
+    Ok((id, secret, true))
+}
+
+/// Creates `name`, or gives it a new secret (and `scopes`) if it exists.
+async fn client_with_new_secret(
+    store: &ick_idp::store::Store,
+    name: &str,
+    scopes: ScopeSet,
+    audience: &str,
+) -> anyhow::Result<(String, Secret)> {
+    let made = match store.find(name).await? {
+        Some(record) => {
+            ick_idp::clients::update(store, &record.id, Some(scopes), Some(true)).await?;
+            ick_idp::clients::rotate(store, &record.id).await?
+        }
+        None => ick_idp::clients::create(store, name, scopes, audience).await?,
+    };
+    Ok((made.client.id, Secret::new(made.client_secret)))
+}
+
+/// The services, started; stopped in the reverse order.
+struct Suite {
+    services: Vec<(&'static str, Running)>,
+}
+
+impl Suite {
+    async fn stop(self) {
+        for (name, running) in self.services.into_iter().rev() {
+            tracing::info!(service = name, "stopping");
+            running.stop().await;
+        }
+    }
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
+    if args.workers == 0 {
+        bail!("--workers must be at least 1: nothing would run the builds");
+    }
+    let listeners = bind(args.port)?;
+    private_dir(&args.dir)?;
+    let dir = args
+        .dir
+        .canonicalize()
+        .with_context(|| format!("cannot find {}", args.dir.display()))?;
+    let log = init_logging(&dir)?;
+    let idp_url = url(&listeners.idp)?;
+    let controller_url = url(&listeners.controller)?;
+    let store_url = url(&listeners.store)?;
+    let config_path = dir.join("icktool.yaml");
+
+    let idp_config: ick_idp::Config = config(
+        "IDP",
+        json!({
+            "http": {"listen": listeners.idp.local_addr()?.to_string()},
+            "issuer": idp_url,
+            "data_dir": dir.join("idp"),
+        }),
+    )?;
+    let (admin_id, admin_secret, worker_id, worker_secret, created) = {
+        let store = idp_config.open_store().await?;
+        let audience = idp_config.default_audience.clone();
+        let (admin_id, admin_secret, created) =
+            admin_client(&store, &config_path, &audience).await?;
+        let worker_scopes: ScopeSet = [Scope::WorkRun, Scope::BlobsRead, Scope::BlobsWrite]
+            .into_iter()
+            .collect();
+        let (worker_id, worker_secret) =
+            client_with_new_secret(&store, WORKER_CLIENT, worker_scopes, &audience).await?;
+        (admin_id, admin_secret, worker_id, worker_secret, created)
+    };
+
+    let mut suite = Suite {
+        services: Vec::new(),
+    };
+    let started = start_all(
+        &mut suite,
+        listeners,
+        &dir,
+        idp_config,
+        (&idp_url, &controller_url, &store_url),
+        args.workers,
+        (&worker_id, &worker_secret),
+    )
+    .await;
+    if let Err(e) = started {
+        suite.stop().await;
+        return Err(e);
+    }
+
+    let file = ConfigFile {
+        controller: Some(controller_url.clone()),
+        idp: Some(idp_url.clone()),
+        artifact_store: Some(store_url.clone()),
+        client_id: Some(admin_id),
+        client_secret: Some(admin_secret),
+        client_secret_file: None,
+    };
+    file.write(&config_path)?;
+
+    let config_shown = shell_path(&config_path);
+    println!(
+        "Ick is up. State in {dir}{first}.\n\n  \
+         controller      {controller_url}\n  \
+         IDP             {idp_url}\n  \
+         artifact store  {store_url}\n  \
+         workers         {workers}\n\n\
+         In another terminal:\n\n  \
+         export ICKTOOL_CONFIG={config_shown}\n  \
+         icktool status\n  \
+         icktool apply -f examples/hello\n  \
+         icktool trigger hello --follow\n\n\
+         Logs go to {log}. Stop with Ctrl-C.",
+        dir = dir.display(),
+        first = if created {
+            " (first start: an admin client was created)"
+        } else {
+            ""
+        },
+        workers = (1..=args.workers)
+            .map(worker_name)
+            .collect::<Vec<_>>()
+            .join(", "),
+        log = log.display(),
+    );
+
+    let settings = file.resolve(&config_path)?;
+    let outcome = tokio::select! {
+        _ = ick_api::server::shutdown_signal() => None,
+        demo = demo(settings, &config_shown), if args.demo => Some(demo),
+    };
+    if let Some(result) = outcome {
+        if let Err(e) = result {
+            eprintln!("error: the demo failed: {e:#}");
+        }
+        ick_api::server::shutdown_signal().await;
+    }
+    println!("Stopping…");
+    suite.stop().await;
+    println!("Stopped. Start again with the same --dir to find everything as it was.");
+    Ok(Exit::Ok)
+}
+
+fn worker_name(i: u32) -> String {
+    format!("local-{i}")
+}
+
+/// A path as a shell would take it (quoted if it must be).
+fn shell_path(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+    {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+async fn start_all(
+    suite: &mut Suite,
+    listeners: Listeners,
+    dir: &Path,
+    idp_config: ick_idp::Config,
+    (idp_url, controller_url, store_url): (&str, &str, &str),
+    workers: u32,
+    (worker_id, worker_secret): (&str, &Secret),
+) -> anyhow::Result<()> {
+    suite
+        .services
+        .push(("IDP", ick_idp::start(idp_config, listeners.idp).await?));
+
+    let controller: ick_controller::Config = config(
+        "controller",
+        json!({
+            "http": {"listen": listeners.controller.local_addr()?.to_string()},
+            "auth": {"issuer": idp_url},
+            "database_url": format!("sqlite://{}?mode=rwc", dir.join("controller.db").display()),
+        }),
+    )?;
+    suite.services.push((
+        "controller",
+        ick_controller::start(controller, listeners.controller).await?,
+    ));
+
+    let store: ick_artifact_store::Config = config(
+        "artifact store",
+        json!({
+            "http": {"listen": listeners.store.local_addr()?.to_string()},
+            "auth": {"issuer": idp_url},
+            "storage": {"local": {"path": dir.join("artifacts")}},
+        }),
+    )?;
+    suite.services.push((
+        "artifact store",
+        ick_artifact_store::start(store, listeners.store).await?,
+    ));
+
+    let _ = (controller_url, store_url, workers, worker_id, worker_secret);
+    Ok(())
+}
+
+/// `--demo`: apply examples/hello, trigger it, follow it, say what next.
+async fn demo(settings: crate::config::Settings, config_shown: &str) -> anyhow::Result<()> {
+    let ick = Ick::from_settings(settings);
+    println!("\nDemo: applying examples/hello");
+    let definitions = crate::definitions::parse_file("examples/hello/hello.yaml", HELLO)?;
+    crate::commands::apply::apply(&ick, definitions, true).await?;
+    let build = crate::commands::trigger::trigger(&ick, "hello", Vec::new()).await?;
+    println!(
+        "Demo: triggered build hello #{}; following its log\n",
+        build.number
+    );
+    let end = crate::follow::follow(&ick, &build.id, None).await?;
+    let (text, exit) = crate::follow::ended(&end);
+    println!("\nDemo: {text}.");
+    let n = end.number;
+    println!(
+        "{}\nLook around (with ICKTOOL_CONFIG={config_shown}):\n  \
+         icktool build show hello/{n}     # each action, its worker and exit code\n  \
+         icktool log hello/{n}            # the whole output\n  \
+         icktool ref list                 # what the build archived\n  \
+         icktool project show hello       # the definition, as applied\n\
+         Ick keeps running until Ctrl-C.",
+        if exit == Exit::Ok {
+            "The demo build succeeded."
+        } else {
+            "The demo build did not succeed: see its log above, and the services' log in ick.log."
+        },
+    );
+    Ok(())
+}
