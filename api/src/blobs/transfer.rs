@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
 use super::client::{BlobClient, BlobError, DigestQuery, READ_CHUNK, check, hashing, json, lock};
@@ -290,13 +290,17 @@ impl BlobClient {
         file.seek(SeekFrom::End(0))
             .await
             .map_err(BlobError::io(context()))?;
+        // Large writes: a tokio file sends each write to a blocking thread.
+        let mut writer = tokio::io::BufWriter::with_capacity(1 << 20, file);
         let size = match self
-            .download_from(digest, &mut file, held, hashed.hasher)
+            .download_from(digest, &mut writer, held, hashed.hasher)
             .await
         {
             Ok(size) => size,
             Err(e) => {
-                drop(file);
+                // Keep what arrived, for the next try.
+                let _ = writer.flush().await;
+                drop(writer);
                 if !e.is_transient() {
                     // Wrong or vanished bytes are no use for a resume.
                     let _ = tokio::fs::remove_file(&partial).await;
@@ -304,6 +308,7 @@ impl BlobClient {
                 return Err(e);
             }
         };
+        let file = writer.into_inner();
         file.sync_all().await.map_err(BlobError::io(context()))?;
         drop(file);
         tokio::fs::rename(&partial, path)

@@ -6,10 +6,10 @@ mod uploads;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
 use axum::http::header::IntoHeaderName;
 use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::AppState;

@@ -138,3 +138,25 @@ async fn a_full_disk_answers_507_and_leaves_nothing_behind() {
     assert_eq!(store.stored_blobs(), [Digest::of(&small).hex()]);
     assert!(store.tmp_files().is_empty());
 }
+
+/// A second process on the same directory would remove the first one's
+/// uploads in progress at its start: it must refuse to start instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_store_on_the_same_directory_refuses_to_start() {
+    let mut env = Env::start(Backend::Local).await;
+    let output = std::process::Command::new(ick_tests::bin_path("ick-artifact-store"))
+        .arg("--config")
+        .arg(&env.store.config)
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("in use by another ick-artifact-store"),
+        "{stderr}"
+    );
+    // The first one is unharmed.
+    assert!(env.store.process.is_running());
+    let info = env.store_blob(pattern(53, 10)).await;
+    env.assert_holds(&[&info.digest]);
+}
