@@ -7,6 +7,7 @@ pub mod db;
 pub mod idp;
 pub mod process;
 pub mod store;
+pub mod worker;
 
 use std::future::Future;
 use std::path::PathBuf;

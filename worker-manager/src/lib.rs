@@ -1,0 +1,206 @@
+//! `ick-worker-manager`: represents one build host. It gets tokens from the
+//! IDP, long-polls the controller for actions (one claim loop per slot),
+//! runs them in per-pipeline workspaces, streams their output while they
+//! run, heartbeats, stops them on cancel or timeout, and reports how they
+//! ended.
+//!
+//! [`start`] runs one in the current process (the binary, and `icktool up`,
+//! which runs several side by side); [`WorkerManager::stop`] drains it.
+
+pub mod config;
+mod controller;
+pub mod error;
+mod output;
+mod poll;
+mod run;
+mod stop;
+mod workspace;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use futures::FutureExt;
+use ick_api::TokenSource;
+use ick_api::blobs::BlobClient;
+use ick_api::server::{Running, finish_router, health_routes, serve};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use controller::ControllerClient;
+use workspace::Workspaces;
+
+/// The scopes a worker-manager asks for.
+pub const SCOPES: &str = "work:run blobs:read blobs:write";
+
+/// What the slots share.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub controller: ControllerClient,
+    pub blobs: BlobClient,
+    pub workspaces: Workspaces,
+    /// Slots running an action.
+    pub busy: AtomicU32,
+    /// The last claim was answered.
+    pub ready: AtomicBool,
+    /// Stop claiming: the drain has begun.
+    pub shutdown: CancellationToken,
+    /// The drain timeout passed: stop the running actions.
+    pub drained: CancellationToken,
+    /// Give up reporting: the process is going away.
+    pub hard_stop: CancellationToken,
+}
+
+/// A running worker-manager.
+pub struct WorkerManager {
+    shared: Arc<Shared>,
+    http: Option<Running>,
+    slots: Vec<JoinHandle<()>>,
+    timer: JoinHandle<()>,
+}
+
+impl WorkerManager {
+    /// The address of its health endpoints, if it serves them.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(Running::local_addr)
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.shared.config.name
+    }
+
+    /// Cancelling this token starts the drain, as [`WorkerManager::stop`] does.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Drains and stops: no more claims; running actions may finish for up
+    /// to `drain_timeout`, then they are cancelled, and their ends reported.
+    pub async fn stop(self) {
+        self.shared.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until it has stopped (after [`WorkerManager::stop`] or once
+    /// the shutdown token is cancelled).
+    pub async fn wait(self) {
+        for slot in self.slots {
+            let _ = slot.await;
+        }
+        self.timer.abort();
+        if let Some(http) = self.http {
+            http.stop().await;
+        }
+        tracing::info!(worker = %self.shared.config.name, "worker-manager stopped");
+    }
+}
+
+/// Starts a worker-manager: serves `/healthz` and `/readyz` on `listener`
+/// if one is given, and claims work with `config.slots` loops.
+pub async fn start(
+    config: Config,
+    listener: Option<std::net::TcpListener>,
+) -> anyhow::Result<WorkerManager> {
+    config.check()?;
+    let secret = config.client_secret()?;
+    let http = ick_api::http::client();
+    let tokens = Arc::new(TokenSource::new(
+        http.clone(),
+        config.idp.token_url.clone(),
+        config.idp.client_id.clone(),
+        secret,
+        Some(SCOPES.to_string()),
+    ));
+    let controller = ControllerClient::new(http.clone(), &config.controller, tokens.clone());
+    let blobs = BlobClient::new(http, &config.artifact_store, tokens);
+    let workspaces = Workspaces::open(config.workspace_root.clone(), config.systree_root()).await?;
+    // Processes of actions that a killed predecessor of this worker left.
+    let orphans = run::process::end_orphans(format!("{}/", config.name), config.kill_grace).await;
+    if orphans > 0 {
+        tracing::warn!(
+            orphans,
+            "stopped processes left by an earlier run of this worker"
+        );
+    }
+    let shared = Arc::new(Shared {
+        controller,
+        blobs,
+        workspaces,
+        busy: AtomicU32::new(0),
+        ready: AtomicBool::new(false),
+        shutdown: CancellationToken::new(),
+        drained: CancellationToken::new(),
+        hard_stop: CancellationToken::new(),
+        config,
+    });
+    let http = match listener {
+        Some(listener) => Some(serve_health(&shared, listener).await?),
+        None => None,
+    };
+    let slots = (0..shared.config.slots)
+        .map(|i| tokio::spawn(poll::slot(shared.clone(), i)))
+        .collect();
+    let timer = tokio::spawn(drain_timer(shared.clone()));
+    tracing::info!(
+        worker = %shared.config.name,
+        slots = shared.config.slots,
+        controller = %shared.config.controller,
+        "worker-manager started"
+    );
+    Ok(WorkerManager {
+        shared,
+        http,
+        slots,
+        timer,
+    })
+}
+
+/// Once the drain begins: after `drain_timeout` running actions are
+/// stopped; some time later, reporting is given up.
+async fn drain_timer(shared: Arc<Shared>) {
+    shared.shutdown.cancelled().await;
+    let busy = shared.busy.load(Ordering::SeqCst);
+    if busy > 0 {
+        tracing::info!(running = busy, timeout = ?shared.config.drain_timeout, "draining: no more claims; waiting for running actions");
+    }
+    tokio::time::sleep(shared.config.drain_timeout).await;
+    tracing::warn!("drain timeout reached; cancelling running actions");
+    shared.drained.cancel();
+    tokio::time::sleep(shared.config.kill_grace * 2 + std::time::Duration::from_secs(30)).await;
+    shared.hard_stop.cancel();
+}
+
+async fn serve_health(
+    shared: &Arc<Shared>,
+    listener: std::net::TcpListener,
+) -> anyhow::Result<Running> {
+    let body_limit = shared
+        .config
+        .http
+        .as_ref()
+        .map(|h| h.body_limit)
+        .unwrap_or(64 * 1024);
+    let tls = shared.config.http.as_ref().and_then(|h| h.tls.clone());
+    let ready = shared.clone();
+    let router = health_routes(
+        "ick-worker-manager",
+        Arc::new(move || {
+            let shared = ready.clone();
+            async move {
+                if shared.shutdown.is_cancelled() {
+                    Err("draining".to_string())
+                } else if shared.ready.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err("not connected to the controller yet".to_string())
+                }
+            }
+            .boxed()
+        }),
+    );
+    let router = finish_router(router, body_limit);
+    serve(listener, router, tls.as_ref(), CancellationToken::new()).await
+}

@@ -1,0 +1,382 @@
+//! Running an action's process: in a process group of its own, its output
+//! streamed, stopped on cancel or timeout (SIGTERM to the whole group,
+//! SIGKILL after a grace period), and nothing it started left behind.
+//!
+//! Every process of an action carries a marker in its environment
+//! ([`MARKER_VAR`]), so that one that left the group (`setsid`, a daemon)
+//! is still found, in `/proc`, and stopped with the rest.
+
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ick_api::work::Stream;
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::error::ActionError;
+use crate::output::OutputWriter;
+use crate::stop::{Stop, StopReason};
+
+/// The environment variable that marks an action's processes.
+pub const MARKER_VAR: &str = "ICK_ACTION_RUN";
+
+/// Size of one read from an action's pipe.
+const READ_SIZE: usize = 64 * 1024;
+
+/// A process to start.
+#[derive(Debug, Clone)]
+pub struct Proc {
+    /// The program (a path, or a name looked up in `PATH`).
+    pub program: OsString,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Its working directory.
+    pub cwd: PathBuf,
+    /// Its whole environment.
+    pub env: Vec<(String, String)>,
+    /// What its standard input gets (nothing: `/dev/null`).
+    pub stdin: Option<Vec<u8>>,
+    /// Keep standard output instead of sending it to the log.
+    pub capture_stdout: bool,
+}
+
+impl Proc {
+    /// `program args…` in `cwd` with `env`.
+    pub fn new<I, S>(
+        program: impl Into<OsString>,
+        args: I,
+        cwd: PathBuf,
+        env: Vec<(String, String)>,
+    ) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Proc {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            cwd,
+            env,
+            stdin: None,
+            capture_stdout: false,
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Debug)]
+pub enum ProcEnd {
+    /// It exited (or a signal it did not ask for killed it).
+    Exited {
+        /// The exit code; 128 + the signal's number if a signal killed it.
+        code: i32,
+        /// Why, when a signal killed it.
+        signal: Option<String>,
+        /// Its standard output, when captured.
+        stdout: Vec<u8>,
+    },
+    /// The deadline passed and it was stopped.
+    TimedOut,
+    /// It was stopped for this reason (`None`: the attempt was abandoned).
+    Stopped(Option<StopReason>),
+}
+
+/// What a running process is watched by.
+pub struct Limits<'a> {
+    /// Where its output goes.
+    pub out: &'a OutputWriter,
+    /// Stops it early.
+    pub stop: &'a Stop,
+    /// Stops it at this instant.
+    pub deadline: Option<Instant>,
+    /// From SIGTERM to SIGKILL.
+    pub grace: Duration,
+    /// The value of [`MARKER_VAR`] for this action.
+    pub marker: &'a str,
+}
+
+/// Runs `proc` to its end, or until it must stop.
+pub async fn run(proc: Proc, limits: &Limits<'_>) -> Result<ProcEnd, ActionError> {
+    let mut command = tokio::process::Command::new(&proc.program);
+    command
+        .args(&proc.args)
+        .current_dir(&proc.cwd)
+        .env_clear()
+        .envs(proc.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env(MARKER_VAR, limits.marker)
+        .stdin(if proc.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command.spawn().map_err(|e| {
+        let program = proc.program.to_string_lossy();
+        ActionError::new(match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "cannot run {program}: there is no such program (or interpreter) on this worker"
+            ),
+            _ => format!("cannot run {program}: {e}"),
+        })
+    })?;
+    let pgid = child.id().map(|id| id as i32);
+    if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), proc.stdin) {
+        tokio::spawn(async move {
+            // A process that does not read its input is its business.
+            let _ = stdin.write_all(&bytes).await;
+        });
+    }
+    let captured = proc.capture_stdout;
+    let stdout = child.stdout.take().map(|pipe| {
+        if captured {
+            tokio::spawn(capture(pipe))
+        } else {
+            tokio::spawn(forward(pipe, Stream::Stdout, limits.out.clone()))
+        }
+    });
+    let stderr = child
+        .stderr
+        .take()
+        .map(|pipe| tokio::spawn(forward(pipe, Stream::Stderr, limits.out.clone())));
+
+    let deadline = async {
+        match limits.deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    let (status, interrupted) = tokio::select! {
+        status = child.wait() => (Some(status), None),
+        _ = deadline => (None, Some(ProcEnd::TimedOut)),
+        _ = limits.stop.stopped() => (None, Some(ProcEnd::Stopped(limits.stop.reason()))),
+    };
+    let status = match status {
+        Some(status) => status,
+        None => {
+            if let Some(pgid) = pgid {
+                let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
+            }
+            match tokio::time::timeout(limits.grace, child.wait()).await {
+                Ok(status) => status,
+                Err(_) => {
+                    if let Some(pgid) = pgid {
+                        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                    }
+                    child.wait().await
+                }
+            }
+        }
+    };
+    // Whatever it started goes with it.
+    end_leftovers(pgid, limits.marker.to_string(), limits.grace).await;
+    let stdout = match stdout {
+        Some(task) => collect(task, limits.grace).await,
+        None => Vec::new(),
+    };
+    if let Some(task) = stderr {
+        collect(task, limits.grace).await;
+    }
+    if let Some(end) = interrupted {
+        return Ok(end);
+    }
+    let status =
+        status.map_err(|e| ActionError::new(format!("cannot wait for the action: {e}")))?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => ProcEnd::Exited {
+            code,
+            signal: None,
+            stdout,
+        },
+        (None, Some(signal)) => ProcEnd::Exited {
+            code: 128 + signal,
+            signal: Some(
+                Signal::try_from(signal)
+                    .map(|s| format!("killed by signal {signal} ({s})"))
+                    .unwrap_or_else(|_| format!("killed by signal {signal}")),
+            ),
+            stdout,
+        },
+        (None, None) => ProcEnd::Exited {
+            code: -1,
+            signal: Some("ended without an exit code".into()),
+            stdout,
+        },
+    })
+}
+
+/// Sends a pipe's bytes to the output as they come.
+async fn forward(mut pipe: impl AsyncRead + Unpin, stream: Stream, out: OutputWriter) -> Vec<u8> {
+    let mut buffer = vec![0u8; READ_SIZE];
+    loop {
+        match pipe.read(&mut buffer).await {
+            Ok(0) | Err(_) => return Vec::new(),
+            Ok(n) => {
+                out.write(stream, Bytes::copy_from_slice(&buffer[..n]))
+                    .await
+            }
+        }
+    }
+}
+
+/// Keeps a pipe's bytes.
+async fn capture(mut pipe: impl AsyncRead + Unpin) -> Vec<u8> {
+    let mut all = Vec::new();
+    let _ = pipe.read_to_end(&mut all).await;
+    all
+}
+
+/// A reader's bytes, once its pipe closed; if something still holds the
+/// pipe open after `wait`, what was read so far is dropped with the task.
+async fn collect(mut task: JoinHandle<Vec<u8>>, wait: Duration) -> Vec<u8> {
+    match tokio::time::timeout(wait.max(Duration::from_secs(1)), &mut task).await {
+        Ok(Ok(bytes)) => bytes,
+        _ => {
+            task.abort();
+            Vec::new()
+        }
+    }
+}
+
+/// Stops every process left of an action: its process group and whatever
+/// carries its marker. SIGTERM first, SIGKILL after `grace`.
+pub async fn end_leftovers(pgid: Option<i32>, marker: String, grace: Duration) {
+    let entry = format!("{MARKER_VAR}={marker}").into_bytes();
+    let find = move || {
+        let entry = entry.clone();
+        async move {
+            tokio::task::spawn_blocking(move || find_processes(pgid, |env| env == entry.as_slice()))
+                .await
+                .unwrap_or_default()
+        }
+    };
+    end_processes(pgid, find, grace).await;
+}
+
+/// Stops processes left by an earlier run of this worker (it was killed
+/// before it could): those whose marker starts with `prefix`.
+pub async fn end_orphans(prefix: String, grace: Duration) -> usize {
+    let entry = format!("{MARKER_VAR}={prefix}").into_bytes();
+    let found = {
+        let entry = entry.clone();
+        tokio::task::spawn_blocking(move || find_processes(None, |env| env.starts_with(&entry)))
+            .await
+            .unwrap_or_default()
+    };
+    if found.is_empty() {
+        return 0;
+    }
+    let find = move || {
+        let entry = entry.clone();
+        async move {
+            tokio::task::spawn_blocking(move || find_processes(None, |env| env.starts_with(&entry)))
+                .await
+                .unwrap_or_default()
+        }
+    };
+    end_processes(None, find, grace).await;
+    found.len()
+}
+
+async fn end_processes<F, Fut>(pgid: Option<i32>, find: F, grace: Duration)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<i32>>,
+{
+    let mut left = find().await;
+    if left.is_empty() {
+        return;
+    }
+    signal_all(pgid, &left, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = find().await;
+        if left.is_empty() {
+            return;
+        }
+    }
+    tracing::warn!(
+        processes = left.len(),
+        "processes of the action ignored SIGTERM; killing them"
+    );
+    // Kill until none is left: one may fork while we look.
+    for _ in 0..20 {
+        signal_all(pgid, &left, Signal::SIGKILL);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = find().await;
+        if left.is_empty() {
+            return;
+        }
+    }
+    tracing::error!(pids = ?left, "processes of the action survived SIGKILL");
+}
+
+fn signal_all(pgid: Option<i32>, pids: &[i32], signal: Signal) {
+    if let Some(pgid) = pgid {
+        let _ = killpg(Pid::from_raw(pgid), signal);
+    }
+    for pid in pids {
+        let _ = kill(Pid::from_raw(*pid), signal);
+    }
+}
+
+/// Live (not zombie) processes in process group `pgid` or with an
+/// environment entry that `matches`. Blocking: it reads `/proc`.
+pub fn find_processes(pgid: Option<i32>, matches: impl Fn(&[u8]) -> bool) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = after.split_whitespace();
+        let (Some(state), Some(ppid), Some(pgrp)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if state == "Z" || state == "X" {
+            continue;
+        }
+        if pgid.is_some() && pgrp.parse::<i32>().ok() == pgid {
+            found.push(pid);
+            continue;
+        }
+        if pid == 2 || ppid == "2" {
+            continue; // kernel threads have no environment
+        }
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(&matches) {
+            found.push(pid);
+        }
+    }
+    found
+}

@@ -1,0 +1,33 @@
+//! `python:` — a script run by `python3`, where the action says. The
+//! script sees the parameters as the dict `params`, and its tracebacks
+//! name it `<action>` with its own line numbers.
+
+use serde_json::Value;
+
+use super::{Ending, RunCtx, process, sandbox};
+use crate::error::ActionError;
+
+/// Runs the script (its first argument) with `params` defined.
+const RUNNER: &str = r#"import json, os, sys
+source = sys.argv.pop(1)
+scope = {"__name__": "__main__", "params": json.loads(os.environ.get("ICK_PARAMS", "{}"))}
+exec(compile(source, "<action>", "exec"), scope)
+"#;
+
+pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
+    let Value::String(script) = &rc.a.action.spec else {
+        return Err(ActionError::new(format!(
+            "python must be a script (a string), not {}",
+            rc.a.action.spec
+        )));
+    };
+    let mut proc = sandbox::command(
+        rc,
+        "python3",
+        vec!["-c".into(), RUNNER.into(), script.into()],
+    )
+    .await?;
+    // Output shows up in the log as it is written.
+    proc.env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+    Ok(rc.ending(process::run(proc, &rc.limits()).await?))
+}

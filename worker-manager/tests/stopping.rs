@@ -1,0 +1,213 @@
+//! Ending actions: exit codes, timeouts, cancellation, lost workers and
+//! draining — and no process left behind.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Env, SOON, eventually, numbers_after, only_node, sleep_alive};
+use ick_api::controller::{BuildStatus, NodeStatus};
+use ick_api::work::Outcome;
+use nix::sys::signal::Signal;
+
+/// Prints the pids of sleeps in all the places a process can hide: in the
+/// background, in a subshell, in a new session (out of the process group).
+const SLEEPERS: &str = r#"      sleep 600 &
+      echo "pid: $!"
+      ( sleep 600 & echo "pid: $!"; wait ) &
+      setsid sleep 600 &
+      echo "pid: $!"
+      sh -c 'echo "pid: $$"; exec sleep 600'
+"#;
+
+async fn wait_pids(env: &Env, build_id: &str, count: usize) -> Vec<u32> {
+    eventually(SOON, "the action to print its pids", || async {
+        let log = env.text(build_id, ick_api::work::Stream::Stdout).await;
+        let pids = numbers_after(&log, "pid: ");
+        (pids.len() == count).then_some(pids)
+    })
+    .await
+}
+
+async fn assert_all_gone(pids: &[u32]) {
+    eventually(
+        Duration::from_secs(5),
+        "every process of the action to end",
+        || async { pids.iter().all(|p| !sleep_alive(*p)).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_zero_exit_fails_the_node_and_skips_the_rest() {
+    let env = Env::start().await;
+    let worker = env.worker().start();
+    env.project(
+        "fails",
+        "  - shell: echo started; exit 3\n  - shell: echo never\n",
+    )
+    .await;
+    let view = env.run("fails", SOON).await;
+    assert_eq!(view.build.status, BuildStatus::Failed);
+    let (first, second) = (&view.nodes[0], &view.nodes[1]);
+    assert_eq!(first.status, NodeStatus::Failed);
+    assert_eq!(first.outcome, Some(Outcome::Exited));
+    assert_eq!(first.exit_code, Some(3));
+    assert_eq!(second.status, NodeStatus::Skipped);
+    let log = env
+        .text(&view.build.id, ick_api::work::Stream::Stdout)
+        .await;
+    assert_eq!(log, "started\n");
+    // The pipeline will not go on here: its workspace is gone.
+    eventually(SOON, "the workspace to be removed", || async {
+        worker.workspaces().is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_ends_a_sleep_and_its_children() {
+    let env = Env::start().await;
+    let _worker = env.worker().edit(|c| c["kill_grace"] = "1s".into()).start();
+    // The action ignores SIGTERM (and so do its children): SIGKILL it is.
+    env.project(
+        "slow",
+        &format!("  - timeout: 3s\n    shell: |\n      trap '' TERM\n{SLEEPERS}"),
+    )
+    .await;
+    let started = Instant::now();
+    let build = env.admin.trigger("slow").await;
+    let pids = wait_pids(&env, &build.id, 4).await;
+    let view = env.admin.wait_build(&build.id, SOON).await;
+    let node = only_node(&view);
+    assert_eq!(view.build.status, BuildStatus::Failed);
+    assert_eq!(node.outcome, Some(Outcome::TimedOut));
+    assert_eq!(node.message.as_deref(), Some("timed out after 3s"));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_all_gone(&pids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_build_ends_it_within_five_seconds_leaving_no_process() {
+    let env = Env::start().await;
+    let _worker = env.worker().start();
+    env.project("cancel-me", &format!("  - shell: |\n{SLEEPERS}"))
+        .await;
+    let build = env.admin.trigger("cancel-me").await;
+    let pids = wait_pids(&env, &build.id, 4).await;
+    assert!(pids.iter().all(|p| sleep_alive(*p)), "the sleeps run");
+    let asked = Instant::now();
+    let r = env
+        .admin
+        .post::<()>(&format!("/builds/{}/cancel", build.id), None)
+        .await;
+    assert!(r.status().is_success(), "cancel: {}", r.status());
+    let view = env.admin.wait_build(&build.id, SOON).await;
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the build ended {took:?} after the cancel"
+    );
+    assert_eq!(view.build.status, BuildStatus::Cancelled);
+    let node = only_node(&view);
+    assert_eq!(node.status, NodeStatus::Cancelled);
+    assert_eq!(node.outcome, Some(Outcome::Cancelled));
+    assert_all_gone(&pids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_action_is_replaced_and_the_build_finishes() {
+    let env = Env::start_with(|c| c["work"]["lease"] = "3s".into()).await;
+    let mut first = env.worker().start();
+    env.project(
+        "survive",
+        "  - shell: echo started; sleep 2; echo finished\n",
+    )
+    .await;
+    let build = env.admin.trigger("survive").await;
+    env.wait_log(&build.id, "started").await;
+    let second = env.worker().start();
+    first.kill();
+    let view = env
+        .admin
+        .wait_build(&build.id, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        view.build.status,
+        BuildStatus::Succeeded,
+        "{:#?}",
+        view.nodes
+    );
+    let node = only_node(&view);
+    assert_eq!(node.attempt, 2, "the action ran again");
+    assert_eq!(node.worker.as_deref(), Some(second.name.as_str()));
+    let log = env.log(&build.id).await;
+    let finished: Vec<_> = log
+        .iter()
+        .filter(|c| c.data.contains("finished"))
+        .map(|c| c.attempt)
+        .collect();
+    assert_eq!(finished, vec![2], "the second attempt finished it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_running_actions_then_cancels_what_is_left() {
+    let env = Env::start().await;
+    let mut worker = env
+        .worker()
+        .slots(2)
+        .edit(|c| {
+            c["drain_timeout"] = "4s".into();
+            c["kill_grace"] = "1s".into();
+        })
+        .start();
+    env.admin
+        .pipeline(
+            "quick",
+            "actions: [{shell: 'echo quick-start; sleep 2; echo quick-done'}]",
+        )
+        .await;
+    env.admin
+        .pipeline(
+            "slow",
+            "actions: [{shell: 'echo \"pid: $$\"; exec sleep 600'}]",
+        )
+        .await;
+    env.admin.project("drain", "pipelines: [quick, slow]").await;
+    env.project("later", "  - shell: 'true'\n").await;
+    let build = env.admin.trigger("drain").await;
+    env.wait_log(&build.id, "quick-start").await;
+    let pids = wait_pids(&env, &build.id, 1).await;
+    worker.process.signal(Signal::SIGTERM);
+    let later = env.admin.trigger("later").await;
+    let view = env.admin.wait_build(&build.id, SOON).await;
+    let quick = &view.pipeline("quick")[0];
+    let slow = &view.pipeline("slow")[0];
+    assert_eq!(
+        quick.status,
+        NodeStatus::Succeeded,
+        "a running action may finish"
+    );
+    assert_eq!(slow.status, NodeStatus::Cancelled);
+    assert!(
+        slow.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("drain timeout"),
+        "{:?}",
+        slow.message
+    );
+    let status = worker.terminate(SOON).expect("the worker exits");
+    assert!(status.success(), "{status}");
+    assert_all_gone(&pids).await;
+    let later = env.admin.build(&later.id).await;
+    assert_eq!(
+        later.build.status,
+        BuildStatus::Queued,
+        "a draining worker claims nothing"
+    );
+}
