@@ -77,6 +77,25 @@ ensure_s3() {
     say "moto_server (S3) at $url"
 }
 
+# The worker-manager runs `where: chroot` and `where: container` actions in
+# bubblewrap (bwrap); its tests use it. Installed from Debian's packages if
+# missing (as root), once.
+ensure_bubblewrap() {
+    if command -v bwrap >/dev/null 2>&1; then
+        return
+    fi
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing bubblewrap (for the worker-manager's container actions)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q bubblewrap >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q bubblewrap >/dev/null; }
+        hash -r
+        command -v bwrap >/dev/null 2>&1 && return
+    fi
+    echo "the tests need bubblewrap (bwrap): apt-get install bubblewrap" >&2
+    exit 1
+}
+
 MOTO_PID=""
 cleanup() {
     if [ -n "$MOTO_PID" ]; then
@@ -88,6 +107,7 @@ trap cleanup EXIT
 
 ensure_postgres
 ensure_s3
+ensure_bubblewrap
 
 say "cargo fmt"
 cargo fmt --all -- --check
