@@ -41,6 +41,83 @@ struct Samples {
     queued: Vec<Duration>,
 }
 
+/// CPU time (user + system) of processes, from /proc.
+fn cpu_of(pids: &[u32]) -> Duration {
+    let tick = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(100);
+    let mut ticks = 0;
+    for pid in pids {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces).
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        ticks += field(11) + field(12);
+    }
+    Duration::from_millis(ticks * 1000 / tick)
+}
+
+/// The Postgres backends serving the controller's database.
+async fn backends(database_url: &str) -> Vec<u32> {
+    use sqlx::{Connection, Row};
+    let Ok(mut conn) = sqlx::postgres::PgConnection::connect(database_url).await else {
+        return vec![];
+    };
+    let rows = sqlx::query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default();
+    rows.iter()
+        .filter_map(|r| r.try_get::<i32, _>("pid").ok())
+        .map(|p| p as u32)
+        .collect()
+}
+
+/// CPU used by the controller, its database backends and this process
+/// (the simulated workers), sampled around a run.
+struct Cpu {
+    controller: Duration,
+    database: Duration,
+    workers: Duration,
+}
+
+async fn cpu_now(controller: u32, database_url: Option<&str>) -> Cpu {
+    let db = match database_url {
+        Some(url) => cpu_of(&backends(url).await),
+        None => Duration::ZERO,
+    };
+    Cpu {
+        controller: cpu_of(&[controller]),
+        database: db,
+        workers: cpu_of(&[std::process::id()]),
+    }
+}
+
+fn cpu_per_action(before: &Cpu, after: &Cpu, actions: usize) -> String {
+    let per =
+        |a: Duration, b: Duration| (a.saturating_sub(b)).as_secs_f64() * 1000.0 / actions as f64;
+    let c = per(after.controller, before.controller);
+    let d = per(after.database, before.database);
+    let w = per(after.workers, before.workers);
+    format!("CPU per action: controller {c:.2} ms, Postgres {d:.2} ms, simulated workers {w:.2} ms")
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -163,7 +240,10 @@ async fn main() {
     let total = PIPELINES * ACTIONS;
     println!("\n1. {total} trivial actions in {PIPELINES} independent pipelines of {ACTIONS}:");
     let mut rates = Vec::new();
+    let pid = controller.process.pid();
+    let db_url = (storage == Storage::Postgres).then(|| controller.database_url().to_string());
     for run in 1..=RUNS {
+        let cpu_before = cpu_now(pid, db_url.as_deref()).await;
         let next = Arc::new(|p: &str, i: u32| {
             ((i as usize) + 1 < ACTIONS).then(|| (p.to_string(), i + 1))
         });
@@ -171,11 +251,16 @@ async fn main() {
         let (elapsed, mut s) = run_build(&api, "wide", total, first, next, 1).await;
         let rate = total as f64 / elapsed.as_secs_f64();
         rates.push(rate);
+        let cpu_after = cpu_now(pid, db_url.as_deref()).await;
         println!(
             "   run {run}: {:.2} s, {rate:.0} actions/s; ready→claim answered: {}; queue wait (workers all busy included): {}",
             elapsed.as_secs_f64(),
             summary(&mut s.dispatch),
             summary(&mut s.queued)
+        );
+        println!(
+            "          {}",
+            cpu_per_action(&cpu_before, &cpu_after, total)
         );
     }
     rates.sort_by(f64::total_cmp);

@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 const WORK_CHANNEL: &str = "ick_work";
 const BUILD_CHANNEL: &str = "ick_build";
+/// How long the notifier gathers events before it notifies.
+const COALESCE: Duration = Duration::from_millis(5);
 /// A build id that means "every build": sent after a lost connection.
 pub const ALL_BUILDS: &str = "*";
 
@@ -66,6 +68,12 @@ impl Hub {
         if let Some(remote) = &self.remote {
             let _ = remote.send(Signal::Build(id));
         }
+    }
+
+    /// A build changed in a way only followers on this controller need to
+    /// hear at once (those elsewhere look again within a second).
+    pub fn build_changed_here(&self, id: &str) {
+        let _ = self.builds.send(id.into());
     }
 
     /// For a claim's wait.
@@ -129,6 +137,9 @@ async fn notifier(
             }
         };
         take(first);
+        // Gather what happens in the next few milliseconds into one NOTIFY:
+        // under load that bounds the notifications the database sends.
+        tokio::time::sleep(COALESCE).await;
         while let Ok(signal) = rx.try_recv() {
             take(signal);
         }

@@ -160,10 +160,11 @@ fn labels_fit(c: &Candidate, req: &ClaimRequest) -> bool {
     c.labels.iter().all(|l| req.labels.contains(l))
 }
 
-/// The node to hand out: one pinned to this worker first (its pipeline's
-/// workspace is there); else, for a worker with labels, the oldest ready
-/// node that needs labels it has; else the oldest ready node that needs no
-/// labels. Kinds the worker does not run are never considered.
+/// The node to hand out to a worker with labels: one pinned to it first
+/// (its pipeline's workspace is there); else the oldest ready node that
+/// needs labels it has; else the oldest ready node that needs no labels.
+/// Kinds the worker does not run are never considered. (Workers without
+/// labels take the same path in one statement: [`wdb::claim_next`].)
 async fn pick(
     store: &Store,
     conn: &mut sqlx::AnyConnection,
@@ -201,20 +202,23 @@ async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAs
     let lease = state.config.work.lease;
     let claimed = retrying(|| async {
         let store = &state.store;
+        let now = now_ms();
+        let until = now + lease.as_millis() as i64;
+        if req.labels.is_empty() {
+            // One statement, committing by itself.
+            let mut w = store.write_one().await?;
+            let kinds = wdb::kinds_list(&req.kinds);
+            let claimed = wdb::claim_next(store, &mut w, &req.worker, &kinds, now, until).await?;
+            w.done().await?;
+            return Ok(claimed.map(|(id, started)| (id, started, now)));
+        }
         let mut tx = store.write().await?;
         let Some(id) = pick(store, &mut tx, req).await? else {
             return Ok(None);
         };
-        let now = now_ms();
-        let started = wdb::start_node(
-            &mut tx,
-            &id,
-            &req.worker,
-            now,
-            now + lease.as_millis() as i64,
-        )
-        .await?
-        .ok_or_else(|| ControllerError::Internal(format!("node {id} was not queued")))?;
+        let started = wdb::start_node(&mut tx, &id, &req.worker, now, until)
+            .await?
+            .ok_or_else(|| ControllerError::Internal(format!("node {id} was not queued")))?;
         tx.commit().await?;
         Ok(Some((id, started, now)))
     })
@@ -251,7 +255,8 @@ async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAs
         parameters: info.parameters.clone(),
     };
     tracing::info!(build_id = %assignment.build.id, node = %assignment.node_id, attempt = assignment.attempt, worker = %req.worker, "action handed out");
-    state.hub.build_changed(&assignment.build.id);
+    // Followers on other controllers see it on their next look.
+    state.hub.build_changed_here(&assignment.build.id);
     Ok(Some(assignment))
 }
 
@@ -393,57 +398,53 @@ pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
     if done.chunks < 0 {
         return Err(ControllerError::BadRequest("chunks is negative".into()));
     }
-    // Locks the node only: ends of a build's actions do not wait for each other.
-    let ended = retrying(|| async {
-        let store = &state.store;
-        let mut tx = store.write().await?;
-        let node = bdb::lock_node(store, &mut tx, node_id)
-            .await?
-            .ok_or_else(|| ControllerError::NotFound(format!("no node {node_id:?}")))?;
-        if node.attempt != done.attempt {
-            return Err(stale(node_id, done.attempt, node.attempt, node.status.as_str()));
-        }
-        if node.status.is_finished() {
-            // The same attempt's done, again.
-            return Ok((node.build_id, 1, Effects::default()));
-        }
-        if node.status != NodeStatus::Running {
-            return Err(stale(node_id, done.attempt, node.attempt, node.status.as_str()));
-        }
-        if node.chunks < done.chunks {
-            return Err(ControllerError::MissingChunks {
-                held: node.chunks,
-                expected: done.chunks,
-            });
-        }
-        let now = now_ms();
-        let status = if done.succeeded() {
-            NodeStatus::Succeeded
-        } else if done.outcome == Outcome::Cancelled {
-            NodeStatus::Cancelled
-        } else {
-            NodeStatus::Failed
-        };
-        let message = done.message.clone().or_else(|| match (done.outcome, done.exit_code) {
+    let status = if done.succeeded() {
+        NodeStatus::Succeeded
+    } else if done.outcome == Outcome::Cancelled {
+        NodeStatus::Cancelled
+    } else {
+        NodeStatus::Failed
+    };
+    let message = done
+        .message
+        .clone()
+        .or_else(|| match (done.outcome, done.exit_code) {
             (Outcome::Exited, Some(0)) => None,
             (Outcome::Exited, Some(code)) => Some(format!("exited with code {code}")),
             (Outcome::TimedOut, _) => Some("timed out".to_string()),
             (Outcome::Cancelled, _) => Some("cancelled".to_string()),
             _ => Some("could not run".to_string()),
         });
-        wdb::end_node(
-            &mut tx,
-            node_id,
-            &Ending {
-                status: status.as_str(),
-                outcome: Some(done.outcome),
-                exit_code: done.exit_code,
-                message: message.as_deref(),
-                outputs: &done.outputs,
-            },
-            now,
-        )
-        .await?;
+    let ending = Ending {
+        status: status.as_str(),
+        outcome: Some(done.outcome),
+        exit_code: done.exit_code,
+        message: message.as_deref(),
+        outputs: &done.outputs,
+    };
+    // Locks the node only: the ends of a build's actions do not wait for
+    // each other.
+    let ended = retrying(|| async {
+        let store = &state.store;
+        let mut tx = store.write().await?;
+        let now = now_ms();
+        let Some(node) = wdb::end_running_node(&mut tx, node_id, done.attempt, done.chunks, &ending, now).await? else {
+            // Why not: no such node, another attempt, not running, or chunks missing.
+            let node = bdb::get_node(&mut tx, node_id)
+                .await?
+                .ok_or_else(|| ControllerError::NotFound(format!("no node {node_id:?}")))?;
+            if node.attempt != done.attempt || !(node.status.is_finished() || node.status == NodeStatus::Running) {
+                return Err(stale(node_id, done.attempt, node.attempt, node.status.as_str()));
+            }
+            if node.status.is_finished() {
+                // The same attempt's done, again.
+                return Ok(None);
+            }
+            return Err(ControllerError::MissingChunks {
+                held: node.chunks,
+                expected: done.chunks,
+            });
+        };
         let mut effects = Effects {
             builds: vec![node.build_id.clone()],
             ..Effects::default()
@@ -458,9 +459,12 @@ pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
         let queued = bdb::queued_nodes(&mut tx, &node.build_id).await?;
         tx.commit().await?;
         tracing::info!(build_id = %node.build_id, node = %node_id, attempt = done.attempt, %status, "action ended");
-        Ok((node.build_id, queued, effects))
+        Ok(Some((node.build_id, queued, effects)))
     })
     .await?;
+    let Some(ended) = ended else {
+        return Ok(());
+    };
     let (build_id, queued, mut effects) = ended;
     // With nothing queued, this may have been the build's last action: end
     // it, under the build's lock, if nothing runs either. (Ends of the

@@ -172,6 +172,70 @@ pub async fn start_node(
     .transpose()
 }
 
+/// Hands out, in one statement, the oldest ready node pinned to `worker`,
+/// else the oldest ready node that needs no labels, of a kind it runs
+/// (`kinds` as [`kinds_list`] spells it): the next attempt, with a lease.
+/// On Postgres the candidate row is locked with `SKIP LOCKED`, so
+/// concurrent claims (from any controller) never get the same node, and
+/// the statement commits by itself. (A pinned node's labels are not
+/// checked: the worker ran its pipeline's earlier actions.)
+pub async fn claim_next(
+    store: &Store,
+    conn: &mut AnyConnection,
+    worker: &str,
+    kinds: &str,
+    now: i64,
+    lease_until: i64,
+) -> Result<Option<(String, Started)>> {
+    let sql = store.sql(
+        "UPDATE nodes SET status = 'running', worker = $1, attempt = attempt + 1, lease_until = $2, \
+         started_at = $3, ended_at = NULL, chunks = 0, cancel_requested = 0, outcome = NULL, \
+         exit_code = NULL, message = NULL, outputs = NULL \
+         WHERE id = COALESCE( \
+           (SELECT id FROM nodes WHERE status = 'queued' AND waiting = 0 AND held = 0 \
+            AND affinity = $1 AND strpos($4, ',' || kind || ',') > 0 \
+            ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED), \
+           (SELECT id FROM nodes WHERE status = 'queued' AND waiting = 0 AND held = 0 \
+            AND affinity IS NULL AND labels = '[]' AND strpos($4, ',' || kind || ',') > 0 \
+            ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)) \
+         AND status = 'queued' \
+         RETURNING id, build_id, attempt, pipeline, idx, pipeline_len, action",
+        "UPDATE nodes SET status = 'running', worker = $1, attempt = attempt + 1, lease_until = $2, \
+         started_at = $3, ended_at = NULL, chunks = 0, cancel_requested = 0, outcome = NULL, \
+         exit_code = NULL, message = NULL, outputs = NULL \
+         WHERE id = COALESCE( \
+           (SELECT id FROM nodes WHERE status = 'queued' AND waiting = 0 AND held = 0 \
+            AND affinity = $1 AND instr($4, ',' || kind || ',') > 0 \
+            ORDER BY ready_at, id LIMIT 1), \
+           (SELECT id FROM nodes WHERE status = 'queued' AND waiting = 0 AND held = 0 \
+            AND affinity IS NULL AND labels = '[]' AND instr($4, ',' || kind || ',') > 0 \
+            ORDER BY ready_at, id LIMIT 1)) \
+         AND status = 'queued' \
+         RETURNING id, build_id, attempt, pipeline, idx, pipeline_len, action",
+    );
+    let row = sqlx::query(sql)
+        .bind(worker)
+        .bind(lease_until)
+        .bind(now)
+        .bind(kinds)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|r| {
+        Ok((
+            r.try_get("id")?,
+            Started {
+                build_id: r.try_get("build_id")?,
+                attempt: r.try_get("attempt")?,
+                pipeline: r.try_get("pipeline")?,
+                index: r.try_get("idx")?,
+                pipeline_len: r.try_get("pipeline_len")?,
+                action: r.try_get("action")?,
+            },
+        ))
+    })
+    .transpose()
+}
+
 /// The parts of a build an assignment carries (they never change).
 #[derive(Debug, Clone)]
 pub struct BuildInfo {
@@ -365,6 +429,52 @@ pub async fn end_node(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// What an ended node's dependents need to know.
+pub struct Ended {
+    pub build_id: String,
+    pub pipeline: String,
+    pub index: i64,
+    pub worker: Option<String>,
+}
+
+/// Ends attempt `attempt` of a running node if it holds at least `chunks`
+/// chunks; `None` if not (the caller finds out why).
+pub async fn end_running_node(
+    conn: &mut AnyConnection,
+    id: &str,
+    attempt: i64,
+    chunks: i64,
+    ending: &Ending<'_>,
+    now: i64,
+) -> Result<Option<Ended>> {
+    let row = sqlx::query(
+        "UPDATE nodes SET status = $1, ended_at = $2, outcome = $3, exit_code = $4, message = $5, \
+         outputs = $6, lease_until = NULL \
+         WHERE id = $7 AND attempt = $8 AND status = 'running' AND chunks >= $9 \
+         RETURNING build_id, pipeline, idx, worker",
+    )
+    .bind(ending.status)
+    .bind(now)
+    .bind(ending.outcome.map(outcome_str))
+    .bind(ending.exit_code.map(i64::from))
+    .bind(ending.message)
+    .bind(to_json(ending.outputs)?)
+    .bind(id)
+    .bind(attempt)
+    .bind(chunks)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(Ended {
+            build_id: r.try_get("build_id")?,
+            pipeline: r.try_get("pipeline")?,
+            index: r.try_get("idx")?,
+            worker: r.try_get("worker")?,
+        })
+    })
+    .transpose()
 }
 
 /// After a node succeeded: its dependents have one dependency fewer; those
