@@ -176,10 +176,17 @@ async fn run_build(
                         .expect("lock")
                         .get(&(a.pipeline.clone(), a.index))
                         .copied();
+                    let became_ready = match became_ready {
+                        Some(at) => Some(at),
+                        // Answered before the trigger's answer arrived.
+                        None if a.index == 0 => Some(answered),
+                        None => None,
+                    };
                     if let Some(at) = became_ready {
                         let mut s = samples.lock().expect("lock");
-                        s.dispatch.push(answered - at.max(asked));
-                        s.queued.push(answered - at);
+                        s.dispatch
+                            .push(answered.saturating_duration_since(at.max(asked)));
+                        s.queued.push(answered.saturating_duration_since(at));
                     }
                     // The next node becomes ready when this done commits:
                     // after it is sent (a bound that counts the done's own
@@ -197,13 +204,16 @@ async fn run_build(
     // Let every worker ask once (and register) before the trigger.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
+    let build = api.trigger(project).await;
+    // The first actions are ready once the trigger committed: by its answer.
+    // (A claim answered before that counts as 0.)
+    let triggered = Instant::now();
     {
         let mut r = ready.lock().expect("lock");
         for key in first {
-            r.insert(key, started);
+            r.entry(key).or_insert(triggered);
         }
     }
-    let build = api.trigger(project).await;
     for w in workers {
         w.await.expect("worker");
     }

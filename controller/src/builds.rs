@@ -202,7 +202,7 @@ pub async fn finish_if_done(
     now: i64,
     effects: &mut Effects,
 ) -> Result<Option<BuildStatus>> {
-    if db::open_nodes(conn, &build.id).await? == 0 {
+    if !db::has_open_nodes(conn, &build.id).await? {
         Ok(Some(finish_build(store, conn, build, now, effects).await?))
     } else {
         Ok(None)
@@ -328,6 +328,7 @@ pub async fn retry(state: &AppState, id: &str) -> Result<BuildSummary> {
         ))
     })
     .await?;
+    state.build_infos.restarted(&build.id);
     effects.publish(state);
     Ok(build.summary())
 }

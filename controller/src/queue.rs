@@ -227,9 +227,10 @@ async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAs
         return Ok(None);
     };
     // After the commit, holding no lock: the build's first hand-out makes
-    // it running (a no-op afterwards; `done` does it too, should this
-    // controller stop in between).
-    {
+    // it running. (Skipped once this controller saw it so; should another
+    // controller retry it meanwhile, or this one stop in between, the
+    // reaper's sweep marks it.)
+    if state.build_infos.first_hand_out(&started.build_id) {
         let mut w = state.store.write_one().await?;
         wdb::mark_build_running(&mut w, &started.build_id, now).await?;
         w.done().await?;
@@ -264,9 +265,29 @@ async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAs
 #[derive(Default)]
 pub struct BuildInfos {
     known: Mutex<HashMap<String, Arc<wdb::BuildInfo>>>,
+    /// Builds this controller has marked running.
+    running: Mutex<std::collections::HashSet<String>>,
 }
 
 impl BuildInfos {
+    /// Whether this is the first hand-out of the build this controller
+    /// makes (since it started, or since it retried the build).
+    fn first_hand_out(&self, build_id: &str) -> bool {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.len() >= 10_000 {
+            running.clear();
+        }
+        running.insert(build_id.to_string())
+    }
+
+    /// The build starts a new run.
+    pub fn restarted(&self, build_id: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(build_id);
+    }
+
     async fn get(&self, store: &Store, build_id: &str) -> Result<Arc<wdb::BuildInfo>> {
         if let Some(info) = self
             .known
@@ -456,7 +477,7 @@ pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
             let why = format!("{} action {} {}", node.pipeline, node.index + 1, status);
             wdb::skip_dependents(&mut tx, node_id, &format!("skipped: {why}"), now).await?;
         }
-        let queued = bdb::queued_nodes(&mut tx, &node.build_id).await?;
+        let queued = bdb::has_queued_nodes(&mut tx, &node.build_id).await?;
         tx.commit().await?;
         tracing::info!(build_id = %node.build_id, node = %node_id, attempt = done.attempt, %status, "action ended");
         Ok(Some((node.build_id, queued, effects)))
@@ -470,7 +491,7 @@ pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
     // it, under the build's lock, if nothing runs either. (Ends of the
     // other actions do not wait for that lock; should this controller stop
     // first, the reaper's sweep ends the build.)
-    if queued == 0 {
+    if !queued {
         crate::builds::end_if_idle(&state.store, &build_id, &mut effects).await?;
     }
     effects.publish(state);

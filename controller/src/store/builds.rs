@@ -504,25 +504,25 @@ pub async fn node_build(conn: &mut AnyConnection, node_id: &str) -> Result<Optio
     row.map(|r| Ok(r.try_get("build_id")?)).transpose()
 }
 
-/// Nodes not yet ended.
-pub async fn open_nodes(conn: &mut AnyConnection, build_id: &str) -> Result<i64> {
+/// Whether a build has a node not yet ended.
+pub async fn has_open_nodes(conn: &mut AnyConnection, build_id: &str) -> Result<bool> {
     let row = sqlx::query(
-        "SELECT COUNT(*) AS n FROM nodes WHERE build_id = $1 AND status IN ('queued', 'running')",
+        "SELECT 1 AS one FROM nodes WHERE build_id = $1 AND status IN ('queued', 'running') LIMIT 1",
     )
     .bind(build_id)
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(row.try_get("n")?)
+    Ok(row.is_some())
 }
 
-/// Queued nodes of a build.
-pub async fn queued_nodes(conn: &mut AnyConnection, build_id: &str) -> Result<i64> {
+/// Whether a build has a queued node.
+pub async fn has_queued_nodes(conn: &mut AnyConnection, build_id: &str) -> Result<bool> {
     let row =
-        sqlx::query("SELECT COUNT(*) AS n FROM nodes WHERE build_id = $1 AND status = 'queued'")
+        sqlx::query("SELECT 1 AS one FROM nodes WHERE build_id = $1 AND status = 'queued' LIMIT 1")
             .bind(build_id)
-            .fetch_one(conn)
+            .fetch_optional(conn)
             .await?;
-    Ok(row.try_get("n")?)
+    Ok(row.is_some())
 }
 
 /// Queued builds with a running node are running.
