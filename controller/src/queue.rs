@@ -17,7 +17,7 @@ use crate::builds::{Effects, finish_if_done};
 use crate::error::{ControllerError, Result};
 use crate::store::builds::{self as bdb, NodeRow};
 use crate::store::work::{self as wdb, Candidate, Ending, WorkerRow};
-use crate::store::{Store, from_json, now_ms, retrying, time};
+use crate::store::{Dialect, Store, from_json, now_ms, retrying, time};
 
 /// How often a waiting claim looks again even if nothing woke it.
 const REPOLL: Duration = Duration::from_secs(5);
@@ -446,6 +446,20 @@ pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
     // Locks the node only: the ends of a build's actions do not wait for
     // each other.
     let ended = retrying(|| async {
+        let store = &state.store;
+        if status == NodeStatus::Succeeded && store.dialect() == Dialect::Postgres {
+            // The common case in one statement.
+            let mut conn = store.conn().await?;
+            let now = now_ms();
+            if let Some(s) = wdb::succeed_node(&mut conn, node_id, done.attempt, done.chunks, &ending, now).await? {
+                tracing::info!(build_id = %s.ended.build_id, node = %node_id, attempt = done.attempt, %status, "action ended");
+                let effects = Effects {
+                    builds: vec![s.ended.build_id.clone()],
+                    work: s.ready > 0,
+                };
+                return Ok(Some((s.ended.build_id, s.queued, effects)));
+            }
+        }
         let store = &state.store;
         let mut tx = store.write().await?;
         let now = now_ms();

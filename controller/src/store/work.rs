@@ -477,6 +477,72 @@ pub async fn end_running_node(
     .transpose()
 }
 
+/// What [`succeed_node`] did.
+pub struct Succeeded {
+    pub ended: Ended,
+    /// Dependents that became ready.
+    pub ready: i64,
+    /// Whether the build still has queued nodes.
+    pub queued: bool,
+}
+
+/// Postgres only: ends a running node's attempt as succeeded and releases
+/// its dependents (as [`end_running_node`] and [`release_dependents`] do)
+/// in one statement that commits by itself. `None` if the node did not
+/// match (not running, another attempt, chunks missing).
+pub async fn succeed_node(
+    conn: &mut AnyConnection,
+    id: &str,
+    attempt: i64,
+    chunks: i64,
+    ending: &Ending<'_>,
+    now: i64,
+) -> Result<Option<Succeeded>> {
+    // The outer SELECT sees the nodes as they were before the statement:
+    // the released ones were queued and stay so, this one was running.
+    let row = sqlx::query(
+        "WITH ended AS ( \
+           UPDATE nodes SET status = 'succeeded', ended_at = $1, outcome = $2, exit_code = $3, \
+             message = $4, outputs = $5, lease_until = NULL \
+           WHERE id = $6 AND attempt = $7 AND status = 'running' AND chunks >= $8 \
+           RETURNING build_id, pipeline, idx, worker), \
+         released AS ( \
+           UPDATE nodes n SET waiting = n.waiting - 1, \
+             ready_at = CASE WHEN n.waiting = 1 THEN $1 ELSE n.ready_at END, \
+             affinity = CASE WHEN n.pipeline = e.pipeline THEN e.worker ELSE n.affinity END \
+           FROM ended e \
+           WHERE n.id IN (SELECT to_node FROM node_edges WHERE from_node = $6) AND n.status = 'queued' \
+           RETURNING n.waiting, n.held) \
+         SELECT e.build_id, e.pipeline, e.idx, e.worker, \
+           (SELECT COUNT(*) FROM released r WHERE r.waiting = 0 AND r.held = 0) AS ready, \
+           CASE WHEN EXISTS (SELECT 1 FROM nodes q WHERE q.build_id = e.build_id AND q.status = 'queued') THEN 1 ELSE 0 END AS queued \
+         FROM ended e",
+    )
+    .bind(now)
+    .bind(ending.outcome.map(outcome_str))
+    .bind(ending.exit_code.map(i64::from))
+    .bind(ending.message)
+    .bind(to_json(ending.outputs)?)
+    .bind(id)
+    .bind(attempt)
+    .bind(chunks)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok(Succeeded {
+            ended: Ended {
+                build_id: r.try_get("build_id")?,
+                pipeline: r.try_get("pipeline")?,
+                index: r.try_get("idx")?,
+                worker: r.try_get("worker")?,
+            },
+            ready: r.try_get("ready")?,
+            queued: r.try_get::<i64, _>("queued")? != 0,
+        })
+    })
+    .transpose()
+}
+
 /// After a node succeeded: its dependents have one dependency fewer; those
 /// with none left become ready, and the next action of its pipeline is
 /// pinned to the worker that holds the workspace. Answers how many became
