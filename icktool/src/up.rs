@@ -175,13 +175,16 @@ async fn client_with_new_secret(
     Ok((made.client.id, Secret::new(made.client_secret)))
 }
 
-/// The services, started; stopped in the reverse order.
+/// The services, started; stopped workers first, then the others in the
+/// reverse order of their start.
 struct Suite {
     services: Vec<(&'static str, Running)>,
+    workers: Vec<ick_worker_manager::WorkerManager>,
 }
 
 impl Suite {
     async fn stop(self) {
+        futures::future::join_all(self.workers.into_iter().map(|w| w.stop())).await;
         for (name, running) in self.services.into_iter().rev() {
             tracing::info!(service = name, "stopping");
             running.stop().await;
@@ -228,6 +231,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
 
     let mut suite = Suite {
         services: Vec::new(),
+        workers: Vec::new(),
     };
     let started = start_all(
         &mut suite,
@@ -353,7 +357,28 @@ async fn start_all(
         ick_artifact_store::start(store, listeners.store).await?,
     ));
 
-    let _ = (controller_url, store_url, workers, worker_id, worker_secret);
+    for i in 1..=workers {
+        let name = worker_name(i);
+        let worker: ick_worker_manager::Config = config(
+            "worker-manager",
+            json!({
+                "name": name,
+                "controller": controller_url,
+                "artifact_store": store_url,
+                "idp": {
+                    "token_url": ick_api::http::join(idp_url, ick_api::oauth::TOKEN_PATH),
+                    "client_id": worker_id,
+                    "client_secret": worker_secret.expose(),
+                },
+                "workspace_root": dir.join("workers").join(&name),
+                // Ctrl-C should not wait long for running actions.
+                "drain_timeout": "5s",
+                "kill_grace": "2s",
+            }),
+        )?;
+        let manager = ick_worker_manager::start(worker, None).await?;
+        suite.workers.push(manager);
+    }
     Ok(())
 }
 
@@ -372,12 +397,13 @@ async fn demo(settings: crate::config::Settings, config_shown: &str) -> anyhow::
     let (text, exit) = crate::follow::ended(&end);
     println!("\nDemo: {text}.");
     let n = end.number;
+    let pad = " ".repeat(n.to_string().len());
     println!(
         "{}\nLook around (with ICKTOOL_CONFIG={config_shown}):\n  \
-         icktool build show hello/{n}     # each action, its worker and exit code\n  \
-         icktool log hello/{n}            # the whole output\n  \
-         icktool ref list                 # what the build archived\n  \
-         icktool project show hello       # the definition, as applied\n\
+         icktool build show hello/{n}   # each action, its worker and exit code\n  \
+         icktool log hello/{n}          # the whole output\n  \
+         icktool ref list{pad}            # what the build archived\n  \
+         icktool project show hello{pad}  # the definition, as applied\n\
          Ick keeps running until Ctrl-C.",
         if exit == Exit::Ok {
             "The demo build succeeded."

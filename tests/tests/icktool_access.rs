@@ -1,0 +1,242 @@
+//! Who icktool is: its config (file, environment, default place), its
+//! token, `icktool status`, and the IDP's clients.
+
+mod common;
+
+use common::{Ick, icktool, icktool_bare, s, set_mode};
+use ick_api::controller::StoredPipeline;
+use ick_api::oauth::{ClientInfo, ClientWithSecret};
+use ick_tests::repo_root;
+
+fn pipeline_count(ick: &Ick) -> usize {
+    ick.icktool(&["pipeline", "list", "--output", "json"])
+        .ok()
+        .json::<Vec<StoredPipeline>>()
+        .len()
+}
+
+#[test]
+fn a_missing_config_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("nope.yaml");
+    icktool_bare(
+        &["--config", s(&missing), "project", "list"],
+        &[],
+        dir.path(),
+    )
+    .fails(2, &format!("no icktool config at {}", s(&missing)))
+    .fails(2, "ICKTOOL_CONFIG");
+    // Without --config: ICKTOOL_CONFIG, then ~/.config/icktool/config.yaml.
+    icktool_bare(
+        &["project", "list"],
+        &[("ICKTOOL_CONFIG", s(&missing))],
+        dir.path(),
+    )
+    .fails(2, s(&missing));
+    let home = dir.path().join("home");
+    icktool_bare(&["status"], &[("HOME", s(&home))], dir.path())
+        .fails(2, &format!("{}/.config/icktool/config.yaml", s(&home)));
+    // A mistake in the file is located.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "idp: http://127.0.0.1:9\ncontroler: x\n").expect("write");
+    icktool(&bad, &["project", "list"], &[])
+        .fails(2, &format!("{}:2:1", s(&bad)))
+        .fails(2, "unknown field `controler`");
+}
+
+#[test]
+fn the_config_is_found_in_the_environment_and_the_default_place() {
+    let ick = Ick::start(0);
+    let file = ick.file("p.yaml", "pipeline: p\nactions: [{shell: 'true'}]\n");
+    let dir = tempfile::tempdir().expect("tempdir");
+    icktool_bare(
+        &["apply", "-f", s(&file)],
+        &[("ICKTOOL_CONFIG", s(&ick.config))],
+        dir.path(),
+    )
+    .ok();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".config/icktool")).expect("mkdir");
+    std::fs::copy(&ick.config, home.join(".config/icktool/config.yaml")).expect("copy");
+    let run = icktool_bare(&["pipeline", "list"], &[("HOME", s(&home))], dir.path()).ok();
+    assert!(run.stdout.contains("p "), "{run}");
+}
+
+#[test]
+fn a_wrong_secret_is_refused_and_changes_nothing() {
+    let ick = Ick::start(0);
+    let hello = repo_root().join("examples/hello");
+    let wrong = ick.write_config("wrong.yaml", |c| {
+        c["client_secret"] = "not-the-secret".into()
+    });
+    icktool(&wrong, &["apply", "-f", s(&hello)], &[])
+        .fails(
+            2,
+            &format!("cannot get a token as client {}", ick.idp.admin.id),
+        )
+        .fails(2, "invalid_client");
+    // The environment wins over the file, for better and for worse.
+    ick.icktool_env(
+        &["apply", "-f", s(&hello)],
+        &[("ICKTOOL_CLIENT_SECRET", "still-wrong")],
+    )
+    .fails(2, "invalid_client");
+    assert_eq!(pipeline_count(&ick), 0, "nothing may be applied");
+    icktool(
+        &wrong,
+        &["apply", "-f", s(&hello)],
+        &[("ICKTOOL_CLIENT_SECRET", ick.idp.admin.secret.as_str())],
+    )
+    .ok();
+    assert_eq!(pipeline_count(&ick), 2);
+}
+
+#[test]
+fn the_secret_may_come_from_a_file_beside_the_config() {
+    let ick = Ick::start(0);
+    let secret = ick.file("secret", &format!("{}\n", ick.idp.admin.secret));
+    set_mode(&secret, 0o600);
+    let config = ick.write_config("by-file.yaml", |c| {
+        c.as_mapping_mut().expect("map").remove("client_secret");
+        c["client_secret_file"] = "secret".into();
+    });
+    icktool(&config, &["pipeline", "list"], &[]).ok();
+    let none = ick.write_config("none.yaml", |c| {
+        c.as_mapping_mut().expect("map").remove("client_secret");
+    });
+    icktool(&none, &["pipeline", "list"], &[])
+        .fails(2, "no `client_secret`")
+        .fails(2, "ICKTOOL_CLIENT_SECRET");
+}
+
+#[test]
+fn status_shows_who_i_am_and_each_service() {
+    let ick = Ick::start(0);
+    let run = ick.icktool(&["status"]).ok();
+    assert!(run.stdout.contains(&ick.idp.admin.id), "{run}");
+    assert!(run.stdout.contains("builds:trigger"), "{run}");
+    assert!(run.stdout.contains("valid for 15m00s"), "{run}");
+    for (service, version) in [
+        ("controller", "ick-controller"),
+        ("IDP", "ick-idp"),
+        ("artifact store", "ick-artifact-store"),
+    ] {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(service))
+            .unwrap_or_else(|| panic!("no {service} line:\n{run}"));
+        assert!(
+            line.contains(" ok ") && line.contains(version) && line.contains(ick_api::VERSION),
+            "{line}"
+        );
+    }
+    let json: serde_json::Value = ick.icktool(&["status", "--output", "json"]).ok().json();
+    assert_eq!(json["client_id"], ick.idp.admin.id.as_str());
+    assert_eq!(json["services"].as_array().map(Vec::len), Some(3));
+
+    // A service that does not answer: said, and exit 2.
+    let dead = ick.write_config("dead.yaml", |c| {
+        c["artifact_store"] = "http://127.0.0.1:9".into()
+    });
+    let run = icktool(&dead, &["status"], &[]);
+    assert_eq!(run.code(), 2, "{run}");
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("artifact store"))
+        .unwrap_or_default();
+    assert!(line.contains("unreachable"), "{run}");
+}
+
+#[test]
+fn clients_are_created_listed_disabled_enabled_and_rotated() {
+    let ick = Ick::start(0);
+    let ci_config = ick.dir.path().join("ci.yaml");
+    let created = ick
+        .icktool(&[
+            "client",
+            "create",
+            "ci",
+            "--scope",
+            "projects:read builds:read",
+            "--scope",
+            "builds:trigger",
+            "--write-config",
+            s(&ci_config),
+        ])
+        .ok();
+    let secret = created
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no secret printed:\n{created}"))
+        .to_string();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&ci_config)
+        .expect("written")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let status = icktool(&ci_config, &["status"], &[]).ok();
+    assert!(
+        status
+            .stdout
+            .contains("projects:read builds:read builds:trigger"),
+        "{status}"
+    );
+    // The new client has only its scopes.
+    let file = ick.file("p.yaml", "pipeline: p\nactions: [{shell: 'true'}]\n");
+    icktool(&ci_config, &["apply", "-f", s(&file)], &[]).fails(2, "projects:write");
+
+    // Listings never show a secret.
+    let list = ick.icktool(&["client", "list"]).ok();
+    assert!(
+        list.stdout.contains("ci ") && !list.stdout.contains(&secret),
+        "{list}"
+    );
+    let listed: Vec<ClientInfo> = ick
+        .icktool(&["client", "list", "--output", "json"])
+        .ok()
+        .json();
+    assert!(listed.iter().any(|c| c.name == "ci" && c.enabled));
+    let shown = ick.icktool(&["client", "show", "ci"]).ok();
+    assert!(!shown.stdout.contains(&secret), "{shown}");
+
+    ick.icktool(&["client", "disable", "ci"]).ok();
+    icktool(&ci_config, &["build", "list"], &[]).fails(2, "disabled");
+    ick.icktool(&["client", "enable", "ci"]).ok();
+    icktool(&ci_config, &["build", "list"], &[]).ok();
+
+    let rotated: ClientWithSecret = ick
+        .icktool(&["client", "rotate", "ci", "--output", "json"])
+        .ok()
+        .json();
+    assert_ne!(rotated.client_secret, secret);
+    icktool(&ci_config, &["build", "list"], &[]).fails(2, "invalid_client");
+    icktool(
+        &ci_config,
+        &["build", "list"],
+        &[("ICKTOOL_CLIENT_SECRET", rotated.client_secret.as_str())],
+    )
+    .ok();
+
+    ick.icktool(&["client", "delete", "ci"]).ok();
+    ick.icktool(&["client", "show", "ci"]).fails(2, "Not Found");
+    ick.icktool(&["client", "create", "bad", "--scope", "builds:everything"])
+        .fails(2, "unknown scope \"builds:everything\"");
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for shell in ["bash", "zsh", "fish"] {
+        let run = icktool_bare(&["completions", shell], &[], dir.path()).ok();
+        assert!(
+            run.stdout.contains("icktool") && run.stdout.contains("trigger"),
+            "{shell}: {run}"
+        );
+    }
+    icktool_bare(&["completions", "tcsh"], &[], dir.path()).fails(2, "invalid value");
+}

@@ -1,0 +1,189 @@
+//! `icktool up`: the whole suite in one process on SQLite and a local
+//! folder, its demo, its state kept across starts, and Ctrl-C.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{icktool, s, wait_for};
+use ick_api::controller::{BuildList, BuildStatus, StoredProject};
+use ick_tests::{bin_path, repo_root};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// A running `icktool up`, its output going to files.
+struct Up {
+    child: Child,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Up {
+    fn start(cwd: &Path, args: &[&str]) -> Up {
+        let n = std::fs::read_dir(cwd).map(|d| d.count()).unwrap_or(0);
+        let out = cwd.join(format!("up-{n}.out"));
+        let err = cwd.join(format!("up-{n}.err"));
+        let child = Command::new(bin_path("icktool"))
+            .arg("up")
+            .args(args)
+            .current_dir(cwd)
+            .env_remove("ICKTOOL_CONFIG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("out"))
+            .stderr(std::fs::File::create(&err).expect("err"))
+            .spawn()
+            .expect("icktool up starts");
+        Up { child, out, err }
+    }
+
+    fn output(&self) -> String {
+        format!(
+            "{}\n--- stderr\n{}",
+            std::fs::read_to_string(&self.out).unwrap_or_default(),
+            std::fs::read_to_string(&self.err).unwrap_or_default()
+        )
+    }
+
+    /// Waits until stdout says `text`.
+    fn wait_for(&mut self, text: &str, timeout: Duration) {
+        wait_for(timeout, text, || {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "icktool up ended ({status}) before saying {text:?}:\n{}",
+                    self.output()
+                );
+            }
+            std::fs::read_to_string(&self.out)
+                .ok()
+                .filter(|o| o.contains(text))
+                .map(|_| ())
+        });
+    }
+
+    /// Ctrl-C, and waits for a clean exit.
+    fn interrupt(mut self) -> String {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
+        let status = wait_for(Duration::from_secs(30), "icktool up to stop", || {
+            self.child.try_wait().ok().flatten()
+        });
+        let output = self.output();
+        assert!(
+            status.success(),
+            "icktool up did not stop cleanly: {status}\n{output}"
+        );
+        assert!(output.contains("Stopped."), "{output}");
+        output
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_of(dir: &Path) -> serde_yaml::Value {
+    serde_yaml::from_str(&std::fs::read_to_string(dir.join("icktool.yaml")).expect("config"))
+        .expect("yaml")
+}
+
+#[test]
+fn up_demo_ends_with_the_hello_build_succeeded() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let mut up = Up::start(cwd.path(), &["--port", "0", "--demo"]);
+    up.wait_for("Ick keeps running until Ctrl-C.", Duration::from_secs(120));
+    let output = up.interrupt();
+    assert!(
+        output.contains("first start: an admin client was created"),
+        "{output}"
+    );
+    assert!(
+        output.contains("[hello-build] hello, world, from build 1"),
+        "{output}"
+    );
+    assert!(
+        output.contains("[hello-check] hello-check: the archive came through"),
+        "{output}"
+    );
+    assert!(
+        output.contains("Demo: build hello #1 succeeded"),
+        "{output}"
+    );
+    assert!(output.contains("icktool build show hello/1"), "{output}");
+    // The default state folder, private, with a private config.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = cwd.path().join(".ick");
+    let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("icktool.yaml")), 0o600);
+    assert!(dir.join("controller.db").exists() && dir.join("artifacts").is_dir());
+    let config = config_of(&dir);
+    assert!(
+        !output.contains(config["client_secret"].as_str().unwrap_or("none")),
+        "the secret is not printed"
+    );
+}
+
+#[test]
+fn a_second_up_finds_everything_as_it_was() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let dir = cwd.path().join("state");
+    let mut up = Up::start(
+        cwd.path(),
+        &["--dir", "state", "--port", "0", "--workers", "2"],
+    );
+    up.wait_for("Stop with Ctrl-C.", Duration::from_secs(60));
+    let config = dir.join("icktool.yaml");
+    let first = config_of(&dir);
+    icktool(
+        &config,
+        &["apply", "-f", s(&repo_root().join("examples/hello"))],
+        &[],
+    )
+    .ok();
+    let run = icktool(&config, &["trigger", "hello", "--follow"], &[]);
+    assert_eq!(run.code(), 0, "{run}\n{}", up.output());
+    let workers = icktool(&config, &["workers"], &[]).ok();
+    assert!(
+        workers.stdout.contains("local-1") && workers.stdout.contains("local-2"),
+        "{workers}"
+    );
+    up.interrupt();
+
+    let mut again = Up::start(cwd.path(), &["--dir", "state", "--port", "0"]);
+    again.wait_for("Stop with Ctrl-C.", Duration::from_secs(60));
+    let second = config_of(&dir);
+    assert_eq!(
+        second["client_id"], first["client_id"],
+        "the same admin client"
+    );
+    assert_eq!(second["client_secret"], first["client_secret"]);
+    let builds: BuildList = icktool(&config, &["build", "list", "--output", "json"], &[])
+        .ok()
+        .json();
+    assert_eq!(builds.builds.len(), 1);
+    assert_eq!(builds.builds[0].status, BuildStatus::Succeeded);
+    let projects: Vec<StoredProject> =
+        icktool(&config, &["project", "list", "--output", "json"], &[])
+            .ok()
+            .json();
+    assert_eq!(projects[0].name, "hello");
+    let archived = icktool(&config, &["ref", "get", "hello/output"], &[]).ok();
+    assert!(archived.stdout.starts_with("sha256:"), "{archived}");
+    let output = again.interrupt();
+    assert!(!output.contains("first start"), "{output}");
+}
+
+#[test]
+fn up_refuses_a_port_in_use_and_changes_nothing() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let run = common::icktool_bare(&["up", "--dir", "state", "--port", &port], &[], cwd.path());
+    run.fails(2, &format!("port {port} is in use"));
+    assert!(!cwd.path().join("state").exists(), "no state was made");
+}
