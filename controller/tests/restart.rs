@@ -74,3 +74,47 @@ async fn a_controller_killed_mid_build_loses_nothing_it_acknowledged(storage: St
     let next = w2.claim_within(SOON).await;
     assert_eq!(next.build.id, second.id);
 }
+
+on_both_storages!(the_reaper_completes_what_a_controller_stopped_between_two_transactions_left);
+
+/// A claim marks its build running, and the last done ends its build, each
+/// in a second transaction after the first committed. Were the controller
+/// stopped in between, the reaper finishes the job: simulated here by
+/// putting the database in that state.
+async fn the_reaper_completes_what_a_controller_stopped_between_two_transactions_left(
+    storage: Storage,
+) {
+    use sqlx::{Connection, Executor};
+    let env = Env::start(storage).await;
+    env.admin.pipeline("a", "actions: [{shell: one}]").await;
+    env.admin.project("p", "pipelines: [a]").await;
+    let build = env.admin.trigger("p").await;
+    let w = env.worker("w1");
+    let a = w.claim_within(SOON).await;
+    sqlx::any::install_default_drivers();
+    let mut db = sqlx::AnyConnection::connect(env.controller.database_url())
+        .await
+        .expect("database");
+    let set = |status: &str| {
+        sqlx::AssertSqlSafe(format!(
+            "UPDATE builds SET status = '{status}', ended_at = NULL WHERE id = '{}'",
+            build.id
+        ))
+    };
+    db.execute(set("queued")).await.expect("update");
+    common::eventually(SOON, "the build to be marked running", || async {
+        let b = env.admin.build(&build.id).await;
+        (b.build.status == BuildStatus::Running).then_some(())
+    })
+    .await;
+    w.finish(&a, 0, 0).await;
+    env.admin.wait_build(&build.id, SOON).await;
+    db.execute(set("running")).await.expect("update");
+    let view = common::eventually(SOON, "the build to be ended again", || async {
+        let b = env.admin.build(&build.id).await;
+        b.build.status.is_finished().then_some(b)
+    })
+    .await;
+    assert_eq!(view.build.status, BuildStatus::Succeeded);
+    assert!(view.build.ended_at.is_some());
+}

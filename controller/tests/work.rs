@@ -35,6 +35,22 @@ async fn assert_stale(r: reqwest::Response) {
 
 async fn concurrent_claims_never_hand_one_node_to_two_workers(storage: Storage) {
     let env = Env::start(storage).await;
+    claim_race(&env, &[env.admin.clone()]).await;
+}
+
+/// Several controllers may share one Postgres database: claims through
+/// both never get the same node either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_through_two_controllers_never_hand_one_node_to_two_workers() {
+    let env = Env::start(Storage::Postgres).await;
+    let second = env.controller.start_sharing(&env.idp);
+    claim_race(&env, &[env.admin.clone(), second.client(&env.admin.token)]).await;
+}
+
+/// 16 workers (half with labels, which claim another way) claim 40 ready
+/// nodes at once, again and again, holding what they got, through `apis`
+/// in turn.
+async fn claim_race(env: &Env, apis: &[ick_tests::controller::Api]) {
     let names: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
     for name in &names {
         env.admin.pipeline(name, "actions: [{shell: 'true'}]").await;
@@ -43,10 +59,12 @@ async fn concurrent_claims_never_hand_one_node_to_two_workers(storage: Storage) 
         .project("wide", &format!("pipelines: [{}]", names.join(", ")))
         .await;
     let build = env.admin.trigger("wide").await;
-    // 16 workers claim at once, again and again, holding what they got.
     let tasks: Vec<_> = (0..16)
         .map(|i| {
-            let w = env.worker(&format!("w{i}"));
+            let mut w = SimWorker::new(apis[i % apis.len()].clone(), &format!("w{i}"));
+            if i % 4 < 2 {
+                w = w.labels(&["linux"]);
+            }
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 while let Some(a) = w.claim(0).await {
