@@ -35,7 +35,7 @@ async fn assert_stale(r: reqwest::Response) {
 
 async fn concurrent_claims_never_hand_one_node_to_two_workers(storage: Storage) {
     let env = Env::start(storage).await;
-    claim_race(&env, &[env.admin.clone()]).await;
+    claim_race(&env, std::slice::from_ref(&env.admin)).await;
 }
 
 /// Several controllers may share one Postgres database: claims through
