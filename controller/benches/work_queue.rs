@@ -115,7 +115,13 @@ fn cpu_per_action(before: &Cpu, after: &Cpu, actions: usize) -> String {
     let c = per(after.controller, before.controller);
     let d = per(after.database, before.database);
     let w = per(after.workers, before.workers);
-    format!("CPU per action: controller {c:.2} ms, Postgres {d:.2} ms, simulated workers {w:.2} ms")
+    if d > 0.0 {
+        format!(
+            "CPU per action: controller {c:.2} ms, Postgres {d:.2} ms, simulated workers {w:.2} ms"
+        )
+    } else {
+        format!("CPU per action: controller (with SQLite) {c:.2} ms, simulated workers {w:.2} ms")
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
