@@ -265,7 +265,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
          IDP             {idp_url}\n  \
          artifact store  {store_url}\n  \
          workers         {workers}\n\n\
-         In another terminal:\n\n  \
+         In another terminal:{path_note}\n\n  \
          export ICKTOOL_CONFIG={config_shown}\n  \
          icktool status\n  \
          icktool apply -f examples/hello\n  \
@@ -282,6 +282,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
             .collect::<Vec<_>>()
             .join(", "),
         log = log.display(),
+        path_note = path_note(),
     );
 
     let settings = file.resolve(&config_path)?;
@@ -299,6 +300,27 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
     suite.stop().await;
     println!("Stopped. Start again with the same --dir to find everything as it was.");
     Ok(Exit::Ok)
+}
+
+/// A note saying where icktool is when `icktool` on the PATH is not this
+/// program (e.g. after `cargo run`), so that the commands shown work.
+fn path_note() -> String {
+    let Ok(me) = std::env::current_exe().and_then(|p| p.canonicalize()) else {
+        return String::new();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .filter_map(|dir| dir.join("icktool").canonicalize().ok())
+            .any(|found| found == me)
+    });
+    if on_path {
+        String::new()
+    } else {
+        format!(
+            " (icktool is {}; `cargo install --path icktool` puts it on your PATH)",
+            shell_path(&me)
+        )
+    }
 }
 
 fn worker_name(i: u32) -> String {

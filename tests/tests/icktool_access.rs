@@ -189,6 +189,19 @@ fn clients_are_created_listed_disabled_enabled_and_rotated() {
     // The new client has only its scopes.
     let file = ick.file("p.yaml", "pipeline: p\nactions: [{shell: 'true'}]\n");
     icktool(&ci_config, &["apply", "-f", s(&file)], &[]).fails(2, "projects:write");
+    // A client that may write definitions (and not read builds) applies.
+    let author = ick.dir.path().join("author.yaml");
+    ick.icktool(&[
+        "client",
+        "create",
+        "author",
+        "--scope",
+        "projects:read projects:write",
+        "--write-config",
+        s(&author),
+    ])
+    .ok();
+    icktool(&author, &["apply", "-f", s(&file)], &[]).ok();
 
     // Listings never show a secret.
     let list = ick.icktool(&["client", "list"]).ok();

@@ -14,7 +14,7 @@ use ick_api::controller::{
 };
 use ick_api::work::WorkerInfo;
 use ick_controller::definitions::{check_project_graph, parse_pipeline, parse_project};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 
 use crate::Exit;
 use crate::connection::{Ick, Refused, Service, describe, segment};
@@ -113,12 +113,29 @@ type Projects = BTreeMap<String, ProjectSpec>;
 /// alone, then each project against its pipelines (from the files or the
 /// controller), then each stored project against the pipelines that change.
 async fn check(ick: &Ick, definitions: &[Definition]) -> anyhow::Result<()> {
-    let workers: Vec<WorkerInfo> = ick.get(Service::Controller, "/workers").await?;
-    let plugins: BTreeSet<String> = workers
-        .into_iter()
-        .flat_map(|w| w.kinds)
-        .filter(|k| !BUILTIN_KINDS.contains(&k.as_str()))
-        .collect();
+    // Plugin kinds are those connected workers advertise. A client that
+    // may not read the workers (builds:read) leaves that check to the
+    // controller.
+    let plugins: Option<BTreeSet<String>> = match ick
+        .get::<Vec<WorkerInfo>>(Service::Controller, "/workers")
+        .await
+    {
+        Ok(workers) => Some(
+            workers
+                .into_iter()
+                .flat_map(|w| w.kinds)
+                .filter(|k| !BUILTIN_KINDS.contains(&k.as_str()))
+                .collect(),
+        ),
+        Err(e)
+            if e.downcast_ref::<Refused>()
+                .is_some_and(|r| r.problem.status_code() == StatusCode::FORBIDDEN) =>
+        {
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let kind_known = |k: &str| plugins.as_ref().is_none_or(|p| p.contains(k));
     let mut new_pipelines = Pipelines::new();
     let mut new_projects = Projects::new();
     for d in definitions {
@@ -127,8 +144,7 @@ async fn check(ick: &Ick, definitions: &[Definition]) -> anyhow::Result<()> {
         };
         match &d.spec {
             Spec::Pipeline(_) => {
-                let spec =
-                    parse_pipeline(&d.text, &d.name, |k| plugins.contains(k)).map_err(invalid)?;
+                let spec = parse_pipeline(&d.text, &d.name, kind_known).map_err(invalid)?;
                 new_pipelines.insert(d.name.clone(), spec);
             }
             Spec::Project(_) => {
