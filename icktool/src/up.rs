@@ -202,6 +202,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
         .dir
         .canonicalize()
         .with_context(|| format!("cannot find {}", args.dir.display()))?;
+    // One `up` per state folder: two would share SQLite files and the
+    // artifact store's folder. The lock goes with the process.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open(dir.join("up.lock"))
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{} is in use by another `icktool up`: stop that one, or give another --dir",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            bail!("cannot lock {}: {e}", dir.join("up.lock").display())
+        }
+    }
     let log = init_logging(&dir)?;
     let idp_url = url(&listeners.idp)?;
     let controller_url = url(&listeners.controller)?;
@@ -299,6 +317,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
     println!("Stopping…");
     suite.stop().await;
     println!("Stopped. Start again with the same --dir to find everything as it was.");
+    drop(lock);
     Ok(Exit::Ok)
 }
 

@@ -139,6 +139,9 @@ fn a_second_up_finds_everything_as_it_was() {
     up.wait_for("Stop with Ctrl-C.", Duration::from_secs(60));
     let config = dir.join("icktool.yaml");
     let first = config_of(&dir);
+    // One `up` per state folder at a time.
+    common::icktool_bare(&["up", "--dir", "state", "--port", "0"], &[], cwd.path())
+        .fails(2, "is in use by another `icktool up`");
     icktool(
         &config,
         &["apply", "-f", s(&repo_root().join("examples/hello"))],
