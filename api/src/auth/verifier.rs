@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, RwLock};
 
 use crate::oauth::{ACCESS_TOKEN_TYPE, AccessClaims, DISCOVERY_PATH, DiscoveryDocument, JwkSet};
@@ -104,7 +105,11 @@ struct Inner {
     keys: RwLock<KeySet>,
     refresh: Mutex<RefreshState>,
     fetches: AtomicU64,
+    verified: std::sync::Mutex<HashMap<[u8; 32], Caller>>,
 }
+
+/// Verified tokens kept; tokens are reused for minutes by each client.
+const VERIFIED_CACHE_SIZE: usize = 4096;
 
 /// Checks access tokens against the IDP's published keys. Cheap to clone.
 #[derive(Clone)]
@@ -140,6 +145,7 @@ impl TokenVerifier {
                 keys: RwLock::new(KeySet::default()),
                 refresh: Mutex::new(RefreshState::default()),
                 fetches: AtomicU64::new(0),
+                verified: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -174,7 +180,13 @@ impl TokenVerifier {
             return Err(invalid("token is not an access token (typ must be at+jwt)"));
         }
         let kid = header.kid.ok_or_else(|| invalid("token has no key id"))?;
+        // Looking the key up first keeps a cached token subject to key
+        // removal: a token whose key left the JWKS fails here.
         let key = self.key(&kid).await?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(caller) = self.cached(&digest) {
+            return Ok(caller);
+        }
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key, &self.inner.validation)
             .map_err(|e| {
                 VerifyError::Invalid(
@@ -196,12 +208,46 @@ impl TokenVerifier {
             .split(' ')
             .filter_map(|s| s.parse().ok())
             .collect();
-        Ok(Caller {
+        let caller = Caller {
             subject: claims.sub,
             client_id: claims.client_id,
             scopes,
             expires_at: claims.exp,
-        })
+        };
+        self.remember(digest, &caller);
+        Ok(caller)
+    }
+
+    /// A token verified before and not expired since (with the leeway).
+    fn cached(&self, digest: &[u8; 32]) -> Option<Caller> {
+        let cache = self
+            .inner
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let caller = cache.get(digest)?;
+        let now = chrono::Utc::now().timestamp();
+        (now <= caller.expires_at + self.inner.config.leeway.as_secs() as i64)
+            .then(|| caller.clone())
+    }
+
+    /// Keeps a verified token so that its next use skips the signature
+    /// check, the bulk of a check's cost. Bounded: expired entries go
+    /// first, and a full cache starts over.
+    fn remember(&self, digest: [u8; 32], caller: &Caller) {
+        let mut cache = self
+            .inner
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= VERIFIED_CACHE_SIZE {
+            let now = chrono::Utc::now().timestamp();
+            cache.retain(|_, c| c.expires_at >= now);
+            if cache.len() >= VERIFIED_CACHE_SIZE {
+                cache.clear();
+            }
+        }
+        cache.insert(digest, caller.clone());
     }
 
     async fn key(&self, kid: &str) -> Result<DecodingKey, VerifyError> {
