@@ -11,11 +11,14 @@ use ick_api::work::Outcome;
 use nix::sys::signal::Signal;
 
 /// Prints the pids of sleeps in all the places a process can hide: in the
-/// background, in a subshell, in a new session (out of the process group).
+/// background, in a subshell, in a new session (out of the process group),
+/// in a new session without the output pipes (a daemon).
 const SLEEPERS: &str = r#"      sleep 600 &
       echo "pid: $!"
       ( sleep 600 & echo "pid: $!"; wait ) &
       setsid sleep 600 &
+      echo "pid: $!"
+      setsid sleep 600 < /dev/null > /dev/null 2>&1 &
       echo "pid: $!"
       sh -c 'echo "pid: $$"; exec sleep 600'
 "#;
@@ -77,7 +80,7 @@ async fn a_timeout_ends_a_sleep_and_its_children() {
     .await;
     let started = Instant::now();
     let build = env.admin.trigger("slow").await;
-    let pids = wait_pids(&env, &build.id, 4).await;
+    let pids = wait_pids(&env, &build.id, 5).await;
     let view = env.admin.wait_build(&build.id, SOON).await;
     let node = only_node(&view);
     assert_eq!(view.build.status, BuildStatus::Failed);
@@ -98,7 +101,7 @@ async fn cancelling_a_running_build_ends_it_within_five_seconds_leaving_no_proce
     env.project("cancel-me", &format!("  - shell: |\n{SLEEPERS}"))
         .await;
     let build = env.admin.trigger("cancel-me").await;
-    let pids = wait_pids(&env, &build.id, 4).await;
+    let pids = wait_pids(&env, &build.id, 5).await;
     assert!(pids.iter().all(|p| sleep_alive(*p)), "the sleeps run");
     let asked = Instant::now();
     let r = env
@@ -116,6 +119,30 @@ async fn cancelling_a_running_build_ends_it_within_five_seconds_leaving_no_proce
     let node = only_node(&view);
     assert_eq!(node.status, NodeStatus::Cancelled);
     assert_eq!(node.outcome, Some(Outcome::Cancelled));
+    assert_all_gone(&pids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_left_behind_by_a_finished_action_is_stopped() {
+    let env = Env::start().await;
+    let _worker = env.worker().start();
+    env.project(
+        "leaves",
+        r#"  - shell: |
+      setsid sleep 600 < /dev/null > /dev/null 2>&1 &
+      echo "pid: $!"
+      echo done
+"#,
+    )
+    .await;
+    let view = env.run("leaves", SOON).await;
+    assert_eq!(
+        view.build.status,
+        BuildStatus::Succeeded,
+        "{:#?}",
+        view.nodes
+    );
+    let pids = wait_pids(&env, &view.build.id, 1).await;
     assert_all_gone(&pids).await;
 }
 

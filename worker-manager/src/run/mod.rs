@@ -225,6 +225,10 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
         },
         stop.clone(),
     );
+    // Every process of the action carries this marker, and starts after
+    // `since`.
+    let marker = format!("{}/{}", shared.config.name, uuid::Uuid::new_v4());
+    let since = Some(process::Since::now());
     let (dirs, result) = match shared.workspaces.prepare(&a).await {
         Ok(dirs) => {
             let rc = RunCtx {
@@ -234,7 +238,7 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
                 out: out.clone(),
                 stop: stop.clone(),
                 grace: shared.config.kill_grace,
-                marker: format!("{}/{}", shared.config.name, uuid::Uuid::new_v4()),
+                marker: marker.clone(),
                 blobs: shared.blobs.clone(),
                 plugin_dir: shared.config.plugin_dir.clone(),
             };
@@ -243,6 +247,7 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
         Err(e) => (None, Err(e)),
     };
     let ending = result.unwrap_or_else(|e| Ending::error(e.0));
+    let ran = started.elapsed();
     if let Some(message) = &ending.message {
         out.line(Stream::Stderr, &format!("ick: {message}")).await;
     }
@@ -256,10 +261,18 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
             _ = shared.hard_stop.cancelled() => None,
         }
     };
-    let reported = match chunks {
-        Some(chunks) => report(shared, &a, &ending, chunks, &stop).await,
-        None => false,
+    let delivered = started.elapsed();
+    // A process that left its group without holding the output pipes
+    // (a daemon) is stopped while the end is reported.
+    let reporting = async {
+        match chunks {
+            Some(chunks) => report(shared, &a, &ending, chunks, &stop).await,
+            None => false,
+        }
     };
+    let sweep = process::end_leftovers(None, since, marker, shared.config.kill_grace);
+    let (reported, ()) = tokio::join!(reporting, sweep);
+    let ended = started.elapsed();
     heartbeat.abort();
     drain.abort();
     if let Some(dirs) = dirs
@@ -271,9 +284,17 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
         outcome = ?ending.outcome,
         exit_code = ?ending.exit_code,
         reported,
-        elapsed_ms = started.elapsed().as_millis() as u64,
+        run_ms = millis(ran),
+        deliver_ms = millis(delivered - ran),
+        report_ms = millis(ended - delivered),
+        elapsed_ms = millis(started.elapsed()),
         "action ended"
     );
+}
+
+/// A duration in milliseconds, to a tenth, for logs.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
 }
 
 /// Renews the lease until aborted; stops the action when the build is

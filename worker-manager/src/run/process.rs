@@ -17,7 +17,7 @@ use ick_api::work::Stream;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
 use crate::error::ActionError;
@@ -26,6 +26,10 @@ use crate::stop::{Stop, StopReason};
 
 /// The environment variable that marks an action's processes.
 pub const MARKER_VAR: &str = "ICK_ACTION_RUN";
+
+/// How long the output pipes may stay open after the process group is
+/// gone before the processes holding them are looked for.
+const PIPES_CLOSE: Duration = Duration::from_millis(100);
 
 /// Size of one read from an action's pipe.
 const READ_SIZE: usize = 64 * 1024;
@@ -120,6 +124,7 @@ pub async fn run(proc: Proc, limits: &Limits<'_>) -> Result<ProcEnd, ActionError
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    let since = Since::now();
     let mut child = command.spawn().map_err(|e| {
         let program = proc.program.to_string_lossy();
         ActionError::new(match e.kind() {
@@ -177,15 +182,47 @@ pub async fn run(proc: Proc, limits: &Limits<'_>) -> Result<ProcEnd, ActionError
             }
         }
     };
-    // Whatever it started goes with it.
-    end_leftovers(pgid, limits.marker.to_string(), limits.grace).await;
-    let stdout = match stdout {
-        Some(task) => collect(task, limits.grace).await,
-        None => Vec::new(),
+    // Whatever it started goes with it: what is left of its group, at
+    // once; and one that left the group (`setsid`) but still holds the
+    // output pipes, at once too. Others that left the group are found at
+    // the end of the action (see `end_leftovers`), not to make every
+    // process pay for a look through `/proc`.
+    let aborts: Vec<AbortHandle> = stdout
+        .iter()
+        .chain(stderr.iter())
+        .map(JoinHandle::abort_handle)
+        .collect();
+    let readers = async {
+        let out = match stdout {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if let Some(task) = stderr {
+            let _ = task.await;
+        }
+        out
     };
-    if let Some(task) = stderr {
-        collect(task, limits.grace).await;
-    }
+    tokio::pin!(readers);
+    let group_left = pgid.is_some_and(|g| killpg(Pid::from_raw(g), None).is_ok());
+    let quickly = match group_left {
+        true => None,
+        false => tokio::time::timeout(PIPES_CLOSE, &mut readers).await.ok(),
+    };
+    let stdout = match quickly {
+        Some(stdout) => stdout,
+        None => {
+            end_leftovers(pgid, Some(since), limits.marker.to_string(), limits.grace).await;
+            match tokio::time::timeout(limits.grace.max(Duration::from_secs(1)), &mut readers).await
+            {
+                Ok(stdout) => stdout,
+                Err(_) => {
+                    // Something we could not stop holds a pipe open.
+                    aborts.iter().for_each(AbortHandle::abort);
+                    Vec::new()
+                }
+            }
+        }
+    };
     if let Some(end) = interrupted {
         return Ok(end);
     }
@@ -235,28 +272,24 @@ async fn capture(mut pipe: impl AsyncRead + Unpin) -> Vec<u8> {
     all
 }
 
-/// A reader's bytes, once its pipe closed; if something still holds the
-/// pipe open after `wait`, what was read so far is dropped with the task.
-async fn collect(mut task: JoinHandle<Vec<u8>>, wait: Duration) -> Vec<u8> {
-    match tokio::time::timeout(wait.max(Duration::from_secs(1)), &mut task).await {
-        Ok(Ok(bytes)) => bytes,
-        _ => {
-            task.abort();
-            Vec::new()
-        }
-    }
-}
-
 /// Stops every process left of an action: its process group and whatever
-/// carries its marker. SIGTERM first, SIGKILL after `grace`.
-pub async fn end_leftovers(pgid: Option<i32>, marker: String, grace: Duration) {
+/// carries its marker, started after `since`. SIGTERM first, SIGKILL
+/// after `grace`.
+pub async fn end_leftovers(
+    pgid: Option<i32>,
+    since: Option<Since>,
+    marker: String,
+    grace: Duration,
+) {
     let entry = format!("{MARKER_VAR}={marker}").into_bytes();
     let find = move || {
         let entry = entry.clone();
         async move {
-            tokio::task::spawn_blocking(move || find_processes(pgid, |env| env == entry.as_slice()))
-                .await
-                .unwrap_or_default()
+            tokio::task::spawn_blocking(move || {
+                find_processes(pgid, since, |env| env == entry.as_slice())
+            })
+            .await
+            .unwrap_or_default()
         }
     };
     end_processes(pgid, find, grace).await;
@@ -268,9 +301,11 @@ pub async fn end_orphans(prefix: String, grace: Duration) -> usize {
     let entry = format!("{MARKER_VAR}={prefix}").into_bytes();
     let found = {
         let entry = entry.clone();
-        tokio::task::spawn_blocking(move || find_processes(None, |env| env.starts_with(&entry)))
-            .await
-            .unwrap_or_default()
+        tokio::task::spawn_blocking(move || {
+            find_processes(None, None, |env| env.starts_with(&entry))
+        })
+        .await
+        .unwrap_or_default()
     };
     if found.is_empty() {
         return 0;
@@ -278,9 +313,11 @@ pub async fn end_orphans(prefix: String, grace: Duration) -> usize {
     let find = move || {
         let entry = entry.clone();
         async move {
-            tokio::task::spawn_blocking(move || find_processes(None, |env| env.starts_with(&entry)))
-                .await
-                .unwrap_or_default()
+            tokio::task::spawn_blocking(move || {
+                find_processes(None, None, |env| env.starts_with(&entry))
+            })
+            .await
+            .unwrap_or_default()
         }
     };
     end_processes(None, find, grace).await;
@@ -330,10 +367,54 @@ fn signal_all(pgid: Option<i32>, pids: &[i32], signal: Signal) {
     }
 }
 
-/// Live (not zombie) processes in process group `pgid` or with an
-/// environment entry that `matches`. Blocking: it reads `/proc`.
-pub fn find_processes(pgid: Option<i32>, matches: impl Fn(&[u8]) -> bool) -> Vec<i32> {
+/// A moment, as `/proc` tells what started after it: in clock ticks since
+/// boot (start times are counted in ticks of 1/100 s for user space), and
+/// the last process id given out (ids grow until they wrap around), so
+/// that looking for an action's processes need not read every process's.
+/// Reads `/proc/uptime` and `/proc/loadavg`, which do no I/O.
+#[derive(Debug, Clone, Copy)]
+pub struct Since {
+    ticks: Option<u64>,
+    last_pid: Option<i32>,
+}
+
+impl Since {
+    /// Now.
+    pub fn now() -> Since {
+        Since {
+            ticks: boot_ticks().map(|t| t.saturating_sub(1)),
+            last_pid: last_pid(),
+        }
+    }
+}
+
+fn boot_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    let seconds: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some((seconds * 100.0) as u64)
+}
+
+/// The process id given out last (in this pid namespace).
+fn last_pid() -> Option<i32> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().nth(4)?.parse().ok()
+}
+
+/// Live (not zombie) processes started after `since` (any, if `None`)
+/// that are in process group `pgid` or have an environment entry that
+/// `matches`. Blocking: it reads `/proc`.
+pub fn find_processes(
+    pgid: Option<i32>,
+    since: Option<Since>,
+    matches: impl Fn(&[u8]) -> bool,
+) -> Vec<i32> {
     let me = std::process::id() as i32;
+    // Without a wrap-around since, new processes have higher ids.
+    let first_new = match since.and_then(|s| s.last_pid) {
+        Some(then) if last_pid().is_some_and(|now| now >= then) => then + 1,
+        _ => 0,
+    };
+    let since_ticks = since.and_then(|s| s.ticks);
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -346,7 +427,7 @@ pub fn find_processes(pgid: Option<i32>, matches: impl Fn(&[u8]) -> bool) -> Vec
         else {
             continue;
         };
-        if pid == me {
+        if pid == me || pid < first_new {
             continue;
         }
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -361,15 +442,20 @@ pub fn find_processes(pgid: Option<i32>, matches: impl Fn(&[u8]) -> bool) -> Vec
         else {
             continue;
         };
-        if state == "Z" || state == "X" {
+        if state == "Z" || state == "X" || pid == 2 || ppid == "2" {
+            continue; // dead, or a kernel thread
+        }
+        // starttime is the 22nd field; `fields` started at the 3rd and has
+        // given three: skip to the 22nd.
+        let started = fields.nth(16).and_then(|t| t.parse::<u64>().ok());
+        if let (Some(since), Some(started)) = (since_ticks, started)
+            && started < since
+        {
             continue;
         }
         if pgid.is_some() && pgrp.parse::<i32>().ok() == pgid {
             found.push(pid);
             continue;
-        }
-        if pid == 2 || ppid == "2" {
-            continue; // kernel threads have no environment
         }
         let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
             continue;
@@ -379,4 +465,35 @@ pub fn find_processes(pgid: Option<i32>, matches: impl Fn(&[u8]) -> bool) -> Vec
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn processes_are_found_by_group_and_by_marker_but_only_if_young() {
+        let before = Since::now();
+        let marker = format!("test/{}", uuid::Uuid::new_v4());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env(MARKER_VAR, &marker)
+            .process_group(0)
+            .spawn()
+            .expect("sleep starts");
+        let pid = child.id() as i32;
+        let entry = format!("{MARKER_VAR}={marker}").into_bytes();
+        let by_marker = find_processes(None, Some(before), |e| e == entry.as_slice());
+        assert_eq!(by_marker, vec![pid]);
+        let by_group = find_processes(Some(pid), Some(before), |_| false);
+        assert_eq!(by_group, vec![pid]);
+        let everything = find_processes(None, None, |e| e == entry.as_slice());
+        assert_eq!(everything, vec![pid]);
+        let after = Since::now();
+        assert!(find_processes(Some(pid), Some(after), |e| e == entry.as_slice()).is_empty());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(find_processes(None, None, |e| e == entry.as_slice()).is_empty());
+    }
 }
