@@ -150,13 +150,26 @@ async fn a_daemon_left_behind_by_a_finished_action_is_stopped() {
 async fn a_worker_killed_mid_action_is_replaced_and_the_build_finishes() {
     let env = Env::start_with(|c| c["work"]["lease"] = "3s".into()).await;
     let mut first = env.worker().start();
+    // The first attempt leaves a long sleep behind when its worker dies.
+    let flags = tempfile::tempdir().expect("tempdir");
+    let flag = flags.path().join("first-attempt");
     env.project(
         "survive",
-        "  - shell: echo started; sleep 2; echo finished\n",
+        &format!(
+            r#"  - shell: |
+      echo started
+      if [ ! -e {flag} ]; then
+        touch {flag}
+        sh -c 'echo "pid: $$"; exec sleep 600'
+      fi
+      echo finished
+"#,
+            flag = flag.display()
+        ),
     )
     .await;
     let build = env.admin.trigger("survive").await;
-    env.wait_log(&build.id, "started").await;
+    let pids = wait_pids(&env, &build.id, 1).await;
     let second = env.worker().start();
     first.kill();
     let view = env
@@ -179,6 +192,18 @@ async fn a_worker_killed_mid_action_is_replaced_and_the_build_finishes() {
         .map(|c| c.attempt)
         .collect();
     assert_eq!(finished, vec![2], "the second attempt finished it");
+    // What the killed worker left running, it stops when it starts again.
+    assert!(
+        sleep_alive(pids[0]),
+        "the killed worker's action outlived it"
+    );
+    first.restart();
+    assert_all_gone(&pids).await;
+    assert!(
+        first
+            .log()
+            .contains("stopped processes left by an earlier run")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
