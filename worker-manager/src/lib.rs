@@ -118,7 +118,7 @@ pub async fn start(
     let blobs = BlobClient::new(http, &config.artifact_store, tokens);
     let workspaces = Workspaces::open(config.workspace_root.clone(), config.systree_root()).await?;
     // Processes of actions that a killed predecessor of this worker left.
-    let orphans = run::process::end_orphans(format!("{}/", config.name), config.kill_grace).await;
+    let orphans = run::leftovers::end_orphans(format!("{}/", config.name), config.kill_grace).await;
     if orphans > 0 {
         tracing::warn!(
             orphans,

@@ -4,6 +4,7 @@
 mod archive;
 pub mod env;
 mod git;
+pub mod leftovers;
 mod plugin;
 mod populate;
 pub mod process;
@@ -228,7 +229,7 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
     // Every process of the action carries this marker, and starts after
     // `since`.
     let marker = format!("{}/{}", shared.config.name, uuid::Uuid::new_v4());
-    let since = Some(process::Since::now());
+    let since = Some(leftovers::Since::now());
     let (dirs, result) = match shared.workspaces.prepare(&a).await {
         Ok(dirs) => {
             let rc = RunCtx {
@@ -270,7 +271,7 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
             None => false,
         }
     };
-    let sweep = process::end_leftovers(None, since, marker, shared.config.kill_grace);
+    let sweep = leftovers::end_leftovers(None, since, marker, shared.config.kill_grace);
     let (reported, ()) = tokio::join!(reporting, sweep);
     let ended = started.elapsed();
     heartbeat.abort();

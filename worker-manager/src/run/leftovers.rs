@@ -1,0 +1,237 @@
+//! Finding and stopping what an action left running: its process group,
+//! and processes that left the group (`setsid`, daemons) but carry the
+//! action's marker ([`MARKER_VAR`]) in their environment, found in `/proc`.
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use tokio::time::Instant;
+
+use super::process::MARKER_VAR;
+
+/// Stops every process left of an action: its process group and whatever
+/// carries its marker, started after `since`. SIGTERM first, SIGKILL
+/// after `grace`.
+pub async fn end_leftovers(
+    pgid: Option<i32>,
+    since: Option<Since>,
+    marker: String,
+    grace: Duration,
+) {
+    let entry = format!("{MARKER_VAR}={marker}").into_bytes();
+    let find = move || {
+        let entry = entry.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                find_processes(pgid, since, |env| env == entry.as_slice())
+            })
+            .await
+            .unwrap_or_default()
+        }
+    };
+    end_processes(pgid, find, grace).await;
+}
+
+/// Stops processes left by an earlier run of this worker (it was killed
+/// before it could): those whose marker starts with `prefix`.
+pub async fn end_orphans(prefix: String, grace: Duration) -> usize {
+    let entry = format!("{MARKER_VAR}={prefix}").into_bytes();
+    let found = {
+        let entry = entry.clone();
+        tokio::task::spawn_blocking(move || {
+            find_processes(None, None, |env| env.starts_with(&entry))
+        })
+        .await
+        .unwrap_or_default()
+    };
+    if found.is_empty() {
+        return 0;
+    }
+    let find = move || {
+        let entry = entry.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                find_processes(None, None, |env| env.starts_with(&entry))
+            })
+            .await
+            .unwrap_or_default()
+        }
+    };
+    end_processes(None, find, grace).await;
+    found.len()
+}
+
+async fn end_processes<F, Fut>(pgid: Option<i32>, find: F, grace: Duration)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<i32>>,
+{
+    let mut left = find().await;
+    if left.is_empty() {
+        return;
+    }
+    signal_all(pgid, &left, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = find().await;
+        if left.is_empty() {
+            return;
+        }
+    }
+    tracing::warn!(
+        processes = left.len(),
+        "processes of the action ignored SIGTERM; killing them"
+    );
+    // Kill until none is left: one may fork while we look.
+    for _ in 0..20 {
+        signal_all(pgid, &left, Signal::SIGKILL);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        left = find().await;
+        if left.is_empty() {
+            return;
+        }
+    }
+    tracing::error!(pids = ?left, "processes of the action survived SIGKILL");
+}
+
+fn signal_all(pgid: Option<i32>, pids: &[i32], signal: Signal) {
+    if let Some(pgid) = pgid {
+        let _ = killpg(Pid::from_raw(pgid), signal);
+    }
+    for pid in pids {
+        let _ = kill(Pid::from_raw(*pid), signal);
+    }
+}
+
+/// A moment, as `/proc` tells what started after it: in clock ticks since
+/// boot (start times are counted in ticks of 1/100 s for user space), and
+/// the last process id given out (ids grow until they wrap around), so
+/// that looking for an action's processes need not read every process's.
+/// Reads `/proc/uptime` and `/proc/loadavg`, which do no I/O.
+#[derive(Debug, Clone, Copy)]
+pub struct Since {
+    ticks: Option<u64>,
+    last_pid: Option<i32>,
+}
+
+impl Since {
+    /// Now.
+    pub fn now() -> Since {
+        Since {
+            ticks: boot_ticks().map(|t| t.saturating_sub(1)),
+            last_pid: last_pid(),
+        }
+    }
+}
+
+fn boot_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    let seconds: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some((seconds * 100.0) as u64)
+}
+
+/// The process id given out last (in this pid namespace).
+fn last_pid() -> Option<i32> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().nth(4)?.parse().ok()
+}
+
+/// Live (not zombie) processes started after `since` (any, if `None`)
+/// that are in process group `pgid` or have an environment entry that
+/// `matches`. Blocking: it reads `/proc`.
+pub fn find_processes(
+    pgid: Option<i32>,
+    since: Option<Since>,
+    matches: impl Fn(&[u8]) -> bool,
+) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    // Without a wrap-around since, new processes have higher ids.
+    let first_new = match since.and_then(|s| s.last_pid) {
+        Some(then) if last_pid().is_some_and(|now| now >= then) => then + 1,
+        _ => 0,
+    };
+    let since_ticks = since.and_then(|s| s.ticks);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me || pid < first_new {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = after.split_whitespace();
+        let (Some(state), Some(ppid), Some(pgrp)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if state == "Z" || state == "X" || pid == 2 || ppid == "2" {
+            continue; // dead, or a kernel thread
+        }
+        // starttime is the 22nd field; `fields` started at the 3rd and has
+        // given three: skip to the 22nd.
+        let started = fields.nth(16).and_then(|t| t.parse::<u64>().ok());
+        if let (Some(since), Some(started)) = (since_ticks, started)
+            && started < since
+        {
+            continue;
+        }
+        if pgid.is_some() && pgrp.parse::<i32>().ok() == pgid {
+            found.push(pid);
+            continue;
+        }
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(&matches) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn processes_are_found_by_group_and_by_marker_but_only_if_young() {
+        let before = Since::now();
+        let marker = format!("test/{}", uuid::Uuid::new_v4());
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env(MARKER_VAR, &marker)
+            .process_group(0)
+            .spawn()
+            .expect("sleep starts");
+        let pid = child.id() as i32;
+        let entry = format!("{MARKER_VAR}={marker}").into_bytes();
+        let by_marker = find_processes(None, Some(before), |e| e == entry.as_slice());
+        assert_eq!(by_marker, vec![pid]);
+        let by_group = find_processes(Some(pid), Some(before), |_| false);
+        assert_eq!(by_group, vec![pid]);
+        let everything = find_processes(None, None, |e| e == entry.as_slice());
+        assert_eq!(everything, vec![pid]);
+        let after = Since::now();
+        assert!(find_processes(Some(pid), Some(after), |e| e == entry.as_slice()).is_empty());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(find_processes(None, None, |e| e == entry.as_slice()).is_empty());
+    }
+}
