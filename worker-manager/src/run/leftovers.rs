@@ -195,7 +195,7 @@ pub fn find_processes(
             found.push(pid);
             continue;
         }
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        let Some(environ) = environment(pid) else {
             continue;
         };
         if environ.split(|b| *b == 0).any(&matches) {
@@ -203,6 +203,18 @@ pub fn find_processes(
         }
     }
     found
+}
+
+/// A process's environment. A process in the middle of `exec` shows an
+/// empty one for a moment (its parent may already run again): look twice.
+fn environment(pid: i32) -> Option<Vec<u8>> {
+    let path = format!("/proc/{pid}/environ");
+    let environ = std::fs::read(&path).ok()?;
+    if !environ.is_empty() {
+        return Some(environ);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    std::fs::read(&path).ok()
 }
 
 #[cfg(test)]
