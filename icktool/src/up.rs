@@ -296,7 +296,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
             ""
         },
         workers = (1..=args.workers)
-            .map(worker_name)
+            .map(|i| worker_name(&dir, i))
             .collect::<Vec<_>>()
             .join(", "),
         log = log.display(),
@@ -342,8 +342,13 @@ fn path_note() -> String {
     }
 }
 
-fn worker_name(i: u32) -> String {
-    format!("local-{i}")
+/// `local-N-XXXXXX`, XXXXXX from the state folder's path: a worker-manager
+/// ends, at its start, the processes an earlier run of the same name left,
+/// so two `icktool up` in two folders on one host must not share names;
+/// one folder keeps its names across restarts.
+fn worker_name(dir: &Path, i: u32) -> String {
+    let digest = ick_api::blobs::Digest::of(dir.as_os_str().as_encoded_bytes());
+    format!("local-{i}-{}", &digest.hex()[..6])
 }
 
 /// A path as a shell would take it (quoted if it must be).
@@ -399,7 +404,7 @@ async fn start_all(
     ));
 
     for i in 1..=workers {
-        let name = worker_name(i);
+        let name = worker_name(dir, i);
         let worker: ick_worker_manager::Config = config(
             "worker-manager",
             json!({

@@ -186,3 +186,50 @@ fn bad_triggers_are_refused_and_start_nothing() {
         "{table}"
     );
 }
+
+#[test]
+fn a_follower_survives_a_controller_restart_and_prints_everything_once() {
+    let mut ick = Ick::start(1);
+    let mark = tempfile::tempdir().expect("tempdir");
+    let file = definitions(
+        &ick,
+        "wait.yaml",
+        "pipeline: wait\nparameters: [mark]\nactions:\n  - shell: |\n      \
+         echo started\n      \
+         while [ ! -e \"$mark/go\" ]; do sleep 0.05; done\n      \
+         echo finished\n\
+         ---\nproject: wait\npipelines: [wait]\n",
+    );
+    ick.icktool(&["apply", "-f", s(&file)]).ok();
+    ick.icktool(&[
+        "trigger",
+        "wait",
+        "--param",
+        &format!("mark={}", s(mark.path())),
+    ])
+    .ok();
+    wait_for(Duration::from_secs(60), "the action to start", || {
+        ick.icktool(&["log", "wait"])
+            .stdout
+            .contains("started")
+            .then_some(())
+    });
+    let follower = ick.spawn(&["log", "--follow", "wait"]);
+    wait_for(
+        Duration::from_secs(30),
+        "the follower to be following",
+        || {
+            follower
+                .stderr_so_far()
+                .contains("--> wait/1")
+                .then_some(())
+        },
+    );
+    ick.controller.restart();
+    std::fs::write(mark.path().join("go"), "").expect("go");
+    let run = follower.wait(Duration::from_secs(90));
+    assert_eq!(run.code(), 0, "{run}\n{}", ick.logs());
+    assert_eq!(run.stdout, "started\nfinished\n", "each line once:\n{run}");
+    assert!(run.stderr.contains("reconnecting"), "{run}");
+    assert!(run.stderr.contains("build wait #1 succeeded"), "{run}");
+}

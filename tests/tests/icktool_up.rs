@@ -152,7 +152,7 @@ fn a_second_up_finds_everything_as_it_was() {
     assert_eq!(run.code(), 0, "{run}\n{}", up.output());
     let workers = icktool(&config, &["workers"], &[]).ok();
     assert!(
-        workers.stdout.contains("local-1") && workers.stdout.contains("local-2"),
+        workers.stdout.contains("local-1-") && workers.stdout.contains("local-2-"),
         "{workers}"
     );
     up.interrupt();

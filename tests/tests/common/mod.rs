@@ -181,6 +181,7 @@ pub fn icktool_bare(args: &[&str], env: &[(&str, &str)], cwd: &Path) -> Run {
 pub struct Running {
     pub pid: u32,
     done: mpsc::Receiver<Run>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
     label: String,
 }
 
@@ -195,12 +196,19 @@ impl Running {
             .unwrap_or_else(|e| panic!("cannot start icktool: {e}"));
         let pid = child.id();
         let (tx, rx) = mpsc::channel();
+        let stderr_so_far = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let shared = stderr_so_far.clone();
         std::thread::spawn(move || {
-            let mut stderr = child.stderr.take().expect("piped");
+            let stderr = child.stderr.take().expect("piped");
             let err_reader = std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = stderr.read_to_string(&mut text);
-                text
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let mut text = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                shared.lock().unwrap_or_else(|e| e.into_inner()).clone()
             });
             let mut bytes = Vec::new();
             if let Some(mut out) = child.stdout.take() {
@@ -219,8 +227,17 @@ impl Running {
         Running {
             pid,
             done: rx,
+            stderr: stderr_so_far,
             label,
         }
+    }
+
+    /// What it has written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Waits for it to end; kills it and panics after `timeout`.
