@@ -24,6 +24,8 @@ pub struct Effects {
     pub work: bool,
     /// Builds whose state changed.
     pub builds: Vec<String>,
+    /// A notification was written to the outbox.
+    pub mail: bool,
 }
 
 impl Effects {
@@ -31,6 +33,9 @@ impl Effects {
     pub fn publish(self, state: &AppState) {
         if self.work {
             state.hub.work_available();
+        }
+        if self.mail {
+            state.mail_wake.notify_one();
         }
         for id in self.builds {
             state.hub.build_changed(&id);
@@ -45,27 +50,105 @@ pub async fn trigger(
     request: TriggerRequest,
     caller: &str,
 ) -> Result<BuildSummary> {
-    crate::definitions::check_name("project", project)?;
-    let default_concurrency = state.config.builds.default_concurrency;
-    let (build, effects) =
-        retrying(|| trigger_tx(&state.store, project, &request, caller, default_concurrency))
-            .await?;
-    tracing::info!(build_id = %build.id, project, number = build.number, "build triggered");
-    effects.publish(state);
-    Ok(build.summary())
+    match trigger_once(state, project, request, caller, None).await? {
+        Triggered::New(build) => Ok(build),
+        Triggered::Duplicate(_) => Err(ControllerError::Internal(
+            "a trigger without a delivery was a duplicate".into(),
+        )),
+    }
 }
 
+/// A web hook's delivery id, recorded with the build it triggers so that
+/// a redelivery triggers nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The endpoint (`github`, …).
+    pub source: &'a str,
+    /// The forge's id of the delivery.
+    pub id: &'a str,
+}
+
+/// What a trigger with a delivery did.
+#[derive(Debug)]
+pub enum Triggered {
+    /// A new build.
+    New(BuildSummary),
+    /// The delivery was seen before: the build it triggered then.
+    Duplicate(Option<BuildSummary>),
+}
+
+/// Triggers a build, at most once per delivery when one is given.
+pub async fn trigger_once(
+    state: &AppState,
+    project: &str,
+    request: TriggerRequest,
+    caller: &str,
+    delivery: Option<Delivery<'_>>,
+) -> Result<Triggered> {
+    crate::definitions::check_name("project", project)?;
+    let default_concurrency = state.config.builds.default_concurrency;
+    let created = retrying(|| {
+        trigger_tx(
+            &state.store,
+            project,
+            &request,
+            caller,
+            default_concurrency,
+            delivery,
+        )
+    })
+    .await?;
+    let Some((build, effects)) = created else {
+        let Some(d) = delivery else {
+            return Ok(Triggered::Duplicate(None));
+        };
+        let mut conn = state.store.conn().await?;
+        let earlier =
+            match crate::store::webhooks::delivery_build(&mut conn, d.source, d.id, project).await?
+            {
+                Some(id) => db::get_build(&mut conn, &id).await?.map(|b| b.summary()),
+                None => None,
+            };
+        tracing::info!(
+            project,
+            source = d.source,
+            delivery = d.id,
+            "delivery seen before; nothing triggered"
+        );
+        return Ok(Triggered::Duplicate(earlier));
+    };
+    tracing::info!(build_id = %build.id, project, number = build.number, by = caller, "build triggered");
+    effects.publish(state);
+    Ok(Triggered::New(build.summary()))
+}
+
+/// `None` when the delivery was recorded before (nothing is written).
 async fn trigger_tx(
     store: &Store,
     project_name: &str,
     request: &TriggerRequest,
     caller: &str,
     default_concurrency: u32,
-) -> Result<(BuildRow, Effects)> {
+    delivery: Option<Delivery<'_>>,
+) -> Result<Option<(BuildRow, Effects)>> {
+    let build_id = uuid::Uuid::new_v4().to_string();
     let mut tx = store.write().await?;
     let row = defs::get(&mut tx, DefinitionKind::Project, project_name)
         .await?
         .ok_or_else(|| ControllerError::NotFound(format!("no project {project_name:?}")))?;
+    if let Some(d) = delivery
+        && !crate::store::webhooks::record_delivery(
+            &mut tx,
+            d.source,
+            d.id,
+            project_name,
+            &build_id,
+            now_ms(),
+        )
+        .await?
+    {
+        return Ok(None);
+    }
     let project: ProjectSpec = from_json(&row.spec)?;
     let mut pipelines: BTreeMap<String, PipelineSpec> = BTreeMap::new();
     for p in &project.pipelines {
@@ -83,7 +166,7 @@ async fn trigger_tx(
     let now = now_ms();
     let build = BuildRow {
         seq: 0,
-        id: uuid::Uuid::new_v4().to_string(),
+        id: build_id,
         project: project_name.to_string(),
         number,
         status: BuildStatus::Queued,
@@ -140,15 +223,17 @@ async fn trigger_tx(
     let effects = Effects {
         work: admitted,
         builds: vec![build.id.clone()],
+        ..Effects::default()
     };
-    Ok((build, effects))
+    Ok(Some((build, effects)))
 }
 
 /// Ends a build whose nodes have all ended, in the transaction that ended
 /// the last one, and admits the project's next queued builds.
 ///
-/// This is the one place a build ends: a notification outbox row (mail)
-/// belongs in this same transaction.
+/// This is the one place a build ends, so the mail about it is written to
+/// the outbox here, in the same transaction: it is sent if and only if the
+/// build's end is committed.
 pub async fn finish_build(
     store: &Store,
     conn: &mut AnyConnection,
@@ -166,6 +251,9 @@ pub async fn finish_build(
     db::end_build(conn, &build.id, status, now).await?;
     tracing::info!(build_id = %build.id, project = %build.project, number = build.number, %status, "build ended");
     effects.builds.push(build.id.clone());
+    if crate::notify::enqueue(conn, build, status, now).await? {
+        effects.mail = true;
+    }
     if build.admitted {
         admit_next(store, conn, &build.project, now, effects).await?;
     }
@@ -231,6 +319,7 @@ pub async fn end_if_idle(
     })
     .await?;
     effects.work |= local.work;
+    effects.mail |= local.mail;
     effects.builds.extend(local.builds);
     Ok(ended)
 }
@@ -324,6 +413,7 @@ pub async fn retry(state: &AppState, id: &str) -> Result<BuildSummary> {
             Effects {
                 work: admitted,
                 builds: vec![id.to_string()],
+                ..Effects::default()
             },
         ))
     })

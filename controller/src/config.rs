@@ -1,11 +1,16 @@
 //! The controller's configuration file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ick_api::Secret;
 use ick_api::auth::AuthConfig;
 use ick_api::server::HttpConfig;
 use serde::Deserialize;
+
+/// The environment variable that holds the SMTP password (it wins over
+/// `mail.password_file` and `mail.password`).
+pub const SMTP_PASSWORD_ENV: &str = "ICK_CONTROLLER_SMTP_PASSWORD";
 
 /// `ick-controller --config FILE`; see `deploy/config/controller.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -28,6 +33,164 @@ pub struct Config {
     /// Builds.
     #[serde(default)]
     pub builds: BuildsConfig,
+    /// The controller's URL as people reach it (e.g. behind a proxy),
+    /// for links in mail, e.g. `https://ick.example.org`. Needed with `mail`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Web hooks from git servers.
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+    /// Mail about how builds ended; without it, nothing is sent (the
+    /// notifications wait in the outbox).
+    #[serde(default)]
+    pub mail: Option<MailConfig>,
+}
+
+/// `webhooks:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Largest web hook body, in bytes; larger ones are refused with 413
+    /// (default 5 MiB: a push of many commits is a few hundred KiB).
+    #[serde(default = "default_webhook_max_body")]
+    pub max_body: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            max_body: default_webhook_max_body(),
+        }
+    }
+}
+
+/// How to reach the mail server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTls {
+    /// Plain SMTP (a relay on the same host or network).
+    None,
+    /// Plain SMTP upgraded with STARTTLS, which is required (submission, port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// `mail:` — the SMTP server that sends notifications.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    /// The SMTP server's host name.
+    pub host: String,
+    /// Its port (default 25 for `tls: none`, 587 for `starttls`, 465 for `tls`).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// `none`, `starttls` (default) or `tls`.
+    #[serde(default)]
+    pub tls: MailTls,
+    /// The user to log in as; without it, no login.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The password, inline (prefer `password_file` or the environment
+    /// variable `ICK_CONTROLLER_SMTP_PASSWORD`).
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// A file holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The sender, e.g. `Ick <ick@example.org>`.
+    pub from: String,
+    /// How long one SMTP exchange may take (default 30 s).
+    #[serde(default = "default_mail_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The wait after a first failed try; it doubles after each (default 30 s).
+    #[serde(default = "default_mail_retry", with = "humantime_serde")]
+    pub retry: Duration,
+    /// The longest wait between tries (default 1 h).
+    #[serde(default = "default_mail_retry_max", with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// Tries before a notification is kept as failed (default 10: about
+    /// four hours with the defaults).
+    #[serde(default = "default_mail_attempts")]
+    pub max_attempts: u32,
+    /// How often the outbox is looked at for notifications written by
+    /// other controllers or due for another try (default 5 s).
+    #[serde(default = "default_mail_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl MailConfig {
+    /// The port, with the default of the TLS mode.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            MailTls::None => 25,
+            MailTls::Starttls => 587,
+            MailTls::Tls => 465,
+        })
+    }
+
+    /// The password: the environment variable, else the file, else inline.
+    pub fn password(&self) -> anyhow::Result<Option<Secret>> {
+        ick_api::secret::resolve(
+            self.password.as_ref(),
+            self.password_file.as_deref(),
+            SMTP_PASSWORD_ENV,
+        )
+    }
+
+    /// How long a sender holds a claimed notification: longer than a send
+    /// can take, so that no other sender takes it meanwhile.
+    pub fn lease(&self) -> Duration {
+        self.timeout * 4
+    }
+
+    /// Refuses a half-configured mail section.
+    fn check(&self, public_url: Option<&str>) -> anyhow::Result<()> {
+        if self.host.trim().is_empty() {
+            anyhow::bail!("mail.host is empty");
+        }
+        if self.from.parse::<lettre::message::Mailbox>().is_err() {
+            anyhow::bail!(
+                "mail.from {:?} is not an email address (e.g. \"Ick <ick@example.org>\")",
+                self.from
+            );
+        }
+        let has_password = self.password.is_some()
+            || self.password_file.is_some()
+            || std::env::var(SMTP_PASSWORD_ENV).is_ok_and(|v| !v.is_empty());
+        match (&self.username, has_password) {
+            (Some(_), false) => anyhow::bail!(
+                "mail.username is set but no password: give mail.password_file (or {SMTP_PASSWORD_ENV})"
+            ),
+            (None, true) => anyhow::bail!("a mail password is set but no mail.username"),
+            (Some(_), true) if self.tls == MailTls::None => anyhow::bail!(
+                "mail.tls is none: the password would cross the network in clear; use starttls or tls"
+            ),
+            _ => {}
+        }
+        self.password()?;
+        if public_url.is_none() {
+            anyhow::bail!(
+                "mail needs public_url, the controller's URL as people reach it, for the links in mail"
+            );
+        }
+        if self.timeout < Duration::from_millis(100) {
+            anyhow::bail!("mail.timeout must be at least 100ms");
+        }
+        if self.retry < Duration::from_millis(10) || self.retry_max < self.retry {
+            anyhow::bail!(
+                "mail.retry must be at least 10ms, and mail.retry_max at least mail.retry"
+            );
+        }
+        if self.max_attempts == 0 {
+            anyhow::bail!("mail.max_attempts must be at least 1");
+        }
+        if self.poll_interval < Duration::from_millis(10) {
+            anyhow::bail!("mail.poll_interval must be at least 10ms");
+        }
+        Ok(())
+    }
 }
 
 /// `work:` — leases and workers.
@@ -97,6 +260,24 @@ fn default_reap_interval() -> Duration {
 fn default_concurrency() -> u32 {
     1
 }
+fn default_webhook_max_body() -> usize {
+    5 * 1024 * 1024
+}
+fn default_mail_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_mail_retry() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_mail_retry_max() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_mail_attempts() -> u32 {
+    10
+}
+fn default_mail_poll() -> Duration {
+    Duration::from_secs(5)
+}
 
 impl Config {
     /// Reads the file, applies environment overrides and checks the values.
@@ -134,6 +315,17 @@ impl Config {
         }
         if self.max_connections < 2 {
             anyhow::bail!("max_connections must be at least 2");
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            anyhow::bail!("public_url must start with http:// or https://");
+        }
+        if self.webhooks.max_body < 1024 {
+            anyhow::bail!("webhooks.max_body must be at least 1024 bytes");
+        }
+        if let Some(mail) = &self.mail {
+            mail.check(self.public_url.as_deref())?;
         }
         Ok(())
     }

@@ -165,6 +165,9 @@ pub fn parse_project(text: &str, path_name: &str) -> Result<ProjectSpec> {
     if spec.concurrency == Some(0) {
         return Err(invalid("concurrency must be at least 1"));
     }
+    for (i, trigger) in spec.triggers.iter().enumerate() {
+        crate::webhooks::triggers::check_trigger(i + 1, trigger).map_err(invalid)?;
+    }
     Ok(spec)
 }
 
@@ -354,6 +357,9 @@ mod tests {
             "pipelines: [a]\nconcurrency: 0",
             "pipelines: [a]\nparameters: {'1x': y}",
             "pipelines: [a]\nruns_on: ['a b']",
+            "pipelines: [a]\ntriggers: [{repository: nowhere}]",
+            "pipelines: [a]\ntriggers: [{repository: 'https://x.org/r', branches: ['[']}]",
+            "pipelines: [a]\ntriggers: [{repo: 'https://x.org/r'}]",
             "pipelines: a",
             "",
         ] {

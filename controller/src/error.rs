@@ -24,6 +24,12 @@ pub enum ControllerError {
     /// The request conflicts with the current state; the text says how.
     #[error("{0}")]
     Conflict(String),
+    /// A web hook without a valid proof of its project's secret.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The body is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
     /// A work call from an attempt that is no longer current.
     #[error(
         "attempt {attempt} of node {node} is not current (the node is at attempt {current}, {status})"
@@ -83,6 +89,8 @@ impl IntoResponse for ControllerError {
             }
             ControllerError::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, text),
             ControllerError::Conflict(_) => Problem::new(StatusCode::CONFLICT, text),
+            ControllerError::Unauthorized(_) => Problem::new(StatusCode::UNAUTHORIZED, text),
+            ControllerError::TooLarge(_) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, text),
             ControllerError::StaleAttempt { current, .. } => {
                 let mut p = Problem::new(StatusCode::CONFLICT, text)
                     .with_title("Stale attempt")

@@ -2,8 +2,9 @@
 //! pipelines, with every revision), turns a trigger into a build graph,
 //! hands actions to worker-managers the moment they are ready (the work
 //! protocol of `ick_api::work`), collects their output, and knows at every
-//! instant what every build is doing. Postgres in production (several
-//! controllers may share it), SQLite on one host.
+//! instant what every build is doing; it starts builds on web hooks from
+//! git servers and mails people how builds ended. Postgres in production
+//! (several controllers may share it), SQLite on one host.
 
 mod builds;
 mod catalog;
@@ -13,9 +14,11 @@ pub mod error;
 pub mod graph;
 mod hub;
 mod logs;
+mod notify;
 mod queue;
 mod routes;
 pub mod store;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -42,6 +45,8 @@ pub(crate) struct AppState {
     build_infos: Arc<BuildInfos>,
     /// Cancelled when the controller stops: long polls and log streams end.
     cancel: CancellationToken,
+    /// Wakes the mail sender when a build's end wrote a notification.
+    mail_wake: Arc<tokio::sync::Notify>,
 }
 
 impl FromRef<AppState> for TokenVerifier {
@@ -51,10 +56,18 @@ impl FromRef<AppState> for TokenVerifier {
 }
 
 /// Starts the controller on `listener`: opens (and migrates) the database,
-/// and serves until stopped, with the tasks that find lost workers and
-/// (on Postgres) hear other controllers.
+/// and serves until stopped, with the tasks that find lost workers, send
+/// mail (when `mail` is configured) and (on Postgres) hear other
+/// controllers.
 pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::Result<Running> {
     config.check()?;
+    let mailer = match &config.mail {
+        Some(mail) => Some(notify::sender::Mailer::new(
+            mail,
+            config.public_url.as_deref().unwrap_or_default(),
+        )?),
+        None => None,
+    };
     let store = Store::connect(&config.database_url, config.max_connections).await?;
     let verifier = TokenVerifier::new(config.auth.clone(), ick_api::http::client());
     let cancel = CancellationToken::new();
@@ -68,6 +81,7 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         workers: Arc::new(WorkerRegistry::default()),
         build_infos: Arc::new(BuildInfos::default()),
         cancel: cancel.clone(),
+        mail_wake: Arc::new(tokio::sync::Notify::new()),
     };
     let ready = Arc::new(move || {
         let store = store.clone();
@@ -86,6 +100,17 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
     let mut running = serve(listener, router, config.http.tls.as_ref(), cancel).await?;
     for task in hub_tasks {
         running.own(task);
+    }
+    match mailer {
+        Some(mailer) => running.own(tokio::spawn(notify::sender::run(state.clone(), mailer))),
+        None => {
+            let mut conn = state.store.conn().await?;
+            if store::notifications::any_pending(&mut conn).await? {
+                tracing::warn!(
+                    "notifications wait in the outbox, but the config has no mail section to send them with"
+                );
+            }
+        }
     }
     running.own(tokio::spawn(queue::reaper(state)));
     Ok(running)

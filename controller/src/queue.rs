@@ -456,6 +456,7 @@ pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
                 let effects = Effects {
                     builds: vec![s.ended.build_id.clone()],
                     work: s.ready > 0,
+                    ..Effects::default()
                 };
                 return Ok(Some((s.ended.build_id, s.queued, effects)));
             }

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod db;
 pub mod idp;
 pub mod process;
+pub mod smtp;
 pub mod store;
 pub mod worker;
 

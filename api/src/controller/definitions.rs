@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::actions::Action;
+use crate::controller::TriggerSpec;
 
 /// Whether `name` is a valid project or pipeline name:
 /// `[a-z0-9][a-z0-9._-]*`, at most 100 characters.
@@ -60,6 +61,8 @@ pub struct PipelineSpec {
 /// runs_on: [linux]
 /// concurrency: 1
 /// notify: {to: [dev@example.org], on: [failure, fixed]}
+/// triggers:
+///   - {repository: "https://example.org/hello.git", branches: [main]}
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,17 +85,21 @@ pub struct ProjectSpec {
     /// controller's `builds.default_concurrency`, normally 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// Pushes that start a build through a web hook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<TriggerSpec>,
 }
 
 /// When to send mail about a build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NotifyOn {
-    /// The build failed.
+    /// The build failed or was cancelled.
     Failure,
     /// The build succeeded.
     Success,
-    /// The build succeeded and the one before it did not.
+    /// The build succeeded and the one before it failed (or this is a
+    /// retry of a build that did not succeed).
     Fixed,
 }
 

@@ -13,10 +13,15 @@
 //! | `POST /builds/{id}/cancel` | `builds:cancel` |
 //! | `POST /builds/{id}/retry` | `builds:trigger` |
 //! | `GET /workers` ([`crate::work::WorkerInfo`]) | `builds:read` |
+//! | `GET /projects/{name}/trigger-secret`, `POST /projects/{name}/trigger-secret/rotate` ([`TriggerSecret`]) | `projects:write` |
+//! | `GET /notifications` ([`NotificationQuery`], [`NotificationList`]) | `builds:read` |
+//! | `POST /webhooks/{github,gitea,gitlab,generic}` ([`WebhookAnswer`]) | none: the project's trigger secret signs the body (see [`webhooks`]) |
 
 mod builds;
 mod definitions;
 mod logs;
+mod notifications;
+pub mod webhooks;
 
 pub use builds::{
     BuildList, BuildQuery, BuildStatus, BuildSummary, BuildView, NodeStatus, NodeView,
@@ -27,3 +32,5 @@ pub use definitions::{
     StoredPipeline, StoredProject, is_valid_name,
 };
 pub use logs::{LogChunk, LogEvent, NodeEvent};
+pub use notifications::{Notification, NotificationList, NotificationQuery, NotificationStatus};
+pub use webhooks::{GenericPush, TriggerSecret, TriggerSpec, WebhookAnswer, WebhookOutcome};

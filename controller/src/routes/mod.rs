@@ -1,10 +1,14 @@
 //! The controller's HTTP routes; every one needs a token with the scope
-//! its handler names.
+//! its handler names, but the web hooks, which prove their project's
+//! trigger secret instead.
 
 mod builds;
 mod logs;
+mod notifications;
 mod pipelines;
 mod projects;
+mod trigger_secrets;
+mod webhooks;
 mod work;
 mod workers;
 
@@ -24,6 +28,14 @@ pub(crate) fn router(state: AppState) -> Router {
                 .delete(projects::delete),
         )
         .route("/projects/{name}/revisions", get(projects::revisions))
+        .route(
+            "/projects/{name}/trigger-secret",
+            get(trigger_secrets::show),
+        )
+        .route(
+            "/projects/{name}/trigger-secret/rotate",
+            post(trigger_secrets::rotate),
+        )
         .route("/projects/{name}/builds", post(builds::trigger))
         .route(
             "/projects/{name}/builds/{number}",
@@ -44,6 +56,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/builds/{id}/log", get(logs::read))
         .route("/builds/{id}/log/stream", get(logs::follow))
         .route("/workers", get(workers::list))
+        .route("/notifications", get(notifications::list))
+        .route("/webhooks/github", post(webhooks::github))
+        .route("/webhooks/gitea", post(webhooks::gitea))
+        .route("/webhooks/gitlab", post(webhooks::gitlab))
+        .route("/webhooks/generic", post(webhooks::generic))
         .route("/work/claim", post(work::claim))
         .route("/work/{id}/heartbeat", post(work::heartbeat))
         .route("/work/{id}/output", post(work::output))

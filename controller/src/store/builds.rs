@@ -561,6 +561,25 @@ pub async fn unsuccessful_nodes(conn: &mut AnyConnection, build_id: &str) -> Res
     Ok(row.try_get("n")?)
 }
 
+/// How the project's latest build before `number` that succeeded or
+/// failed ended (cancelled ones say nothing of the code).
+pub async fn previous_outcome(
+    conn: &mut AnyConnection,
+    project: &str,
+    number: i64,
+) -> Result<Option<BuildStatus>> {
+    let row = sqlx::query(
+        "SELECT status FROM builds WHERE project = $1 AND number < $2 \
+         AND status IN ('succeeded', 'failed') ORDER BY number DESC LIMIT 1",
+    )
+    .bind(project)
+    .bind(number)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| status(r.try_get::<&str, _>("status")?))
+        .transpose()
+}
+
 /// Ends a build.
 pub async fn end_build(
     conn: &mut AnyConnection,

@@ -48,6 +48,26 @@ pub async fn build_log(
     rows.iter().map(decode).collect()
 }
 
+/// A build's output stored until `until` (the build's end), in the order
+/// of [`build_log`]: what a build's run wrote, without a later retry's.
+pub async fn build_log_until(
+    conn: &mut AnyConnection,
+    build_id: &str,
+    until: i64,
+) -> Result<Vec<LogChunk>> {
+    let rows = sqlx::query(
+        "SELECT c.node_id, n.pipeline, n.idx, c.attempt, c.seq, c.stream, c.data \
+         FROM chunks c JOIN nodes n ON n.id = c.node_id \
+         WHERE c.build_id = $1 AND c.at <= $2 \
+         ORDER BY n.position, c.attempt, c.seq",
+    )
+    .bind(build_id)
+    .bind(until)
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(decode).collect()
+}
+
 /// An attempt's chunks from number `from` on.
 pub async fn node_log_from(
     conn: &mut AnyConnection,

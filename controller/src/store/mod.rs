@@ -13,6 +13,8 @@
 pub mod builds;
 pub mod definitions;
 pub mod logs;
+pub mod notifications;
+pub mod webhooks;
 pub mod work;
 
 use std::future::Future;

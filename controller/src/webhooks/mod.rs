@@ -1,0 +1,282 @@
+//! Web hooks from git servers: prove, then read, then trigger. The raw body
+//! is read (up to `webhooks.max_body`) and its proof checked against every
+//! project's trigger secret before a byte of it is parsed; a push that one
+//! of the signing project's triggers matches starts a build with
+//! `git_url`, `git_ref` and `git_commit`, at most once per delivery id.
+
+pub mod forges;
+pub mod signature;
+pub mod triggers;
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, header};
+use futures::StreamExt;
+use ick_api::Secret;
+use ick_api::controller::{
+    DefinitionKind, ProjectSpec, TriggerRequest, TriggerSecret, WebhookAnswer, WebhookOutcome,
+};
+use serde_json::Value;
+
+use crate::AppState;
+use crate::builds::{self, Delivery, Triggered};
+use crate::error::{ControllerError, Result};
+use crate::store::definitions as defs;
+use crate::store::webhooks as wdb;
+use crate::store::{from_json, now_ms, retrying, time};
+use forges::{Event, Forge, Push};
+
+/// Reads the whole body, refusing more than `max` bytes.
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>> {
+    let too_large = || {
+        ControllerError::TooLarge(format!(
+            "the body is larger than the controller's webhooks.max_body ({max} bytes)"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ControllerError::BadRequest(format!("the body could not be read: {e}")))?;
+        if bytes.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+fn answer(
+    status: StatusCode,
+    outcome: WebhookOutcome,
+    project: &str,
+    message: String,
+) -> (StatusCode, WebhookAnswer) {
+    (
+        status,
+        WebhookAnswer {
+            outcome,
+            message,
+            project: project.to_string(),
+            build: None,
+        },
+    )
+}
+
+/// `POST /webhooks/{forge}`.
+pub async fn receive(
+    state: &AppState,
+    forge: Forge,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, WebhookAnswer)> {
+    let body = read_body(headers, body, state.config.webhooks.max_body).await?;
+    let proof = forge
+        .proof(headers)
+        .map_err(ControllerError::Unauthorized)?;
+    let secrets = {
+        let mut conn = state.store.conn().await?;
+        wdb::all_secrets(&mut conn).await?
+    };
+    let project = signature::signer(&proof, &body, &secrets)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            tracing::warn!(
+                forge = forge.name(),
+                "web hook with a signature no trigger secret made"
+            );
+            ControllerError::Unauthorized(
+                "the signature was not made with any project's trigger secret (see `icktool \
+                 trigger-secret PROJECT`)"
+                    .into(),
+            )
+        })?;
+    drop(secrets);
+    let delivery = forge.delivery(headers);
+    let event = forge.event(headers).map_err(ControllerError::BadRequest)?;
+    tracing::info!(
+        forge = forge.name(),
+        project,
+        delivery = delivery.as_deref().unwrap_or(""),
+        ?event,
+        "web hook"
+    );
+    let push = match event {
+        Event::Ping => {
+            return Ok(answer(
+                StatusCode::OK,
+                WebhookOutcome::Pong,
+                &project,
+                format!("pong: the hook is signed with project {project}'s trigger secret"),
+            ));
+        }
+        Event::Other(name) => {
+            return Ok(answer(
+                StatusCode::ACCEPTED,
+                WebhookOutcome::Ignored,
+                &project,
+                format!("event {name:?} is not a push: nothing to build"),
+            ));
+        }
+        Event::Push => forge
+            .parse_push(&body)
+            .map_err(ControllerError::BadRequest)?,
+    };
+    if push.deleted {
+        return Ok(answer(
+            StatusCode::ACCEPTED,
+            WebhookOutcome::Ignored,
+            &project,
+            format!("{} was deleted: nothing to build", push.git_ref),
+        ));
+    }
+    let spec = {
+        let mut conn = state.store.conn().await?;
+        defs::get(&mut conn, DefinitionKind::Project, &project).await?
+    };
+    let Some(spec) = spec else {
+        return Ok(answer(
+            StatusCode::ACCEPTED,
+            WebhookOutcome::Ignored,
+            &project,
+            format!("project {project} no longer exists"),
+        ));
+    };
+    let spec: ProjectSpec = from_json(&spec.spec)?;
+    let url = match matching(&spec, &push) {
+        Ok(url) => url,
+        Err(why) => {
+            return Ok(answer(
+                StatusCode::ACCEPTED,
+                WebhookOutcome::Ignored,
+                &project,
+                why,
+            ));
+        }
+    };
+    let request = TriggerRequest {
+        parameters: BTreeMap::from([
+            ("git_url".to_string(), Value::from(url)),
+            ("git_ref".to_string(), Value::from(push.git_ref.clone())),
+            ("git_commit".to_string(), Value::from(push.commit.clone())),
+        ]),
+    };
+    let caller = format!("webhook:{}", forge.name());
+    let delivery = delivery.as_deref().map(|id| Delivery {
+        source: forge.name(),
+        id,
+    });
+    Ok(
+        match builds::trigger_once(state, &project, request, &caller, delivery).await? {
+            Triggered::New(build) => (
+                StatusCode::CREATED,
+                WebhookAnswer {
+                    outcome: WebhookOutcome::Triggered,
+                    message: format!(
+                        "build {} #{} triggered for {} at {}",
+                        build.project, build.number, push.git_ref, push.commit
+                    ),
+                    project,
+                    build: Some(build),
+                },
+            ),
+            Triggered::Duplicate(build) => (
+                StatusCode::OK,
+                WebhookAnswer {
+                    outcome: WebhookOutcome::Duplicate,
+                    message: match &build {
+                        Some(b) => format!(
+                            "this delivery was received before and triggered {} #{}: nothing new",
+                            b.project, b.number
+                        ),
+                        None => "this delivery was received before: nothing new".to_string(),
+                    },
+                    project,
+                    build,
+                },
+            ),
+        },
+    )
+}
+
+/// The push's URL that a trigger of the project matches, or why none does.
+fn matching(spec: &ProjectSpec, push: &Push) -> std::result::Result<String, String> {
+    let name = spec.name.as_deref().unwrap_or("?");
+    if spec.triggers.is_empty() {
+        return Err(format!(
+            "project {name} declares no triggers: add `triggers: [{{repository: URL}}]` to build on pushes"
+        ));
+    }
+    let mut same_repository = false;
+    for trigger in &spec.triggers {
+        if let Some(url) = triggers::matching_url(trigger, &push.urls) {
+            same_repository = true;
+            if triggers::ref_matches(trigger, &push.git_ref) {
+                return Ok(url.clone());
+            }
+        }
+    }
+    Err(if same_repository {
+        format!(
+            "{} matches none of project {name}'s branch and tag patterns: nothing to build",
+            push.git_ref
+        )
+    } else {
+        format!(
+            "repository {} is not in project {name}'s triggers: nothing to build",
+            push.urls.first().map(String::as_str).unwrap_or("?")
+        )
+    })
+}
+
+/// 32 random bytes as hex: easy to paste into a forge's form.
+fn new_secret() -> Result<Secret> {
+    let mut bytes = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| ControllerError::Internal("no randomness".into()))?;
+    Ok(Secret::new(hex::encode(bytes)))
+}
+
+/// `GET /projects/{name}/trigger-secret` (`rotate` false) and
+/// `POST /projects/{name}/trigger-secret/rotate` (`rotate` true).
+pub async fn trigger_secret(
+    state: &AppState,
+    project: &str,
+    rotate: bool,
+) -> Result<TriggerSecret> {
+    crate::definitions::check_name("project", project)?;
+    let fresh = new_secret()?;
+    let row = retrying(|| async {
+        let mut tx = state.store.write().await?;
+        if defs::get(&mut tx, DefinitionKind::Project, project)
+            .await?
+            .is_none()
+        {
+            return Err(ControllerError::NotFound(format!("no project {project:?}")));
+        }
+        if rotate {
+            wdb::replace_secret(&mut tx, project, &fresh, now_ms()).await?;
+        } else {
+            wdb::insert_secret_if_missing(&mut tx, project, &fresh, now_ms()).await?;
+        }
+        let row = wdb::get_secret(&mut tx, project)
+            .await?
+            .ok_or_else(|| ControllerError::Internal("the trigger secret vanished".into()))?;
+        tx.commit().await?;
+        Ok(row)
+    })
+    .await?;
+    Ok(TriggerSecret {
+        project: row.project,
+        secret: row.secret,
+        created_at: time(row.created_at),
+    })
+}
