@@ -66,6 +66,20 @@ fn ended(view: &BuildView) -> Duration {
     (end - start).to_std().unwrap_or_default()
 }
 
+/// CPU time (user + system) a process has used so far.
+fn cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rfind(')').map(|i| &stat[i + 1..]).unwrap_or("");
+    // utime and stime are the 14th and 15th fields; `after` starts at the 3rd.
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
 /// The median time the worker logged between getting an action and the
 /// controller taking its end, over the last `n` actions.
 fn worker_side(log: &str, n: usize) -> Duration {
@@ -164,12 +178,15 @@ async fn main() {
         .pipeline("loud", &format!("actions: [{{shell: \"{command}\"}}]"))
         .await;
     admin.project("loud", "pipelines: [loud]").await;
+    let (worker_cpu, controller_cpu) = (cpu(worker.process.pid()), cpu(controller.process.pid()));
     let started = Instant::now();
     let build = admin.trigger("loud").await;
     let view = admin.wait_build(&build.id, Duration::from_secs(600)).await;
     let wall = started.elapsed();
     assert_eq!(view.build.status, BuildStatus::Succeeded);
     let run = ended(&view);
+    let worker_cpu = cpu(worker.process.pid()) - worker_cpu;
+    let controller_cpu = cpu(controller.process.pid()) - controller_cpu;
     let mb = OUTPUT_BYTES as f64 / 1e6;
     println!(
         "output: {mb:.0} MB shipped at {:.1} MB/s (action start to done: {:.2} s; trigger to end: {:.2} s); the command alone writes {:.0} MB/s into /dev/null",
@@ -177,5 +194,10 @@ async fn main() {
         run.as_secs_f64(),
         wall.as_secs_f64(),
         mb / local.as_secs_f64(),
+    );
+    println!(
+        "  CPU for it: worker-manager {:.2} s, controller {:.2} s (Postgres not counted)",
+        worker_cpu.as_secs_f64(),
+        controller_cpu.as_secs_f64()
     );
 }
