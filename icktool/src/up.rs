@@ -314,7 +314,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
         }
         ick_api::server::shutdown_signal().await;
     }
-    println!("Stopping…");
+    println!("Stopping… (Ctrl-C again to stop at once)");
+    tokio::spawn(async {
+        ick_api::server::shutdown_signal().await;
+        eprintln!("Stopped at once: running actions may have been left behind.");
+        std::process::exit(130);
+    });
     suite.stop().await;
     println!("Stopped. Start again with the same --dir to find everything as it was.");
     drop(lock);
