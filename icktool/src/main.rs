@@ -80,6 +80,8 @@ enum Command {
     Pipeline(commands::definition::DefinitionCommand),
     /// Start a build of a project.
     Trigger(commands::trigger::TriggerArgs),
+    /// Show (or --rotate) the secret that signs a project's web hooks.
+    TriggerSecret(commands::trigger_secret::TriggerSecretArgs),
     /// Builds: list, show, cancel, retry.
     #[command(subcommand)]
     Build(commands::build::BuildCommand),
@@ -138,6 +140,7 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
             definition::run(&Ick::connect(config)?, definition::Kind::Pipeline, c, &out).await
         }
         Command::Trigger(t) => trigger::run(&Ick::connect(config)?, t, &out).await,
+        Command::TriggerSecret(t) => trigger_secret::run(&Ick::connect(config)?, t, &out).await,
         Command::Build(b) => build::run(&Ick::connect(config)?, b, &out).await,
         Command::Log(l) => log::run(&Ick::connect(config)?, l).await,
         Command::Workers => workers::run(&Ick::connect(config)?, &out).await,

@@ -34,8 +34,10 @@ pub enum Event {
 /// A push, as the payload tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
-    /// The repository's URLs, the clone URL first.
+    /// The repository's URLs: those git clones from first, then web pages.
     pub urls: Vec<String>,
+    /// How many of `urls` git clones from.
+    pub clone_urls: usize,
     /// The full ref, e.g. `refs/heads/main`.
     pub git_ref: String,
     /// The commit the ref points at now.
@@ -139,6 +141,7 @@ impl Forge {
             return Ok(Push {
                 deleted: is_zero_commit(&push.commit),
                 urls: vec![push.repository],
+                clone_urls: 1,
                 git_ref: push.git_ref,
                 commit: push.commit,
             });
@@ -156,18 +159,20 @@ impl Forge {
                 .map(str::to_string)
         };
         let git_ref = text(&json, &["ref"]).ok_or("the push has no \"ref\"")?;
-        let url_paths: &[&[&str]] = match self {
-            Forge::GitHub => &[
-                &["repository", "clone_url"],
-                &["repository", "ssh_url"],
-                &["repository", "git_url"],
-                &["repository", "html_url"],
-            ],
-            Forge::Gitea => &[
-                &["repository", "clone_url"],
-                &["repository", "ssh_url"],
-                &["repository", "html_url"],
-            ],
+        // The URLs git clones from, then the web pages.
+        let (clone_paths, web_paths): (&[&[&str]], &[&[&str]]) = match self {
+            Forge::GitHub => (
+                &[
+                    &["repository", "clone_url"],
+                    &["repository", "ssh_url"],
+                    &["repository", "git_url"],
+                ],
+                &[&["repository", "html_url"]],
+            ),
+            Forge::Gitea => (
+                &[&["repository", "clone_url"], &["repository", "ssh_url"]],
+                &[&["repository", "html_url"]],
+            ),
             Forge::GitLab => {
                 let kind = text(&json, &["object_kind"]).unwrap_or_default();
                 if kind != "push" && kind != "tag_push" {
@@ -175,23 +180,28 @@ impl Forge {
                         "object_kind {kind:?} is not a push (push or tag_push)"
                     ));
                 }
-                &[
-                    &["project", "git_http_url"],
-                    &["project", "git_ssh_url"],
-                    &["project", "web_url"],
-                    &["repository", "git_http_url"],
-                    &["repository", "git_ssh_url"],
-                    &["repository", "homepage"],
-                ]
+                (
+                    &[
+                        &["project", "git_http_url"],
+                        &["project", "git_ssh_url"],
+                        &["repository", "git_http_url"],
+                        &["repository", "git_ssh_url"],
+                    ],
+                    &[&["project", "web_url"], &["repository", "homepage"]],
+                )
             }
-            Forge::Generic => &[],
+            Forge::Generic => (&[], &[]),
         };
         let mut urls: Vec<String> = Vec::new();
-        for path in url_paths {
+        let mut clone_urls = 0;
+        for (i, path) in clone_paths.iter().chain(web_paths).enumerate() {
             if let Some(url) = text(&json, path)
                 && !urls.contains(&url)
             {
                 urls.push(url);
+                if i < clone_paths.len() {
+                    clone_urls += 1;
+                }
             }
         }
         if urls.is_empty() {
@@ -207,6 +217,7 @@ impl Forge {
         };
         Ok(Push {
             urls,
+            clone_urls,
             git_ref,
             commit,
             deleted,

@@ -29,30 +29,40 @@ use forges::{Event, Forge, Push};
 
 /// Reads the whole body, refusing more than `max` bytes.
 async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>> {
-    let too_large = || {
-        ControllerError::TooLarge(format!(
-            "the body is larger than the controller's webhooks.max_body ({max} bytes)"
-        ))
-    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(max as u64) as usize);
+    let mut over = declared.is_some_and(|n| n > max as u64);
+    while !over && let Some(chunk) = stream.next().await {
         let chunk = chunk
             .map_err(|e| ControllerError::BadRequest(format!("the body could not be read: {e}")))?;
-        if bytes.len() + chunk.len() > max {
-            return Err(too_large());
+        over = bytes.len() + chunk.len() > max;
+        if !over {
+            bytes.extend_from_slice(&chunk);
         }
-        bytes.extend_from_slice(&chunk);
     }
-    Ok(bytes)
+    if !over {
+        return Ok(bytes);
+    }
+    // Read (and drop) what follows, up to as much again, so that the
+    // client reads the refusal rather than a reset connection.
+    let mut dropped = 0;
+    while dropped < max {
+        match tokio::time::timeout(DRAIN_TIME, stream.next()).await {
+            Ok(Some(Ok(chunk))) => dropped += chunk.len(),
+            _ => break,
+        }
+    }
+    Err(ControllerError::TooLarge(format!(
+        "the body is larger than the controller's webhooks.max_body ({max} bytes)"
+    )))
 }
+
+/// How long an oversized body's rest is read before the refusal.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn answer(
     status: StatusCode,
@@ -217,10 +227,10 @@ fn matching(spec: &ProjectSpec, push: &Push) -> std::result::Result<String, Stri
     }
     let mut same_repository = false;
     for trigger in &spec.triggers {
-        if let Some(url) = triggers::matching_url(trigger, &push.urls) {
+        if let Some(url) = triggers::matching_url(trigger, &push.urls, push.clone_urls) {
             same_repository = true;
             if triggers::ref_matches(trigger, &push.git_ref) {
-                return Ok(url.clone());
+                return Ok(url);
             }
         }
     }

@@ -131,19 +131,45 @@ pub fn ref_matches(trigger: &TriggerSpec, git_ref: &str) -> bool {
     }
 }
 
-/// Of a push's repository URLs (the forge's clone URL first), the one a
-/// trigger names: the same text if the push carries it, else the first
-/// that is the same repository. `None` if none is.
-pub fn matching_url<'a>(trigger: &TriggerSpec, urls: &'a [String]) -> Option<&'a String> {
+/// How a URL reaches a repository: the same kind of URL as a trigger's
+/// is the one to clone from (an SSH URL for keys, HTTPS for tokens).
+fn kind(url: &str) -> &'static str {
+    match url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()) {
+        Some(s) if s == "http" || s == "https" => "http",
+        Some(s) if s.contains("ssh") => "ssh",
+        Some(s) if s == "git" => "git",
+        Some(_) => "file",
+        None if url.starts_with('/') => "file",
+        None => "ssh",
+    }
+}
+
+/// The URL to build a push of `urls` from, if the trigger names the
+/// repository: of the URLs git clones from (the first `clone_urls`),
+/// the trigger's own text, else the first of the same kind, else the
+/// first. `None` if no URL of the push is the trigger's repository.
+pub fn matching_url(trigger: &TriggerSpec, urls: &[String], clone_urls: usize) -> Option<String> {
     let wanted = normalize_repository(&trigger.repository)?;
-    let same: Vec<&String> = urls
-        .iter()
-        .filter(|u| normalize_repository(u).as_deref() == Some(wanted.as_str()))
-        .collect();
-    let exact = same
+    let same = |u: &&String| normalize_repository(u).as_deref() == Some(wanted.as_str());
+    if !urls.iter().any(|u| same(&u)) {
+        return None;
+    }
+    let clones: Vec<&String> = urls.iter().take(clone_urls).filter(same).collect();
+    let candidates = if clones.is_empty() {
+        urls.iter().filter(same).collect()
+    } else {
+        clones
+    };
+    let exact = candidates
         .iter()
         .find(|u| u.trim_end_matches('/') == trigger.repository.trim_end_matches('/'));
-    exact.or(same.first()).copied()
+    let by_kind = candidates
+        .iter()
+        .find(|u| kind(u) == kind(&trigger.repository));
+    exact
+        .or(by_kind)
+        .or(candidates.first())
+        .map(|u| u.to_string())
 }
 
 #[cfg(test)]
@@ -226,17 +252,36 @@ mod tests {
     }
 
     #[test]
-    fn the_url_the_trigger_names_is_preferred() {
-        let urls = vec![
-            "https://github.com/o/r.git".to_string(),
-            "git@github.com:o/r.git".to_string(),
-        ];
-        let ssh = trigger("git@github.com:o/r.git", &[], &[]);
-        assert_eq!(matching_url(&ssh, &urls), Some(&urls[1]));
-        let web = trigger("https://github.com/o/r", &[], &[]);
-        assert_eq!(matching_url(&web, &urls), Some(&urls[0]));
-        let other = trigger("https://github.com/o/other", &[], &[]);
-        assert_eq!(matching_url(&other, &urls), None);
+    fn the_url_to_clone_is_of_the_trigger_s_kind() {
+        let urls: Vec<String> = [
+            "https://github.com/o/r.git",
+            "ssh://git@github.com:22/o/r.git",
+            "https://github.com/o/r",
+        ]
+        .map(String::from)
+        .to_vec();
+        let m = |t: &str| matching_url(&trigger(t, &[], &[]), &urls, 2);
+        assert_eq!(
+            m("git@github.com:o/r.git").as_deref(),
+            Some(urls[1].as_str())
+        );
+        assert_eq!(
+            m("ssh://git@github.com:22/o/r.git").as_deref(),
+            Some(urls[1].as_str())
+        );
+        // The web page is the same repository, but git clones from the clone URL.
+        assert_eq!(
+            m("https://github.com/o/r").as_deref(),
+            Some(urls[0].as_str())
+        );
+        assert_eq!(m("git://github.com/o/r").as_deref(), Some(urls[0].as_str()));
+        assert_eq!(m("https://github.com/o/other"), None);
+        // Only a web URL: that one.
+        let web = vec!["https://x.org/o/r".to_string()];
+        assert_eq!(
+            matching_url(&trigger("https://x.org/o/r.git", &[], &[]), &web, 0).as_deref(),
+            Some("https://x.org/o/r")
+        );
     }
 
     #[test]

@@ -11,4 +11,5 @@ pub mod definition;
 pub mod log;
 pub mod status;
 pub mod trigger;
+pub mod trigger_secret;
 pub mod workers;
