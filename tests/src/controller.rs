@@ -76,8 +76,11 @@ impl TestController {
             self.database_url.clone(),
             None,
             move |c| {
-                c["work"] = settings["work"].clone();
-                c["builds"] = settings["builds"].clone();
+                for key in ["work", "builds", "public_url", "webhooks", "mail"] {
+                    if let Some(value) = settings.get(key) {
+                        c[key] = value.clone();
+                    }
+                }
             },
         )
     }

@@ -8,8 +8,10 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use ick_api::controller::{BuildStatus, LogChunk};
 use lettre::Message;
-use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{
+    ContentTransferEncoding, ContentType, Header, HeaderName, HeaderValue,
+};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 use serde_json::Value;
 
 use super::Details;
@@ -195,11 +197,14 @@ pub fn build(from: &Mailbox, recipients: &[String], r: Rendered) -> Result<Messa
     }
     let attachment_type =
         ContentType::parse(r.attachment_type).map_err(|e| format!("attachment type: {e}"))?;
+    // Base64 keeps the log byte for byte (line ends included).
+    let attachment = Body::new_with_encoding(r.attachment, ContentTransferEncoding::Base64)
+        .map_err(|_| "the log cannot be encoded".to_string())?;
     builder
         .multipart(
             MultiPart::mixed()
                 .singlepart(SinglePart::plain(r.body))
-                .singlepart(Attachment::new(r.attachment_name).body(r.attachment, attachment_type)),
+                .singlepart(Attachment::new(r.attachment_name).body(attachment, attachment_type)),
         )
         .map_err(|e| format!("the mail cannot be built: {e}"))
 }
