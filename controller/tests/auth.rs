@@ -1,4 +1,5 @@
-//! Every endpoint but the health checks needs a token with its scope.
+//! Every endpoint but the health checks and the web hooks (signed with a
+//! project's trigger secret instead) needs a token with its scope.
 
 mod common;
 
@@ -132,6 +133,24 @@ async fn every_endpoint_refuses_missing_and_wrong_scope_tokens() {
             &none,
         ),
         (Method::GET, "/workers".into(), Scope::BuildsRead, &none),
+        (
+            Method::GET,
+            "/notifications".into(),
+            Scope::BuildsRead,
+            &none,
+        ),
+        (
+            Method::GET,
+            "/projects/p/trigger-secret".into(),
+            Scope::ProjectsWrite,
+            &none,
+        ),
+        (
+            Method::POST,
+            "/projects/p/trigger-secret/rotate".into(),
+            Scope::ProjectsWrite,
+            &none,
+        ),
         (Method::POST, "/work/claim".into(), Scope::WorkRun, &claim),
         (
             Method::POST,
