@@ -667,6 +667,14 @@ async fn trigger_secrets_need_projects_write() {
     let first = secret(&env, "hello").await;
     assert_eq!(first.len(), 64);
     assert_eq!(secret(&env, "hello").await, first, "made once, then shown");
+    env.admin
+        .project("hello", "pipelines: [build]\nconcurrency: 2")
+        .await;
+    assert_eq!(
+        secret(&env, "hello").await,
+        first,
+        "kept when the project changes"
+    );
     // A project deleted and made again has a new secret.
     let r = env
         .admin

@@ -19,6 +19,9 @@ use crate::error::{ControllerError, Result};
 use crate::store::notifications::{self as ndb, NotificationRow};
 use crate::store::{from_json, logs as ldb, now_ms};
 
+/// How long a send under way may go on once the controller stops.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// The SMTP side: built once at start.
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -136,7 +139,20 @@ async fn send_next(state: &AppState, mailer: &Mailer) -> Result<bool> {
         return Ok(false);
     };
     // Never outlive the lease: past it, another sender may take the row.
-    let tried = tokio::time::timeout(lease * 3 / 4, deliver(state, mailer, &n)).await;
+    let sending = tokio::time::timeout(lease * 3 / 4, deliver(state, mailer, &n));
+    tokio::pin!(sending);
+    let tried = tokio::select! {
+        tried = &mut sending => tried,
+        // Stopping: a send under way gets a moment to end (cut short, the
+        // server may have the mail and a later try would send it twice).
+        _ = state.cancel.cancelled() => match tokio::time::timeout(STOP_GRACE, &mut sending).await {
+            Ok(tried) => tried,
+            Err(_) => Ok(Err(Failure {
+                error: "the controller stopped while sending".to_string(),
+                permanent: false,
+            })),
+        },
+    };
     let outcome = match tried {
         Ok(outcome) => outcome,
         Err(_) => Err(Failure {
