@@ -101,6 +101,10 @@ pub struct MailConfig {
     pub password_file: Option<PathBuf>,
     /// The sender, e.g. `Ick <ick@example.org>`.
     pub from: String,
+    /// PEM certificates to trust besides the system's, for a mail server
+    /// with a certificate of a private CA (`starttls` and `tls` only).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// How long one SMTP exchange may take (default 30 s).
     #[serde(default = "default_mail_timeout", with = "humantime_serde")]
     pub timeout: Duration,
@@ -170,6 +174,16 @@ impl MailConfig {
             _ => {}
         }
         self.password()?;
+        if let Some(ca) = &self.ca_file {
+            if self.tls == MailTls::None {
+                anyhow::bail!("mail.ca_file is for a TLS connection, but mail.tls is none");
+            }
+            let pem = std::fs::read_to_string(ca)
+                .map_err(|e| anyhow::anyhow!("cannot read mail.ca_file {}: {e}", ca.display()))?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                anyhow::bail!("mail.ca_file {} holds no PEM certificate", ca.display());
+            }
+        }
         if public_url.is_none() {
             anyhow::bail!(
                 "mail needs public_url, the controller's URL as people reach it, for the links in mail"

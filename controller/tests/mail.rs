@@ -14,7 +14,7 @@ use ick_api::controller::{
 };
 use ick_tests::controller::SimWorker;
 use ick_tests::idp::Storage;
-use ick_tests::smtp::{Mail, TestSmtp};
+use ick_tests::smtp::{Mail, SmtpTls, TestSmtp};
 use ick_tests::{bin_path, repo_root};
 use reqwest::StatusCode;
 use serde_yaml::Value;
@@ -44,6 +44,7 @@ fn mail_config(smtp: &TestSmtp) -> Value {
     let map = mail.as_mapping_mut().expect("a map");
     map.remove("username");
     map.remove("password_file");
+    map.remove("ca_file");
     mail["host"] = "127.0.0.1".into();
     mail["port"] = smtp.port().into();
     mail["tls"] = "none".into();
@@ -430,6 +431,59 @@ async fn two_controllers_on_one_database_send_each_mail_once() {
     drop(other);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_goes_over_starttls_or_tls_with_a_login() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("smtp-password");
+    std::fs::write(&password, "s3cret pass\n").expect("password file");
+    for (tls, name) in [(SmtpTls::Starttls, "starttls"), (SmtpTls::Wrapper, "tls")] {
+        let smtp = TestSmtp::start_secure(tls, Some(("ick", "s3cret pass")));
+        let ca = dir.path().join(format!("{name}-ca.pem"));
+        std::fs::write(&ca, smtp.certificate_pem().expect("a certificate")).expect("ca");
+        let (ca, password) = (ca.clone(), password.clone());
+        let env = start(Storage::Sqlite, &smtp, move |c| {
+            c["mail"]["tls"] = name.into();
+            c["mail"]["ca_file"] = ca.to_string_lossy().as_ref().into();
+            c["mail"]["username"] = "ick".into();
+            c["mail"]["password_file"] = password.to_string_lossy().as_ref().into();
+        })
+        .await;
+        project(&env, &["dev@example.org"], None).await;
+        run_build(&env, &env.worker("w"), 3, 1).await;
+        let got = smtp.wait_for(1, SOON).await;
+        assert!(got[0].tls, "{name}: not encrypted");
+        assert_eq!(got[0].user.as_deref(), Some("ick"), "{name}: no login");
+        assert_eq!(got[0].parse().subject, "[ick] p #1 FAILED");
+    }
+
+    // A wrong password is tried again, then kept with the server's refusal.
+    let smtp = TestSmtp::start_secure(SmtpTls::Starttls, Some(("ick", "right")));
+    let ca = dir.path().join("wrong-ca.pem");
+    std::fs::write(&ca, smtp.certificate_pem().expect("a certificate")).expect("ca");
+    let env = start(Storage::Sqlite, &smtp, move |c| {
+        c["mail"]["tls"] = "starttls".into();
+        c["mail"]["ca_file"] = ca.to_string_lossy().as_ref().into();
+        c["mail"]["username"] = "ick".into();
+        c["mail"]["password"] = "wrong".into();
+        c["mail"]["max_attempts"] = 2.into();
+    })
+    .await;
+    project(&env, &["dev@example.org"], None).await;
+    run_build(&env, &env.worker("w"), 3, 1).await;
+    let failed = eventually(SOON, "the notification kept as failed", || async {
+        notifications(&env, "failed").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(failed.attempts, 2);
+    let error = failed.last_error.unwrap_or_default();
+    assert!(error.contains("535"), "{error}");
+    assert!(
+        !error.contains("wrong"),
+        "the password is in the error: {error}"
+    );
+    assert!(smtp.received().is_empty());
+}
+
 /// Runs the controller binary with `config` and returns what it printed;
 /// it must refuse to start.
 fn refused(dir: &std::path::Path, config: &Value) -> String {
@@ -456,6 +510,10 @@ fn a_half_configured_mail_section_is_refused_at_start() {
     base["database_url"] =
         format!("sqlite://{}?mode=rwc", dir.path().join("c.db").display()).into();
     base["mail"] = example_mail_section();
+    base["mail"]
+        .as_mapping_mut()
+        .expect("map")
+        .remove("ca_file");
     base["mail"]["password_file"] = dir
         .path()
         .join("smtp-password")
@@ -513,6 +571,20 @@ fn a_half_configured_mail_section_is_refused_at_start() {
         (
             "unknown variant `ssl`",
             Box::new(|c| c["mail"]["tls"] = "ssl".into()),
+        ),
+        (
+            "cannot read mail.ca_file /nonexistent/ca.pem",
+            Box::new(|c| c["mail"]["ca_file"] = "/nonexistent/ca.pem".into()),
+        ),
+        (
+            "mail.ca_file is for a TLS connection",
+            Box::new(|c| {
+                c["mail"]["ca_file"] = "/nonexistent/ca.pem".into();
+                c["mail"]["tls"] = "none".into();
+                let m = c["mail"].as_mapping_mut().expect("map");
+                m.remove("username");
+                m.remove("password_file");
+            }),
         ),
     ];
     for (want, edit) in cases {

@@ -1,20 +1,27 @@
 //! A real SMTP server for tests, on loopback: the `mailin` crate's SMTP
-//! state machine (parser, replies, dot-unstuffing) behind a TCP listener
-//! that the test can stop — the port closed, open sessions cut — and start
-//! again on the same port, as a mail server that goes down and comes back.
-//! It accepts every message and keeps it raw, with its envelope; [`Mail`]
-//! parses one (MIME, with `mail-parser`) for the test's assertions.
+//! state machine (parser, replies, dot-unstuffing, AUTH) behind a TCP
+//! listener that the test can stop — the port closed, open sessions cut —
+//! and start again on the same port, as a mail server that goes down and
+//! comes back. It may speak STARTTLS or TLS (with a certificate of its own
+//! for 127.0.0.1) and require a login. It accepts every message and keeps
+//! it raw, with its envelope; [`Mail`] parses one (MIME, with
+//! `mail-parser`) for the test's assertions.
 
+use std::cell::Cell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mail_parser::{MessageParser, MimeHeaders};
-use mailin::{Action, Handler, Response, SessionBuilder};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use mailin::{Action, AuthMechanism, Handler, Response, SessionBuilder};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_rustls::TlsAcceptor;
 
 use crate::eventually;
 
@@ -27,6 +34,30 @@ pub struct Received {
     pub to: Vec<String>,
     /// The message (headers and body) as sent after `DATA`.
     pub data: Vec<u8>,
+    /// Whether the session was encrypted.
+    pub tls: bool,
+    /// Who logged in, if anyone did.
+    pub user: Option<String>,
+}
+
+/// How a client reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP.
+    None,
+    /// Plain SMTP with STARTTLS offered.
+    Starttls,
+    /// TLS from the first byte.
+    Wrapper,
+}
+
+/// What a server requires.
+#[derive(Clone)]
+struct Settings {
+    tls: SmtpTls,
+    acceptor: Option<TlsAcceptor>,
+    /// The user and password a client must log in with, if any.
+    login: Option<(String, String)>,
 }
 
 /// A running (or stopped) SMTP server.
@@ -34,20 +65,46 @@ pub struct TestSmtp {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    settings: Settings,
+    certificate_pem: Option<String>,
 }
 
 impl TestSmtp {
-    /// A server on `127.0.0.1` and a free port.
+    /// A plain SMTP server on `127.0.0.1` and a free port, without login.
     pub fn start() -> TestSmtp {
+        Self::start_secure(SmtpTls::None, None)
+    }
+
+    /// A server speaking `tls` with a self-signed certificate for
+    /// 127.0.0.1 ([`TestSmtp::certificate_pem`]), which requires the login
+    /// `user`/`password` when given (over TLS only).
+    pub fn start_secure(tls: SmtpTls, login: Option<(&str, &str)>) -> TestSmtp {
+        let (acceptor, certificate_pem) = if tls == SmtpTls::None {
+            (None, None)
+        } else {
+            let (acceptor, pem) = self_signed();
+            (Some(acceptor), Some(pem))
+        };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind SMTP");
         let addr = listener.local_addr().expect("SMTP address");
         let mut smtp = TestSmtp {
             addr,
             received: Arc::default(),
             running: None,
+            settings: Settings {
+                tls,
+                acceptor,
+                login: login.map(|(u, p)| (u.to_string(), p.to_string())),
+            },
+            certificate_pem,
         };
         smtp.serve(listener);
         smtp
+    }
+
+    /// The server's certificate (PEM), for the client to trust.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.certificate_pem.as_deref()
     }
 
     /// Its port.
@@ -98,6 +155,7 @@ impl TestSmtp {
         listener.set_nonblocking(true).expect("nonblocking");
         let (stop_tx, stop_rx) = oneshot::channel();
         let received = self.received.clone();
+        let settings = self.settings.clone();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -111,7 +169,12 @@ impl TestSmtp {
                         let Ok((stream, peer)) = listener.accept().await else {
                             continue;
                         };
-                        tokio::task::spawn_local(session(stream, peer.ip(), received.clone()));
+                        tokio::task::spawn_local(session(
+                            stream,
+                            peer.ip(),
+                            received.clone(),
+                            settings.clone(),
+                        ));
                     }
                 };
                 tokio::select! {
@@ -131,15 +194,56 @@ impl Drop for TestSmtp {
     }
 }
 
+/// A self-signed certificate for 127.0.0.1: the acceptor and the PEM.
+fn self_signed() -> (TlsAcceptor, String) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).expect("a certificate");
+    let pem = cert.cert.pem();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let chain = vec![CertificateDer::from(cert.cert.der().to_vec())];
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("TLS config");
+    (TlsAcceptor::from(Arc::new(config)), pem)
+}
+
 /// Collects one session's messages.
 struct Collector {
     from: String,
     to: Vec<String>,
     data: Vec<u8>,
+    /// Set by the session once TLS is on.
+    tls: Rc<Cell<bool>>,
+    user: Option<String>,
+    login: Option<(String, String)>,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
+impl Collector {
+    fn log_in(&mut self, user: &str, password: &str) -> Response {
+        match &self.login {
+            Some((u, p)) if u == user && p == password => {
+                self.user = Some(user.to_string());
+                mailin::response::AUTH_OK
+            }
+            _ => mailin::response::INVALID_CREDENTIALS,
+        }
+    }
+}
+
 impl Handler for Collector {
+    fn mail(&mut self, _ip: IpAddr, _domain: &str, _from: &str) -> Response {
+        if self.login.is_some() && self.user.is_none() {
+            return Response::custom(530, "Authentication required".to_string());
+        }
+        mailin::response::OK
+    }
+
     fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
         self.from = from.to_string();
         self.to = to.to_vec();
@@ -157,6 +261,8 @@ impl Handler for Collector {
             from: std::mem::take(&mut self.from),
             to: std::mem::take(&mut self.to),
             data: std::mem::take(&mut self.data),
+            tls: self.tls.get(),
+            user: self.user.clone(),
         };
         self.received
             .lock()
@@ -164,40 +270,106 @@ impl Handler for Collector {
             .push(mail);
         mailin::response::OK
     }
+
+    fn auth_plain(&mut self, _authorization: &str, user: &str, password: &str) -> Response {
+        self.log_in(user, password)
+    }
+
+    fn auth_login(&mut self, user: &str, password: &str) -> Response {
+        self.log_in(user, password)
+    }
 }
 
-async fn session(stream: tokio::net::TcpStream, peer: IpAddr, received: Arc<Mutex<Vec<Received>>>) {
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
+/// How a conversation ended.
+enum Ended<S> {
+    Closed,
+    /// The client asked for STARTTLS: go on over TLS on this stream.
+    StartTls(S),
+}
+
+async fn session(
+    stream: TcpStream,
+    peer: IpAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    settings: Settings,
+) {
+    let tls = Rc::new(Cell::new(false));
     let handler = Collector {
         from: String::new(),
         to: vec![],
         data: vec![],
+        tls: tls.clone(),
+        user: None,
+        login: settings.login.clone(),
         received,
     };
-    let mut session = SessionBuilder::new("ick-test-smtp").build(peer, handler);
-    let Ok(greeting) = session.greeting().buffer() else {
+    let mut builder = SessionBuilder::new("ick-test-smtp");
+    if settings.tls == SmtpTls::Starttls {
+        builder.enable_start_tls();
+    }
+    if settings.login.is_some() {
+        builder.enable_auth(AuthMechanism::Plain);
+        builder.enable_auth(AuthMechanism::Login);
+    }
+    let mut session = builder.build(peer, handler);
+    let Some(acceptor) = settings.acceptor else {
+        converse(stream, &mut session, true).await;
         return;
     };
-    if write.write_all(&greeting).await.is_err() {
+    let stream = if settings.tls == SmtpTls::Wrapper {
+        stream
+    } else {
+        match converse(stream, &mut session, true).await {
+            Ended::StartTls(stream) => stream,
+            Ended::Closed => return,
+        }
+    };
+    let Ok(stream) = acceptor.accept(stream).await else {
         return;
+    };
+    session.tls_active();
+    tls.set(true);
+    // With TLS from the first byte the server greets first; after
+    // STARTTLS the client speaks first (EHLO again).
+    converse(stream, &mut session, settings.tls == SmtpTls::Wrapper).await;
+}
+
+/// Speaks SMTP on `stream` until the client leaves or asks for STARTTLS.
+async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    session: &mut mailin::Session<Collector>,
+    greet: bool,
+) -> Ended<S> {
+    let mut stream = BufReader::new(stream);
+    if greet {
+        let Ok(greeting) = session.greeting().buffer() else {
+            return Ended::Closed;
+        };
+        if stream.get_mut().write_all(&greeting).await.is_err() {
+            return Ended::Closed;
+        }
     }
     let mut line = Vec::new();
     loop {
         line.clear();
-        match read.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
+        match stream.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return Ended::Closed,
             Ok(_) => {}
         }
         let response = session.process(&line);
+        if response.action == Action::NoReply {
+            continue;
+        }
+        let Ok(bytes) = response.buffer() else {
+            return Ended::Closed;
+        };
+        if stream.get_mut().write_all(&bytes).await.is_err() {
+            return Ended::Closed;
+        }
         match response.action {
-            Action::NoReply => continue,
-            Action::Reply | Action::Close | Action::UpgradeTls => {
-                let Ok(bytes) = response.buffer() else { return };
-                if write.write_all(&bytes).await.is_err() || response.action != Action::Reply {
-                    return;
-                }
-            }
+            Action::Reply | Action::NoReply => {}
+            Action::Close => return Ended::Closed,
+            Action::UpgradeTls => return Ended::StartTls(stream.into_inner()),
         }
     }
 }

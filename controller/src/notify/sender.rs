@@ -1,14 +1,16 @@
 //! The task that empties the outbox: it claims one due notification at a
 //! time (a lease, so that controllers sharing the database never send the
 //! same one), renders and sends it, and records how that went: sent, due
-//! again after a backoff, or — after `mail.max_attempts` tries, or a
-//! refusal the server says is final — failed, with its last error.
+//! again after a backoff, or — after `mail.max_attempts` tries, or at once
+//! for a mail that cannot even be written (a recipient that is no address)
+//! — failed, with its last error.
 
 use std::time::Duration;
 
 use ick_api::controller::LogChunk;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::Details;
@@ -39,14 +41,15 @@ impl Mailer {
             .parse()
             .map_err(|e| anyhow::anyhow!("mail.from {:?}: {e}", config.from))?;
         let host = config.host.as_str();
-        let builder = match config.tls {
-            MailTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-            MailTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)
-                .map_err(|e| anyhow::anyhow!("mail.host {host:?}: {e}"))?,
-            MailTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)
-                .map_err(|e| anyhow::anyhow!("mail.host {host:?}: {e}"))?,
+        let tls = match config.tls {
+            MailTls::None => Tls::None,
+            MailTls::Starttls => Tls::Required(tls_parameters(config)?),
+            MailTls::Tls => Tls::Wrapper(tls_parameters(config)?),
         };
-        let mut builder = builder.port(config.port()).timeout(Some(config.timeout));
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+            .tls(tls)
+            .port(config.port())
+            .timeout(Some(config.timeout));
         if let Some(user) = &config.username {
             let password = config
                 .password()?
@@ -63,6 +66,22 @@ impl Mailer {
             public_url: public_url.to_string(),
         })
     }
+}
+
+/// How the server's certificate is checked: the system's roots, and
+/// `ca_file`'s certificates too.
+fn tls_parameters(config: &MailConfig) -> anyhow::Result<TlsParameters> {
+    let mut builder = TlsParameters::builder(config.host.clone());
+    if let Some(ca) = &config.ca_file {
+        let pem = std::fs::read(ca)
+            .map_err(|e| anyhow::anyhow!("cannot read mail.ca_file {}: {e}", ca.display()))?;
+        let certificate = Certificate::from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("mail.ca_file {}: {e}", ca.display()))?;
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| anyhow::anyhow!("mail TLS settings for {:?}: {e}", config.host))
 }
 
 /// Why a try failed, and whether another try could help.
@@ -217,13 +236,16 @@ async fn deliver(
         error,
         permanent: true,
     })?;
+    // Even a refusal the server calls permanent (a wrong password, an
+    // unknown recipient) is tried again: its cause may be fixed meanwhile,
+    // and a notification given up too soon is a mail lost.
     mailer
         .transport
         .send(mail)
         .await
         .map(|_| ())
         .map_err(|e| Failure {
-            permanent: e.is_permanent(),
+            permanent: false,
             error: format!("SMTP {}:{}: {e}", mailer.config.host, mailer.config.port()),
         })
 }
