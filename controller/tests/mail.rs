@@ -220,9 +220,22 @@ async fn a_failed_build_mails_its_recipients_what_failed_and_the_whole_log() {
             "[ick] p #4 FAILED"
         ]
     );
-    let all: NotificationList = env.admin.get("/notifications").await;
+    let all: NotificationList = env.admin.get("/notifications?project=p").await;
     let numbers: Vec<i64> = all.notifications.iter().map(|n| n.number).collect();
     assert_eq!(numbers, vec![4, 2, 1], "build 3 wrote no notification");
+    // Paged, newest first.
+    let page: NotificationList = env.admin.get("/notifications?limit=2").await;
+    assert_eq!(page.notifications.len(), 2);
+    let next = page.next.expect("a next page");
+    let rest: NotificationList = env
+        .admin
+        .get(&format!("/notifications?limit=2&before={next}"))
+        .await;
+    assert_eq!(rest.notifications.len(), 1);
+    assert_eq!(rest.notifications[0].number, 1);
+    assert_eq!(rest.next, None);
+    let none: NotificationList = env.admin.get("/notifications?project=other").await;
+    assert!(none.notifications.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

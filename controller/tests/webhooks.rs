@@ -175,8 +175,11 @@ async fn each_forge_s_signed_push_triggers_the_right_project_and_commit() {
         ("X-Gitea-Signature", hmac_hex(&widget, &body)),
         ("X-Gogs-Event", "push".to_string()),
     ];
-    let (status, answer) = hook(&env, "gitea", &headers, body).await;
+    let (status, answer) = hook(&env, "gitea", &headers, body.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, again) = hook(&env, "gitea", &headers, body).await;
+    assert_eq!(status, StatusCode::OK, "a redelivery: {again}");
+    assert_eq!(again["outcome"], "duplicate");
     let b: BuildSummary = serde_json::from_value(answer["build"].clone()).expect("a build");
     assert_eq!(b.project, "widget");
     // The trigger names the SSH URL; the push carries it: that one is built.
@@ -218,8 +221,11 @@ async fn each_forge_s_signed_push_triggers_the_right_project_and_commit() {
             "13792a34-cac6-4fda-95a8-c58e00a3954e".to_string(),
         ),
     ];
-    let (status, answer) = hook(&env, "gitlab", &headers, body).await;
+    let (status, answer) = hook(&env, "gitlab", &headers, body.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let (status, again) = hook(&env, "gitlab", &headers, body).await;
+    assert_eq!(status, StatusCode::OK, "a redelivery: {again}");
+    assert_eq!(again["build"]["id"], answer["build"]["id"]);
     let b: BuildSummary = serde_json::from_value(answer["build"].clone()).expect("a build");
     assert_eq!(b.project, "diaspora");
     assert_eq!(
@@ -243,6 +249,17 @@ async fn each_forge_s_signed_push_triggers_the_right_project_and_commit() {
     let (status, answer) = hook(&env, "generic", &headers, body).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     assert_eq!(answer["project"], "hello");
+    let ping = b"{}".to_vec();
+    let headers = vec![
+        ("X-Ick-Event", "ping".to_string()),
+        (
+            "X-Ick-Signature-256",
+            format!("sha256={}", hmac_hex(&hello, &ping)),
+        ),
+    ];
+    let (status, answer) = hook(&env, "generic", &headers, ping).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["outcome"], "pong");
 
     let counts = (
         builds(&env, "hello").await.len(),
