@@ -298,6 +298,12 @@ async fn a_wrong_or_missing_proof_is_401_and_triggers_nothing() {
             body.clone(),
         ),
         (
+            "another project's secret, with ?project=",
+            "github?project=widget",
+            github("push", "x-6", &hello, &body),
+            body.clone(),
+        ),
+        (
             "a GitHub signature on the Gitea endpoint",
             "gitea",
             github("push", "x-3", &hello, &body),
@@ -361,7 +367,14 @@ async fn a_wrong_or_missing_proof_is_401_and_triggers_nothing() {
             "{project} was built"
         );
     }
-    let (status, answer) = hook(&env, "github", &github("push", "x-5", &new, &body), body).await;
+    // ?project= narrows the secrets tried to that project's.
+    let (status, answer) = hook(
+        &env,
+        "github?project=hello",
+        &github("push", "x-5", &new, &body),
+        body,
+    )
+    .await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
 
     // No secret ever reaches the log.

@@ -1,54 +1,68 @@
-//! `POST /webhooks/{github,gitea,gitlab,generic}`: no token (forges cannot
-//! send one); the project's trigger secret signs the body instead.
+//! `POST /webhooks/{github,gitea,gitlab,generic}[?project=NAME]`: no token
+//! (forges cannot send one); the project's trigger secret signs the body
+//! instead.
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use ick_api::controller::WebhookAnswer;
+use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::Result;
 use crate::webhooks::{self, forges::Forge};
 
+#[derive(Debug, Deserialize)]
+pub(super) struct HookQuery {
+    /// Try only this project's secret (for many projects).
+    project: Option<String>,
+}
+
 async fn receive(
     state: AppState,
     forge: Forge,
+    query: HookQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<WebhookAnswer>)> {
-    let (status, answer) = webhooks::receive(&state, forge, &headers, body).await?;
+    let only = query.project.as_deref();
+    let (status, answer) = webhooks::receive(&state, forge, only, &headers, body).await?;
     Ok((status, Json(answer)))
 }
 
 pub(super) async fn github(
     State(state): State<AppState>,
+    Query(query): Query<HookQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<WebhookAnswer>)> {
-    receive(state, Forge::GitHub, headers, body).await
+    receive(state, Forge::GitHub, query, headers, body).await
 }
 
 pub(super) async fn gitea(
     State(state): State<AppState>,
+    Query(query): Query<HookQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<WebhookAnswer>)> {
-    receive(state, Forge::Gitea, headers, body).await
+    receive(state, Forge::Gitea, query, headers, body).await
 }
 
 pub(super) async fn gitlab(
     State(state): State<AppState>,
+    Query(query): Query<HookQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<WebhookAnswer>)> {
-    receive(state, Forge::GitLab, headers, body).await
+    receive(state, Forge::GitLab, query, headers, body).await
 }
 
 pub(super) async fn generic(
     State(state): State<AppState>,
+    Query(query): Query<HookQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<WebhookAnswer>)> {
-    receive(state, Forge::Generic, headers, body).await
+    receive(state, Forge::Generic, query, headers, body).await
 }

@@ -81,10 +81,12 @@ fn answer(
     )
 }
 
-/// `POST /webhooks/{forge}`.
+/// `POST /webhooks/{forge}[?project=NAME]`: with `project`, only that
+/// project's secret is tried (else every project's).
 pub async fn receive(
     state: &AppState,
     forge: Forge,
+    only: Option<&str>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, WebhookAnswer)> {
@@ -92,24 +94,35 @@ pub async fn receive(
     let proof = forge
         .proof(headers)
         .map_err(ControllerError::Unauthorized)?;
-    let secrets = {
+    let mut secrets = {
         let mut conn = state.store.conn().await?;
         wdb::all_secrets(&mut conn).await?
     };
-    let project = signature::signer(&proof, &body, &secrets)
-        .map(str::to_string)
-        .ok_or_else(|| {
-            tracing::warn!(
-                forge = forge.name(),
-                "web hook with a signature no trigger secret made"
-            );
-            ControllerError::Unauthorized(
-                "the signature was not made with any project's trigger secret (see `icktool \
-                 trigger-secret PROJECT`)"
-                    .into(),
-            )
-        })?;
-    drop(secrets);
+    if let Some(only) = only {
+        secrets.retain(|(p, _)| p == only);
+    }
+    // One HMAC of the whole body per secret: CPU work, off the runtime.
+    let (signer, body) = tokio::task::spawn_blocking(move || {
+        let signer = signature::signer(&proof, &body, &secrets).map(str::to_string);
+        (signer, body)
+    })
+    .await
+    .map_err(ControllerError::internal)?;
+    let project = signer.ok_or_else(|| {
+        tracing::warn!(
+            forge = forge.name(),
+            "web hook with a signature no trigger secret made"
+        );
+        ControllerError::Unauthorized(match only {
+            Some(p) => format!(
+                "the signature was not made with project {p:?}'s trigger secret (see `icktool \
+                 trigger-secret {p}`)"
+            ),
+            None => "the signature was not made with any project's trigger secret (see \
+                     `icktool trigger-secret PROJECT`)"
+                .into(),
+        })
+    })?;
     let delivery = forge.delivery(headers);
     let event = forge.event(headers).map_err(ControllerError::BadRequest)?;
     tracing::info!(
