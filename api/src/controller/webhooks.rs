@@ -9,7 +9,8 @@
 //! | `/webhooks/gitlab` | `X-Gitlab-Token: SECRET` | `X-Gitlab-Event-UUID` |
 //! | `/webhooks/generic` | `X-Ick-Signature-256: sha256=HEX` | `X-Ick-Delivery` (optional) |
 //!
-//! The secret is the project's [`TriggerSecret`]. A bad or missing proof is
+//! The secret is the project's [`TriggerSecret`]; every project's is tried,
+//! or only NAME's with `?project=NAME`. A bad or missing proof is
 //! 401; a body over the controller's `webhooks.max_body` is 413; JSON that
 //! does not parse is 400; none of them triggers anything. Otherwise the
 //! answer is a [`WebhookAnswer`]: 201 triggered, 200 for a ping or a
