@@ -3,7 +3,7 @@
 //! the artifact store (a local folder) and N worker-managers.
 //!
 //! Ports: the controller on PORT (default 7420), the IDP on PORT+1, the
-//! artifact store on PORT+3: the addresses of the example configs in
+//! artifact store on PORT+2: the addresses of the example configs in
 //! `deploy/config/`, so that a worker-manager started with
 //! `deploy/config/worker-manager.yaml` on another terminal (or host, with
 //! its URLs changed) joins in. `--port 0` takes any free ports.
@@ -43,7 +43,7 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 1)]
     workers: u32,
     /// The controller's port; the IDP listens on the next one, the artifact
-    /// store on PORT+3. 0 takes any free ports.
+    /// store on PORT+2. 0 takes any free ports.
     #[arg(long, default_value_t = 7420)]
     port: u16,
     /// Also apply examples/hello, trigger it and follow it to the end.
@@ -59,7 +59,7 @@ struct Listeners {
 }
 
 fn bind(port: u16) -> anyhow::Result<Listeners> {
-    let offsets = [0u16, 1, 3];
+    let offsets = [0u16, 1, 2];
     let mut bound = Vec::new();
     for offset in offsets {
         let wanted = if port == 0 {

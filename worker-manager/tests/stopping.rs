@@ -263,3 +263,70 @@ async fn sigterm_drains_running_actions_then_cancels_what_is_left() {
         "a draining worker claims nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_between_two_actions_goes_on_with_the_pipeline() {
+    let env = Env::start().await;
+    let mut worker = env.worker().start();
+    env.project(
+        "two-steps",
+        "  - shell: 'echo step-one; sleep 1; echo kept > kept.txt'\n  - shell: 'cat kept.txt; echo step-two'\n",
+    )
+    .await;
+    let build = env.admin.trigger("two-steps").await;
+    env.wait_log(&build.id, "step-one").await;
+    // Drain: the first action finishes, then the worker stops.
+    let status = worker.terminate(SOON).expect("the worker exits");
+    assert!(status.success(), "{status}");
+    worker.restart();
+    let view = env.admin.wait_build(&build.id, SOON).await;
+    assert_eq!(
+        view.build.status,
+        BuildStatus::Succeeded,
+        "{:#?}",
+        view.nodes
+    );
+    let log = env.log(&build.id).await;
+    assert!(log.iter().any(|c| c.data.contains("kept")), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_in_a_pipelines_second_action_reruns_the_pipeline_from_its_start() {
+    let env = Env::start_with(|c| c["work"]["lease"] = "3s".into()).await;
+    let flags = tempfile::tempdir().expect("tempdir");
+    let gate = flags.path().join("gate");
+    let mut worker = env.worker().start();
+    env.project(
+        "two-steps",
+        &format!(
+            "  - shell: 'echo step-one; echo kept > kept.txt'\n  - shell: 'while [ ! -e {gate} ]; do sleep 0.05; done; cat kept.txt; echo step-two'\n",
+            gate = gate.display()
+        ),
+    )
+    .await;
+    let build = env.admin.trigger("two-steps").await;
+    env.wait_log(&build.id, "step-one").await;
+    // The first action has ended; the worker dies while the second waits,
+    // so the pipeline starts over (its workspace may be half-changed).
+    eventually(SOON, "the first action to end", || async {
+        let view = env.admin.build(&build.id).await;
+        (view.nodes[0].status == NodeStatus::Succeeded).then_some(())
+    })
+    .await;
+    worker.kill();
+    std::fs::write(&gate, "").expect("gate");
+    worker.restart();
+    let view = env.admin.wait_build(&build.id, SOON).await;
+    assert_eq!(
+        view.build.status,
+        BuildStatus::Succeeded,
+        "{:#?}",
+        view.nodes
+    );
+    assert_eq!(
+        view.nodes[0].attempt, 2,
+        "the pipeline ran again from its first action"
+    );
+    let log = env.log(&build.id).await;
+    assert!(log.iter().any(|c| c.data.contains("kept")), "{log:?}");
+}
