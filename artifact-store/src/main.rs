@@ -45,10 +45,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         "http"
     };
+    let stop = shutdown_signal();
     let running = ick_artifact_store::start(config, listener).await?;
     println!("listening on {scheme}://{}", running.local_addr());
     tracing::info!(addr = %running.local_addr(), "ick-artifact-store started");
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("stopping");
     running.stop().await;
     Ok(())

@@ -196,6 +196,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
     if args.workers == 0 {
         bail!("--workers must be at least 1: nothing would run the builds");
     }
+    let stop = ick_api::server::shutdown_signal();
     let listeners = bind(args.port)?;
     private_dir(&args.dir)?;
     let dir = args
@@ -304,15 +305,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
     );
 
     let settings = file.resolve(&config_path)?;
+    let mut stop = std::pin::pin!(stop);
     let outcome = tokio::select! {
-        _ = ick_api::server::shutdown_signal() => None,
+        _ = &mut stop => None,
         demo = demo(settings, &config_shown), if args.demo => Some(demo),
     };
     if let Some(result) = outcome {
         if let Err(e) = result {
             eprintln!("error: the demo failed: {e:#}");
         }
-        ick_api::server::shutdown_signal().await;
+        stop.await;
     }
     println!("Stopping… (Ctrl-C again to stop at once)");
     tokio::spawn(async {

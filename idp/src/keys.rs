@@ -144,8 +144,17 @@ pub fn generate(dir: &Path) -> anyhow::Result<PathBuf> {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
         .map_err(|_| anyhow::anyhow!("cannot generate an Ed25519 key"))?;
     let key = SigningKey::from_pkcs8(pkcs8.as_ref(), PathBuf::new())?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    let path = dir.join(format!("{stamp}-{}.pem", &key.kid[..8]));
+    // The newest key signs, and "newest" is the last name: the new name
+    // must sort after every existing one, even within one clock tick.
+    let last = KeyRing::load(dir)?.keys().last().map(|k| k.path.clone());
+    let path = loop {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.9fZ");
+        let path = dir.join(format!("{stamp}-{}.pem", &key.kid[..8]));
+        if last.as_ref().is_none_or(|last| path > *last) {
+            break path;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
     let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
     let body = STANDARD.encode(pkcs8.as_ref());
     for line in body.as_bytes().chunks(64) {
@@ -198,11 +207,13 @@ mod tests {
     #[test]
     fn newest_key_signs_and_all_are_published() {
         let dir = tempfile::tempdir().expect("tempdir");
-        generate(dir.path()).expect("first");
-        let second = generate(dir.path()).expect("second");
-        let ring = KeyRing::load(dir.path()).expect("loads");
-        assert_eq!(ring.jwks().keys.len(), 2);
-        assert_eq!(ring.signing().map(|k| k.path.clone()), Some(second));
+        // Quick succession: each new key must still be the one that signs.
+        for n in 1..=20 {
+            let newest = generate(dir.path()).expect("generates");
+            let ring = KeyRing::load(dir.path()).expect("loads");
+            assert_eq!(ring.jwks().keys.len(), n);
+            assert_eq!(ring.signing().map(|k| k.path.clone()), Some(newest));
+        }
     }
 
     #[test]

@@ -89,10 +89,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     } else {
         "http"
     };
+    let stop = shutdown_signal();
     let running = ick_idp::start(config, listener).await?;
     println!("listening on {scheme}://{}", running.local_addr());
     tracing::info!(addr = %running.local_addr(), "ick-idp started");
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("stopping");
     running.stop().await;
     Ok(())

@@ -49,13 +49,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(_) => "https",
         None => "http",
     };
+    let stop = shutdown_signal();
     let worker = ick_worker_manager::start(config, listener).await?;
     if let Some(addr) = worker.local_addr() {
         println!("listening on {scheme}://{addr}");
     }
     let drain = worker.shutdown_token();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        stop.await;
         tracing::info!("stopping: no more claims; running actions may finish");
         drain.cancel();
     });
