@@ -1,14 +1,14 @@
 //! The worker-manager's configuration file.
 
+pub use ick_api::server::ByteSize;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
 use ick_api::Secret;
 use ick_api::server::HttpConfig;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// The environment variable that may hold the client secret (it wins over
 /// `client_secret_file` and `client_secret`).
@@ -253,65 +253,9 @@ impl Config {
     }
 }
 
-/// A size in bytes, written `65536`, `64 KiB`, `16MiB` or `1 MB`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl FromStr for ByteSize {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (number, unit) = s.split_at(split);
-        let number: u64 = number
-            .parse()
-            .map_err(|_| format!("{s:?} is not a size such as 65536, 64 KiB or 16 MiB"))?;
-        let factor: u64 = match unit.trim() {
-            "" | "B" => 1,
-            "KiB" => 1 << 10,
-            "MiB" => 1 << 20,
-            "GiB" => 1 << 30,
-            "KB" | "kB" => 1_000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            other => return Err(format!("unknown size unit {other:?} in {s:?}")),
-        };
-        number
-            .checked_mul(factor)
-            .map(ByteSize)
-            .ok_or_else(|| format!("{s:?} is too large"))
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
-        }
-        match Raw::deserialize(deserializer)? {
-            Raw::Number(n) => Ok(ByteSize(n)),
-            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_with_and_without_units() {
-        assert_eq!("65536".parse(), Ok(ByteSize(65536)));
-        assert_eq!("64 KiB".parse(), Ok(ByteSize(65536)));
-        assert_eq!("16MiB".parse(), Ok(ByteSize(16 << 20)));
-        assert_eq!("1 MB".parse(), Ok(ByteSize(1_000_000)));
-        assert!("12 parsecs".parse::<ByteSize>().is_err());
-        assert!("lots".parse::<ByteSize>().is_err());
-    }
 
     #[test]
     fn the_example_config_loads_and_bad_names_are_refused() {

@@ -2,6 +2,7 @@
 //! HTTP (optionally TLS) with health endpoints and problem+json errors, and
 //! stop gracefully. Kept here so that the services cannot drift apart.
 
+mod bytesize;
 mod config;
 mod health;
 mod json;
@@ -9,6 +10,7 @@ mod logging;
 mod problem_layer;
 mod serve;
 
+pub use bytesize::ByteSize;
 pub use config::{HttpConfig, TlsFiles, load_yaml};
 pub use health::{Readiness, health_routes};
 pub use json::{JsonBody, JsonBodyRejection};
