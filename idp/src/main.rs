@@ -57,7 +57,11 @@ enum KeysCommand {
     /// Generate a new key; after a reload it signs, and the old ones stay published.
     Generate,
     /// Remove a key by id: tokens it signed stop verifying.
-    Remove { kid: String },
+    Remove {
+        /// Key ids are base64url thumbprints and may start with '-'.
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 #[tokio::main]
@@ -155,4 +159,26 @@ fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_id_starting_with_a_hyphen_is_a_value_not_a_flag() {
+        let args = Args::try_parse_from([
+            "ick-idp",
+            "--config",
+            "c.yaml",
+            "keys",
+            "remove",
+            "-Iq3x_abc",
+        ])
+        .expect("parses");
+        match args.command {
+            Some(Command::Keys(KeysCommand::Remove { kid })) => assert_eq!(kid, "-Iq3x_abc"),
+            _ => panic!("not keys remove"),
+        }
+    }
 }
