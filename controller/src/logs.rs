@@ -60,8 +60,8 @@ struct Sent {
     next: HashMap<i64, i64>,
 }
 
-fn node_event(p: &Progress) -> LogEvent {
-    LogEvent::Node(NodeEvent {
+fn node_state(p: &Progress) -> NodeEvent {
+    NodeEvent {
         node: p.id.clone(),
         pipeline: p.pipeline.clone(),
         index: p.index,
@@ -70,7 +70,7 @@ fn node_event(p: &Progress) -> LogEvent {
         worker: p.worker.clone(),
         exit_code: p.exit_code,
         message: p.message.clone(),
-    })
+    }
 }
 
 /// Sends the chunks in `chunks` that continue what was sent, in order;
@@ -158,10 +158,20 @@ async fn look(
             let s = sent.entry(p.id.clone()).or_default();
             let chunks = all.remove(&p.id).unwrap_or_default();
             if p.status.is_finished() {
+                // Its start first, as a live follower saw it, so that a
+                // replay reads like the build did.
+                if p.worker.is_some() {
+                    out.push(event(LogEvent::Node(NodeEvent {
+                        status: NodeStatus::Running,
+                        exit_code: None,
+                        message: None,
+                        ..node_state(p)
+                    })));
+                }
                 continue_chunks(s, chunks, out);
-                out.push(event(node_event(p)));
+                out.push(event(LogEvent::Node(node_state(p))));
             } else {
-                out.push(event(node_event(p)));
+                out.push(event(LogEvent::Node(node_state(p))));
                 continue_chunks(s, chunks, out);
             }
             s.reported = Some((p.status, p.attempt));
@@ -171,7 +181,7 @@ async fn look(
             let s = sent.entry(p.id.clone()).or_default();
             let changed = s.reported != Some((p.status, p.attempt));
             if changed && !p.status.is_finished() {
-                out.push(event(node_event(p)));
+                out.push(event(LogEvent::Node(node_state(p))));
             }
             let next = s.next.get(&p.attempt).copied().unwrap_or(0);
             if p.chunks > next && p.attempt > 0 {
@@ -179,7 +189,7 @@ async fn look(
                 continue_chunks(s, chunks, out);
             }
             if changed && p.status.is_finished() {
-                out.push(event(node_event(p)));
+                out.push(event(LogEvent::Node(node_state(p))));
             }
             s.reported = Some((p.status, p.attempt));
         }

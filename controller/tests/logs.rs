@@ -174,10 +174,23 @@ async fn the_log_stream_replays_and_follows_a_running_build_until_it_ends(storag
     {
         all.push(e);
     }
-    let chunks = all
+    // Each node as it went: started (on its worker), its output, its end.
+    let seen: Vec<String> = all
         .iter()
-        .filter(|e| matches!(e, LogEvent::Chunk(_)))
-        .count();
-    assert_eq!(chunks, 2);
-    assert!(matches!(all.last(), Some(LogEvent::End(_))));
+        .map(|e| match e {
+            LogEvent::Node(n) => format!("{:?} {:?} {:?}", n.status, n.worker, n.exit_code),
+            LogEvent::Chunk(c) => c.data.clone(),
+            LogEvent::End(b) => format!("end {:?}", b.status),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            "Running Some(\"w1\") None",
+            "before anyone followed\n",
+            "while followed\n",
+            "Succeeded Some(\"w1\") Some(0)",
+            "end Succeeded",
+        ]
+    );
 }
