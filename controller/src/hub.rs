@@ -18,6 +18,8 @@ const WORK_CHANNEL: &str = "ick_work";
 const BUILD_CHANNEL: &str = "ick_build";
 /// How long the notifier gathers events before it notifies.
 const COALESCE: Duration = Duration::from_millis(5);
+/// How long a starting controller waits to listen before it serves.
+const LISTEN_WAIT: Duration = Duration::from_secs(5);
 /// A build id that means "every build": sent after a lost connection.
 pub const ALL_BUILDS: &str = "*";
 
@@ -88,8 +90,9 @@ impl Hub {
 }
 
 /// Starts the hub; on Postgres with the tasks that notify and listen,
-/// which stop when `cancel` is.
-pub fn start(
+/// which stop when `cancel` is. Returns once it listens (or has tried for
+/// a while), so that a controller that says it is up hears the others.
+pub async fn start(
     postgres_url: Option<&str>,
     cancel: &CancellationToken,
 ) -> (Arc<Hub>, Vec<tokio::task::JoinHandle<()>>) {
@@ -102,11 +105,16 @@ pub fn start(
             rx,
             cancel.clone(),
         )));
+        let (listening, heard) = tokio::sync::oneshot::channel();
         tasks.push(tokio::spawn(listener(
             url.to_string(),
             hub.clone(),
             cancel.clone(),
+            listening,
         )));
+        if tokio::time::timeout(LISTEN_WAIT, heard).await.is_err() {
+            tracing::warn!("not yet listening for other controllers; going on, still trying");
+        }
     }
     (hub, tasks)
 }
@@ -189,7 +197,13 @@ async fn notifier(
 }
 
 /// Hears the other controllers and wakes the waiters here.
-async fn listener(url: String, hub: Arc<Hub>, cancel: CancellationToken) {
+async fn listener(
+    url: String,
+    hub: Arc<Hub>,
+    cancel: CancellationToken,
+    listening: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut listening = Some(listening);
     loop {
         let mut listener = match PgListener::connect(&url).await {
             Ok(l) => l,
@@ -207,6 +221,9 @@ async fn listener(url: String, hub: Arc<Hub>, cancel: CancellationToken) {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
             }
+        }
+        if let Some(tx) = listening.take() {
+            let _ = tx.send(());
         }
         loop {
             let next = tokio::select! {

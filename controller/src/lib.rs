@@ -72,7 +72,7 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
     let verifier = TokenVerifier::new(config.auth.clone(), ick_api::http::client());
     let cancel = CancellationToken::new();
     let postgres = (store.dialect() == Dialect::Postgres).then(|| store.url().to_string());
-    let (hub, hub_tasks) = hub::start(postgres.as_deref(), &cancel);
+    let (hub, hub_tasks) = hub::start(postgres.as_deref(), &cancel).await;
     let state = AppState {
         store: store.clone(),
         verifier: verifier.clone(),

@@ -49,6 +49,8 @@ fn mail_config(smtp: &TestSmtp) -> Value {
     mail["port"] = smtp.port().into();
     mail["tls"] = "none".into();
     mail["from"] = "Ick <ick@example.org>".into();
+    // Short: its lease (four times it) is what a send cut by a killed
+    // controller waits for before another sender tries again.
     mail["timeout"] = "2s".into();
     mail["retry"] = "100ms".into();
     mail["retry_max"] = "500ms".into();

@@ -179,7 +179,7 @@ async fn a_claim_waiting_on_one_controller_is_woken_by_a_trigger_on_another() {
 }
 
 async fn an_expired_lease_requeues_the_pipeline_and_the_stale_attempt_is_refused(storage: Storage) {
-    let env = Env::start_with(storage, |c| c["work"]["lease"] = "2s".into()).await;
+    let env = Env::start_with(storage, |c| c["work"]["lease"] = "5s".into()).await;
     env.admin
         .pipeline("a", "actions: [{shell: one}, {shell: two}]")
         .await;
@@ -269,7 +269,7 @@ async fn a_pipeline_that_keeps_losing_its_worker_fails_with_worker_lost(storage:
 }
 
 async fn a_pipeline_stranded_on_a_gone_worker_starts_over_elsewhere(storage: Storage) {
-    let env = Env::start_with(storage, |c| c["work"]["worker_timeout"] = "1s".into()).await;
+    let env = Env::start_with(storage, |c| c["work"]["worker_timeout"] = "3s".into()).await;
     env.admin
         .pipeline("a", "actions: [{shell: one}, {shell: two}]")
         .await;

@@ -132,6 +132,7 @@ impl TestController {
         let mut config: Value = serde_yaml::from_str(&text).expect("config parses");
         config["http"]["listen"] = self.process.addr.to_string().into();
         std::fs::write(&self.config, serde_yaml::to_string(&config).expect("yaml")).expect("write");
+        self.process.release_port();
         self.process = start_process(&self.config, self.dir.path().join("controller.log"));
     }
 

@@ -130,6 +130,7 @@ impl TestIdp {
         let mut config: Value = serde_yaml::from_str(&text).expect("config parses");
         config["http"]["listen"] = self.process.addr.to_string().into();
         std::fs::write(&self.config, serde_yaml::to_string(&config).expect("yaml")).expect("write");
+        self.process.release_port();
         self.process = ServiceProcess::start(
             &bin_path("ick-idp"),
             ["--config".as_ref(), self.config.as_os_str()],

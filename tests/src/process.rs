@@ -23,6 +23,9 @@ pub struct ServiceProcess {
     /// Where its output goes.
     pub log: PathBuf,
     name: String,
+    /// Once killed, its port, bound but not listening (connections are
+    /// refused), so that no other test binds it before the restart.
+    held: Option<tokio::net::TcpSocket>,
 }
 
 impl ServiceProcess {
@@ -102,6 +105,7 @@ impl ServiceProcess {
             addr,
             log,
             name,
+            held: None,
         }
     }
 
@@ -116,9 +120,18 @@ impl ServiceProcess {
     }
 
     /// Kills it with SIGKILL, as a crash would, and reaps it.
+    /// Its port stays taken until [`ServiceProcess::release_port`].
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.held.is_none() {
+            self.held = hold_port(self.addr);
+        }
+    }
+
+    /// Frees the port a kill held, for the service started again on it.
+    pub fn release_port(&mut self) {
+        self.held = None;
     }
 
     /// Sends SIGTERM and waits up to `timeout` for it to exit.
@@ -143,6 +156,19 @@ impl ServiceProcess {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// Binds `addr` without listening; `None` if it cannot (a restart then
+/// simply races as before).
+pub fn hold_port(addr: SocketAddr) -> Option<tokio::net::TcpSocket> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .ok()?;
+    socket.set_reuseaddr(true).ok()?;
+    socket.bind(addr).ok()?;
+    Some(socket)
 }
 
 /// The last `n` lines of a file.

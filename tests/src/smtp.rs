@@ -65,6 +65,9 @@ pub struct TestSmtp {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    /// While stopped, its port, bound but not listening (connections are
+    /// refused), so that no other test takes it before the restart.
+    held: Option<tokio::net::TcpSocket>,
     settings: Settings,
     certificate_pem: Option<String>,
 }
@@ -91,6 +94,7 @@ impl TestSmtp {
             addr,
             received: Arc::default(),
             running: None,
+            held: None,
             settings: Settings {
                 tls,
                 acceptor,
@@ -122,12 +126,14 @@ impl TestSmtp {
         if let Some((stop, thread)) = self.running.take() {
             let _ = stop.send(());
             thread.join().expect("SMTP thread");
+            self.held = crate::process::hold_port(self.addr);
         }
     }
 
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.stop();
+        self.held = None;
         let listener = std::net::TcpListener::bind(self.addr).expect("bind SMTP again");
         self.serve(listener);
     }

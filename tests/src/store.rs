@@ -197,6 +197,7 @@ impl TestStore {
         let mut config: Value = serde_yaml::from_str(&text).expect("config parses");
         config["http"]["listen"] = self.process.addr.to_string().into();
         std::fs::write(&self.config, serde_yaml::to_string(&config).expect("yaml")).expect("write");
+        self.process.release_port();
         self.process = spawn(&self.config, &self.data, self.small_fs, self.dir.path());
     }
 }

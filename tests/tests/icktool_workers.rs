@@ -70,14 +70,15 @@ fn a_build_survives_a_worker_killed_in_the_middle_of_an_action() {
     });
     let dir = tempfile::tempdir().expect("tempdir");
     // The first attempt blocks (until the test releases its orphan at the
-    // end); the attempt after the requeue finds the mark and succeeds.
+    // end, or the mark's directory is gone, should the test fail); the
+    // attempt after the requeue finds the mark and succeeds.
     let file = definitions(
         &ick,
         "survive.yaml",
         "pipeline: survive\nparameters: [mark]\nactions:\n  - shell: |\n      \
          if [ -e \"$mark/first\" ]; then echo second attempt; exit 0; fi\n      \
          echo first attempt; touch \"$mark/first\"\n      \
-         for i in $(seq 1200); do [ -e \"$mark/release\" ] && exit 7; sleep 0.1; done\n      \
+         for i in $(seq 1200); do [ -e \"$mark/release\" ] && exit 7; [ -d \"$mark\" ] || exit 7; sleep 0.1; done\n      \
          exit 9\n\
          ---\nproject: survive\npipelines: [survive]\n",
     );

@@ -306,11 +306,13 @@ async fn a_worker_killed_in_a_pipelines_second_action_reruns_the_pipeline_from_i
     .await;
     let build = env.admin.trigger("two-steps").await;
     env.wait_log(&build.id, "step-one").await;
-    // The first action has ended; the worker dies while the second waits,
-    // so the pipeline starts over (its workspace may be half-changed).
-    eventually(SOON, "the first action to end", || async {
+    // The first action has ended; the worker dies while the second runs
+    // (claimed: a kill before the claim would only be a restart between
+    // actions), so the pipeline starts over (its workspace may be
+    // half-changed).
+    eventually(SOON, "the second action to run", || async {
         let view = env.admin.build(&build.id).await;
-        (view.nodes[0].status == NodeStatus::Succeeded).then_some(())
+        (view.nodes[1].status == NodeStatus::Running).then_some(())
     })
     .await;
     worker.kill();

@@ -297,7 +297,7 @@ async fn aborted_upload_removes_its_bytes(backend: Backend) {
 }
 
 async fn abandoned_sessions_expire_with_their_bytes(backend: Backend) {
-    let env = Env::start_with(backend, |c| c["uploads"]["expire_after"] = "1s".into()).await;
+    let env = Env::start_with(backend, |c| c["uploads"]["expire_after"] = "3s".into()).await;
     let session = open(&env).await;
     assert_eq!(
         patch(&env, &session, 0, &pattern(25, 1000)).await.status(),
