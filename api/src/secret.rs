@@ -47,6 +47,9 @@ pub fn resolve(
         return Ok(Some(Secret(from_env)));
     }
     if let Some(file) = file {
+        if open_to_others(file) {
+            tracing::warn!(file = %file.display(), "secret file is readable by others: chmod 600 it");
+        }
         let text = std::fs::read_to_string(file)
             .map_err(|e| anyhow::anyhow!("cannot read secret file {}: {e}", file.display()))?;
         let text = text.trim();
@@ -58,9 +61,27 @@ pub fn resolve(
     Ok(value.cloned())
 }
 
+/// Whether users other than the owner may read or write `path`.
+pub fn open_to_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_others_may_read_is_open_to_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "s").expect("write");
+        for (mode, open) in [(0o600, false), (0o400, false), (0o640, true), (0o604, true)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            assert_eq!(open_to_others(&path), open, "mode {mode:o}");
+        }
+    }
 
     #[test]
     fn debug_and_display_hide_the_value() {

@@ -14,7 +14,7 @@
 //! `ICKTOOL_ARTIFACT_STORE`, `ICKTOOL_CLIENT_ID`, `ICKTOOL_CLIENT_SECRET`.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -141,13 +141,7 @@ impl ConfigFile {
         let Some(client_id) = from_env("ICKTOOL_CLIENT_ID", self.client_id) else {
             bail!("{} names no `client_id`", path.display());
         };
-        let secret_file = self.client_secret_file.map(|file| {
-            if file.is_relative() {
-                path.parent().unwrap_or(Path::new(".")).join(file)
-            } else {
-                file
-            }
-        });
+        let secret_file = self.client_secret_file.map(|file| beside(path, &file));
         let secret = ick_api::secret::resolve(
             self.client_secret.as_ref(),
             secret_file.as_deref(),
@@ -170,19 +164,31 @@ impl ConfigFile {
     }
 }
 
+/// `file` as named in the config at `config`: relative to its directory.
+fn beside(config: &Path, file: &Path) -> PathBuf {
+    config.parent().unwrap_or(Path::new(".")).join(file)
+}
+
 /// Loads the settings from `explicit` (or the default path), warning on
 /// stderr when a file holding a secret is readable by others.
 pub fn load(explicit: Option<&Path>) -> anyhow::Result<Settings> {
     let path = explicit.map(Path::to_path_buf).unwrap_or_else(default_path);
     let file = ConfigFile::read(&path)?;
-    if file.client_secret.is_some()
-        && let Ok(meta) = std::fs::metadata(&path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
+    if file.client_secret.is_some() && file.client_secret_file.is_some() {
+        bail!(
+            "{} has both `client_secret` and `client_secret_file`: keep one",
+            path.display()
+        );
+    }
+    let holder = match &file.client_secret_file {
+        Some(secret_file) => Some(beside(&path, secret_file)),
+        None => file.client_secret.is_some().then(|| path.clone()),
+    };
+    if let Some(holder) = holder.filter(|h| ick_api::secret::open_to_others(h)) {
         eprintln!(
             "warning: {} holds a secret and others may read it: chmod 600 {}",
-            path.display(),
-            path.display()
+            holder.display(),
+            holder.display()
         );
     }
     file.resolve(&path)
@@ -191,6 +197,7 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Settings> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn written_config_is_private_and_reads_back() {

@@ -21,6 +21,8 @@ use crate::output::duration;
 const IDLE: Duration = Duration::from_secs(60);
 /// Tries in a row, without any event, before giving up.
 const ATTEMPTS: u32 = 8;
+/// How often a follower with nothing running asks why the build waits.
+const WAIT_CHECK: Duration = Duration::from_secs(3);
 
 /// Splits a byte stream into SSE events: `(event name, data)`.
 #[derive(Default)]
@@ -65,6 +67,8 @@ struct Printer {
     printed: HashMap<(String, i64), i64>,
     states: HashMap<String, NodeEvent>,
     partial: HashMap<String, String>,
+    /// Why the build waits, as last said.
+    waiting: Option<String>,
 }
 
 impl Printer {
@@ -85,6 +89,38 @@ impl Printer {
             printed: HashMap::new(),
             states: HashMap::new(),
             partial: HashMap::new(),
+            waiting: None,
+        }
+    }
+
+    /// Says why the build (or the followed node) waits, when nothing runs
+    /// and the reason is new: a build no worker can take must not look
+    /// like a hung follower.
+    fn waiting(&mut self, view: &BuildView, node: Option<&str>) {
+        use ick_api::controller::NodeStatus as S;
+        if self.states.values().any(|n| n.status == S::Running) {
+            return;
+        }
+        let reason = match node {
+            Some(node) => view
+                .nodes
+                .iter()
+                .find(|n| n.id == node)
+                .and_then(|n| n.waiting_for.clone()),
+            None => view.waiting_for.clone().or_else(|| {
+                view.nodes
+                    .iter()
+                    .filter(|n| n.status == S::Queued)
+                    .filter_map(|n| n.waiting_for.clone())
+                    .find(|w| !w.starts_with("waiting for the action"))
+            }),
+        };
+        if let Some(reason) = reason
+            && self.waiting.as_ref() != Some(&reason)
+        {
+            let _ = std::io::stdout().flush();
+            eprintln!("(waiting: {reason})");
+            self.waiting = Some(reason);
         }
     }
 
@@ -216,13 +252,27 @@ pub async fn follow(ick: &Ick, id: &str, node: Option<&str>) -> anyhow::Result<B
         };
         let mut stream = response.bytes_stream();
         let mut parser = SseParser::default();
+        let mut idle = tokio::time::Instant::now() + IDLE;
+        let mut check =
+            tokio::time::interval_at(tokio::time::Instant::now() + WAIT_CHECK, WAIT_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let why = loop {
-            let next = match tokio::time::timeout(IDLE, stream.next()).await {
-                Err(_) => break format!("nothing heard for {}s", IDLE.as_secs()),
-                Ok(None) => break "the stream ended early".to_string(),
-                Ok(Some(Err(e))) => break chain(&e),
-                Ok(Some(Ok(bytes))) => bytes,
+            let next = tokio::select! {
+                next = stream.next() => next,
+                _ = tokio::time::sleep_until(idle) => break format!("nothing heard for {}s", IDLE.as_secs()),
+                _ = check.tick() => {
+                    if let Ok(view) = ick.get::<BuildView>(Service::Controller, &format!("/builds/{id}")).await {
+                        printer.waiting(&view, node);
+                    }
+                    continue;
+                }
             };
+            let next = match next {
+                None => break "the stream ended early".to_string(),
+                Some(Err(e)) => break chain(&e),
+                Some(Ok(bytes)) => bytes,
+            };
+            idle = tokio::time::Instant::now() + IDLE;
             parser.push(&next);
             while let Some((name, data)) = parser.next_event() {
                 failures = 0;

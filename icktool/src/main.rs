@@ -142,7 +142,7 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Trigger(t) => trigger::run(&Ick::connect(config)?, t, &out).await,
         Command::TriggerSecret(t) => trigger_secret::run(&Ick::connect(config)?, t, &out).await,
         Command::Build(b) => build::run(&Ick::connect(config)?, b, &out).await,
-        Command::Log(l) => log::run(&Ick::connect(config)?, l).await,
+        Command::Log(l) => log::run(&Ick::connect(config)?, l, &out).await,
         Command::Workers => workers::run(&Ick::connect(config)?, &out).await,
         Command::Blob(b) => blob::run_blob(&Ick::connect(config)?, b, &out).await,
         Command::Ref(r) => blob::run_ref(&Ick::connect(config)?, r, &out).await,
@@ -158,5 +158,16 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn a_listing_of_no_builds_is_refused_not_widened() {
+        for n in ["0", "501"] {
+            let err = Args::try_parse_from(["icktool", "build", "list", "-n", n])
+                .err()
+                .expect("refused");
+            assert!(err.to_string().contains("1..=500"), "{err}");
+        }
+        assert!(Args::try_parse_from(["icktool", "build", "list", "-n", "500"]).is_ok());
     }
 }

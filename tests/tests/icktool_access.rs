@@ -100,7 +100,20 @@ fn the_secret_may_come_from_a_file_beside_the_config() {
         c.as_mapping_mut().expect("map").remove("client_secret");
         c["client_secret_file"] = "secret".into();
     });
-    icktool(&config, &["pipeline", "list"], &[]).ok();
+    let quiet = icktool(&config, &["pipeline", "list"], &[]).ok();
+    assert!(!quiet.stderr.contains("warning"), "{quiet}");
+    // A secret file others may read is used, with a warning.
+    set_mode(&secret, 0o644);
+    let warned = icktool(&config, &["pipeline", "list"], &[]).ok();
+    assert!(
+        warned.stderr.contains("others may read it: chmod 600") && warned.stderr.contains("secret"),
+        "{warned}"
+    );
+    // Both a secret and a file: which one is meant is unclear.
+    let both = ick.write_config("both.yaml", |c| {
+        c["client_secret_file"] = "secret".into();
+    });
+    icktool(&both, &["pipeline", "list"], &[]).fails(2, "keep one");
     let none = ick.write_config("none.yaml", |c| {
         c.as_mapping_mut().expect("map").remove("client_secret");
     });
@@ -134,6 +147,15 @@ fn status_shows_who_i_am_and_each_service() {
     let json: serde_json::Value = ick.icktool(&["status", "--output", "json"]).ok().json();
     assert_eq!(json["client_id"], ick.idp.admin.id.as_str());
     assert_eq!(json["services"].as_array().map(Vec::len), Some(3));
+    assert_eq!(json["token"]["status"], "granted");
+    let yaml: serde_yaml::Value =
+        serde_yaml::from_str(&ick.icktool(&["status", "--output", "yaml"]).ok().stdout)
+            .expect("yaml");
+    assert_eq!(
+        yaml["token"]["status"].as_str(),
+        Some("granted"),
+        "{yaml:?}"
+    );
 
     // A service that does not answer: said, and exit 2.
     let dead = ick.write_config("dead.yaml", |c| {
@@ -202,6 +224,21 @@ fn clients_are_created_listed_disabled_enabled_and_rotated() {
     ])
     .ok();
     icktool(&author, &["apply", "-f", s(&file)], &[]).ok();
+    // An existing config is never overwritten, and no client is made.
+    let before = std::fs::read_to_string(&author).expect("author config");
+    ick.icktool(&[
+        "client",
+        "create",
+        "author-2",
+        "--scope",
+        "projects:read",
+        "--write-config",
+        s(&author),
+    ])
+    .fails(2, "not overwriting it");
+    assert_eq!(std::fs::read_to_string(&author).expect("kept"), before);
+    ick.icktool(&["client", "show", "author-2"])
+        .fails(2, "author-2");
 
     // Listings never show a secret.
     let list = ick.icktool(&["client", "list"]).ok();

@@ -143,7 +143,8 @@ fn refs_are_set_read_listed_and_deleted() {
         .icktool(&["blob", "put", s(&file), "--ref", "demo/one"])
         .ok();
     let digest = digest_of(b"hello, blob\n");
-    assert!(put.stdout.starts_with(&format!("{digest}  ")), "{put}");
+    assert_eq!(put.stdout, format!("{digest}\n"), "the digest alone: {put}");
+    assert!(put.stderr.contains("ref demo/one -> sha256:"), "{put}");
     ick.icktool(&["ref", "set", "demo/two", &digest.to_string()])
         .ok();
     ick.icktool(&["ref", "set", "other/x", &digest.to_string()])

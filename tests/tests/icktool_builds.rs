@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Ick, build, definitions, process_running, s, wait_for};
-use ick_api::controller::{BuildList, BuildStatus, BuildSummary, NodeStatus};
+use ick_api::controller::{BuildList, BuildStatus, BuildSummary, LogChunk, NodeStatus};
 use ick_api::work::WorkerInfo;
 use ick_tests::repo_root;
 
@@ -65,6 +65,18 @@ fn trigger_follow_streams_the_log_and_exits_0_when_the_build_succeeds() {
         log.stdout.contains("bonjour, world") && log.stdout.contains("archive came through"),
         "{log}"
     );
+    // Which action said it goes to stderr: stdout is the output alone.
+    assert!(!log.stdout.contains("==>"), "{log}");
+    assert!(
+        log.stderr.contains("==> hello-build/1 (attempt 1)"),
+        "{log}"
+    );
+    let chunks: Vec<LogChunk> = ick
+        .icktool(&["log", "hello/1", "--output", "json"])
+        .ok()
+        .json();
+    let text: String = chunks.iter().map(|c| c.data.as_str()).collect();
+    assert!(text.contains("bonjour, world"), "{chunks:?}");
     let one = ick
         .icktool(&["log", "hello/1", "--node", "hello-check/2"])
         .ok();
@@ -74,9 +86,14 @@ fn trigger_follow_streams_the_log_and_exits_0_when_the_build_succeeds() {
     );
     ick.icktool(&["log", "hello/1", "--node", "hello-check/9"])
         .fails(2, "it has hello-build/1, hello-build/2");
-    // Following an ended build replays it and exits as it ended.
+    // Following an ended build replays it, each action's start and end,
+    // and exits as it ended.
     let again = ick.icktool(&["log", "--follow", "hello"]).ok();
     assert!(again.stdout.contains("bonjour, world"), "{again}");
+    assert!(
+        again.stderr.contains("--> hello-build/1") && again.stderr.contains("<-- hello-build/1"),
+        "{again}"
+    );
 
     let list: BuildList = ick
         .icktool(&["build", "list", "--project", "hello", "--output", "json"])
@@ -150,6 +167,33 @@ fn cancel_stops_a_running_build_and_its_follower_exits_1() {
         Duration::from_secs(30),
         "the action's process to end",
         || (!process_running(&marker)).then_some(()),
+    );
+}
+
+#[test]
+fn a_follower_says_why_a_build_waits() {
+    let ick = Ick::start(1);
+    let file = definitions(
+        &ick,
+        "gpu.yaml",
+        "pipeline: gpu\nactions: [{shell: 'true'}]\n---\n\
+         project: gpu\npipelines: [gpu]\nruns_on: [gpu]\n",
+    );
+    ick.icktool(&["apply", "-f", s(&file)]).ok();
+    let follower = ick.spawn(&["trigger", "gpu", "--follow"]);
+    wait_for(Duration::from_secs(60), "the follower to say why", || {
+        follower
+            .stderr_so_far()
+            .contains("(waiting: no connected worker has the labels gpu)")
+            .then_some(())
+    });
+    ick.icktool(&["build", "cancel", "gpu"]).ok();
+    let run = follower.wait(Duration::from_secs(60));
+    assert_eq!(run.code(), 1, "{run}");
+    assert_eq!(
+        run.stderr.matches("(waiting:").count(),
+        1,
+        "said once, not at every look: {run}"
     );
 }
 

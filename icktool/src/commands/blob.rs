@@ -89,13 +89,11 @@ pub async fn run_blob(ick: &Ick, command: BlobCommand, out: &Out) -> anyhow::Res
             if let Some(name) = &ref_name {
                 blobs.set_ref(name, &info.digest).await?;
             }
-            out.print(&info, || {
-                let mut text = format!("{}  {}\n", info.digest, file.display());
-                if let Some(name) = &ref_name {
-                    text.push_str(&format!("ref {name} -> {}\n", info.digest));
-                }
-                text
-            })?;
+            // The digest alone, so that `D=$(icktool blob put FILE)` works.
+            out.print(&info, || format!("{}\n", info.digest))?;
+            if let Some(name) = &ref_name {
+                eprintln!("ref {name} -> {}", info.digest);
+            }
         }
         BlobCommand::Get { blob, file } => {
             let digest = find_blob(&blobs, &blob).await?;

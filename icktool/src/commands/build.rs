@@ -20,8 +20,9 @@ pub enum BuildCommand {
         /// Only in these states (comma-separated: queued,running,succeeded,failed,cancelled).
         #[arg(long, short = 's')]
         status: Option<String>,
-        /// At most this many.
-        #[arg(long, short = 'n', default_value_t = 20)]
+        /// At most this many (1 to 500).
+        #[arg(long, short = 'n', default_value_t = 20,
+              value_parser = clap::value_parser!(u32).range(1..=500))]
         limit: u32,
     },
     /// A build and each of its actions.

@@ -61,6 +61,16 @@ pub async fn run(ick: &Ick, command: ClientCommand, out: &Out) -> anyhow::Result
             audience,
             write_config,
         } => {
+            // Checked first: a refusal must not leave a client behind.
+            if let Some(path) = &write_config
+                && path.exists()
+            {
+                anyhow::bail!(
+                    "{} exists; not overwriting it (it may hold another client's secret): \
+                     remove it or name another file",
+                    path.display()
+                );
+            }
             let body = CreateClient {
                 name,
                 scopes: scopes.iter().flat_map(|s| s.iter()).collect(),

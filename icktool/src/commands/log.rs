@@ -1,14 +1,14 @@
 //! `icktool log BUILD [--node N] [--follow]`.
 
 use anyhow::bail;
-use ick_api::controller::BuildView;
+use ick_api::controller::{BuildView, LogChunk};
 use reqwest::Method;
 
 use crate::Exit;
 use crate::commands::build::{node_label, resolve};
 use crate::connection::{Ick, Service};
 use crate::follow::{ended, follow};
-use crate::output::write_stdout;
+use crate::output::{Out, write_stdout};
 
 #[derive(clap::Args)]
 pub struct LogArgs {
@@ -24,7 +24,7 @@ pub struct LogArgs {
     follow: bool,
 }
 
-pub async fn run(ick: &Ick, args: LogArgs) -> anyhow::Result<Exit> {
+pub async fn run(ick: &Ick, args: LogArgs, out: &Out) -> anyhow::Result<Exit> {
     let view = resolve(ick, &args.build).await?;
     let node = match &args.node {
         Some(n) => Some(find_node(&view, n)?),
@@ -37,16 +37,38 @@ pub async fn run(ick: &Ick, args: LogArgs) -> anyhow::Result<Exit> {
         return Ok(exit);
     }
     let path = format!("/builds/{}/log", view.build.id);
-    let response = ick
-        .send(Service::Controller, Method::GET, &path, &[], |r| {
-            let r = r.header("accept", "text/plain");
-            match &node {
+    let chunks: Vec<LogChunk> = ick
+        .send(
+            Service::Controller,
+            Method::GET,
+            &path,
+            &[],
+            |r| match &node {
                 Some(node) => r.query(&[("node", node)]),
                 None => r,
-            }
-        })
+            },
+        )
+        .await?
+        .json()
         .await?;
-    write_stdout(&response.text().await?)?;
+    if !out.human() {
+        out.print(&chunks, String::new)?;
+        return Ok(Exit::Ok);
+    }
+    // As `--follow` prints: the output on stdout, which action it came
+    // from on stderr, so that `icktool log B > out.txt` keeps the output
+    // alone.
+    for run in chunks.chunk_by(|a, b| (&a.node, a.attempt) == (&b.node, b.attempt)) {
+        let first = &run[0];
+        eprintln!(
+            "==> {}/{} (attempt {})",
+            first.pipeline,
+            first.index + 1,
+            first.attempt
+        );
+        let text: String = run.iter().map(|c| c.data.as_str()).collect();
+        write_stdout(&text)?;
+    }
     Ok(Exit::Ok)
 }
 

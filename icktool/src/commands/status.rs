@@ -17,8 +17,10 @@ struct Status {
     services: Vec<ServiceStatus>,
 }
 
+/// Tagged inside, so that the YAML is plain (no `!granted` tag that
+/// other YAML readers refuse).
 #[derive(Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "status", rename_all = "snake_case")]
 enum TokenStatus {
     Granted {
         scopes: Vec<String>,
