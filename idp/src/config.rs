@@ -39,8 +39,13 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailureLimit {
-    /// Failures allowed in a window (default 10).
+    /// Failures allowed per client id in a window (default 10).
     pub max_failures: u32,
+    /// Failures allowed per peer address in a window, whatever the client
+    /// (default 100): higher, so that one misconfigured client does not
+    /// lock out the others behind the same address (a proxy, one host).
+    #[serde(default = "default_max_failures_per_peer")]
+    pub max_failures_per_peer: u32,
     /// The window (default 1 minute).
     #[serde(with = "humantime_serde")]
     pub window: Duration,
@@ -50,9 +55,14 @@ impl Default for FailureLimit {
     fn default() -> Self {
         FailureLimit {
             max_failures: 10,
+            max_failures_per_peer: default_max_failures_per_peer(),
             window: Duration::from_secs(60),
         }
     }
+}
+
+fn default_max_failures_per_peer() -> u32 {
+    100
 }
 
 fn default_token_lifetime() -> Duration {

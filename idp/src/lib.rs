@@ -83,10 +83,7 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         store: store.clone(),
         keys: keys.clone(),
         issuer,
-        failures: Arc::new(FailureLimiter::new(
-            config.auth_failures.max_failures,
-            config.auth_failures.window,
-        )),
+        failures: Arc::new(FailureLimiter::new(config.auth_failures.window)),
         config: Arc::new(config.clone()),
         verifier,
     };

@@ -15,26 +15,25 @@ struct Window {
 /// Counts failures; a key with too many in its window is blocked until the
 /// window ends.
 pub struct FailureLimiter {
-    max_failures: u32,
     window: Duration,
     windows: Mutex<HashMap<String, Window>>,
 }
 
 impl FailureLimiter {
-    pub fn new(max_failures: u32, window: Duration) -> Self {
+    pub fn new(window: Duration) -> Self {
         FailureLimiter {
-            max_failures,
             window,
             windows: Mutex::new(HashMap::new()),
         }
     }
 
-    /// How long `key` stays blocked, if it is.
-    pub fn blocked_for(&self, key: &str) -> Option<Duration> {
+    /// How long `key` stays blocked (it had `max_failures` in its window),
+    /// if it is.
+    pub fn blocked_for(&self, key: &str, max_failures: u32) -> Option<Duration> {
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let w = windows.get(key)?;
         let left = self.window.checked_sub(w.started.elapsed())?;
-        (w.failures >= self.max_failures && !left.is_zero()).then_some(left)
+        (w.failures >= max_failures && !left.is_zero()).then_some(left)
     }
 
     /// Counts one failure for `key`.
@@ -64,22 +63,26 @@ mod tests {
 
     #[test]
     fn blocks_after_the_limit_and_not_before() {
-        let limiter = FailureLimiter::new(3, Duration::from_secs(60));
+        let limiter = FailureLimiter::new(Duration::from_secs(60));
         for _ in 0..2 {
             limiter.record_failure("client:a");
         }
-        assert!(limiter.blocked_for("client:a").is_none());
+        assert!(limiter.blocked_for("client:a", 3).is_none());
         limiter.record_failure("client:a");
-        let left = limiter.blocked_for("client:a").expect("blocked");
+        let left = limiter.blocked_for("client:a", 3).expect("blocked");
         assert!(left <= Duration::from_secs(60));
-        assert!(limiter.blocked_for("client:b").is_none());
+        assert!(
+            limiter.blocked_for("client:a", 4).is_none(),
+            "a higher limit"
+        );
+        assert!(limiter.blocked_for("client:b", 3).is_none());
     }
 
     #[test]
     fn a_window_ends() {
-        let limiter = FailureLimiter::new(1, Duration::from_millis(1));
+        let limiter = FailureLimiter::new(Duration::from_millis(1));
         limiter.record_failure("k");
         std::thread::sleep(Duration::from_millis(5));
-        assert!(limiter.blocked_for("k").is_none());
+        assert!(limiter.blocked_for("k", 1).is_none());
     }
 }

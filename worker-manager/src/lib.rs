@@ -56,6 +56,8 @@ pub(crate) struct Shared {
 /// A running worker-manager.
 pub struct WorkerManager {
     shared: Arc<Shared>,
+    /// Held while it runs: see [`claim_name`].
+    _name: std::os::unix::net::UnixListener,
     http: Option<Running>,
     slots: Vec<JoinHandle<()>>,
     timer: JoinHandle<()>,
@@ -116,6 +118,7 @@ pub async fn start(
     ));
     let controller = ControllerClient::new(http.clone(), &config.controller, tokens.clone());
     let blobs = BlobClient::new(http, &config.artifact_store, tokens);
+    let name = claim_name(&config.name)?;
     let workspaces = Workspaces::open(config.workspace_root.clone(), config.systree_root()).await?;
     // Processes of actions that a killed predecessor of this worker left.
     let orphans = run::leftovers::end_orphans(format!("{}/", config.name), config.kill_grace).await;
@@ -152,10 +155,31 @@ pub async fn start(
     );
     Ok(WorkerManager {
         shared,
+        _name: name,
         http,
         slots,
         timer,
     })
+}
+
+/// Makes `name` this process's on this host: at its start a worker-manager
+/// stops the processes a killed predecessor of the same name left, so a
+/// second one of that name would kill the first one's running actions.
+/// An abstract Unix socket is the lock: the kernel frees it when the
+/// process dies, however it dies, and it leaves no file behind.
+fn claim_name(name: &str) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(
+        format!("ick-worker-manager/{name}").as_bytes(),
+    )?;
+    match std::os::unix::net::UnixListener::bind_addr(&addr) {
+        Ok(listener) => Ok(listener),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "a worker-manager named {name:?} already runs on this host: \
+             stop it, or give this one another name"
+        ),
+        Err(e) => anyhow::bail!("cannot claim the worker name {name:?} on this host: {e}"),
+    }
 }
 
 /// Once the drain begins: after `drain_timeout` running actions are

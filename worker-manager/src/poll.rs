@@ -91,6 +91,15 @@ pub async fn slot(shared: Arc<Shared>, slot: u32) {
 fn explain(shared: &Shared, e: &CallError, delay: Duration) {
     let config = &shared.config;
     match e {
+        CallError::Token(TokenError::Refused { error, .. })
+            if error == "temporarily_unavailable" =>
+        {
+            tracing::warn!(
+                error = %e,
+                ?delay,
+                "the identity provider is holding token requests back after failed authentications; trying again"
+            )
+        }
         CallError::Token(TokenError::Refused { .. }) => tracing::error!(
             error = %e,
             client_id = %config.idp.client_id,

@@ -332,3 +332,57 @@ async fn a_worker_killed_in_a_pipelines_second_action_reruns_the_pipeline_from_i
     let log = env.log(&build.id).await;
     assert!(log.iter().any(|c| c.data.contains("kept")), "{log:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_worker_of_the_same_name_refuses_to_start_and_harms_nothing() {
+    let env = Env::start().await;
+    let worker = env.worker().start();
+    env.project(
+        "sleepy",
+        "  - shell: 'echo started; sleep 2; echo finished'\n",
+    )
+    .await;
+    let build = env.admin.trigger("sleepy").await;
+    env.wait_log(&build.id, "started").await;
+    // The same config again (its health port is 0, so that is no clash):
+    // at its start it would stop the first one's action as an orphan.
+    let mut second = std::process::Command::new(ick_tests::bin_path("ick-worker-manager"))
+        .arg("--config")
+        .arg(&worker.config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let deadline = Instant::now() + SOON;
+    let exited = loop {
+        if let Some(status) = second.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().expect("piped"), &mut stderr)
+        .expect("stderr");
+    assert!(exited.is_some_and(|s| !s.success()), "{exited:?}: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "a worker-manager named \"{}\" already runs on this host",
+            worker.name
+        )),
+        "{stderr}"
+    );
+    let view = env.admin.wait_build(&build.id, SOON).await;
+    assert_eq!(
+        view.build.status,
+        BuildStatus::Succeeded,
+        "{:#?}",
+        view.nodes
+    );
+    let log = env.text(&build.id, ick_api::work::Stream::Stdout).await;
+    assert!(log.contains("finished"), "{log}");
+}

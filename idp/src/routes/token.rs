@@ -172,10 +172,14 @@ async fn grant(
 
     let peer_key = format!("peer:{}", peer.ip());
     let client_key = format!("client:{client_id}");
-    let blocked = [&peer_key, &client_key]
-        .iter()
-        .filter_map(|k| state.failures.blocked_for(k))
-        .max();
+    let limits = &state.config.auth_failures;
+    let blocked = [
+        (&peer_key, limits.max_failures_per_peer),
+        (&client_key, limits.max_failures),
+    ]
+    .into_iter()
+    .filter_map(|(key, max)| state.failures.blocked_for(key, max))
+    .max();
     if let Some(wait) = blocked {
         let seconds = wait.as_secs().max(1);
         tracing::warn!(client_id = %client_id, peer = %peer.ip(), "token requests refused after failed authentications");
