@@ -36,11 +36,17 @@ impl fmt::Display for Secret {
 
 /// Finds a secret: the environment variable `env` wins, then `file` (its
 /// content with surrounding whitespace trimmed), then the inline `value`.
+/// `key` names the inline setting (the file's is `KEY_file`); both set is
+/// refused, as which one is meant is unclear.
 pub fn resolve(
+    key: &str,
     value: Option<&Secret>,
     file: Option<&Path>,
     env: &str,
 ) -> anyhow::Result<Option<Secret>> {
+    if value.is_some() && file.is_some() {
+        anyhow::bail!("both {key} and {key}_file are set: keep one");
+    }
     if let Ok(from_env) = std::env::var(env)
         && !from_env.is_empty()
     {
@@ -91,17 +97,19 @@ mod tests {
     }
 
     #[test]
-    fn file_wins_over_inline_value_and_is_trimmed() {
-        let dir = std::env::temp_dir().join(format!("ick-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let file = dir.join("s");
+    fn the_file_is_read_trimmed_and_both_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("s");
         std::fs::write(&file, "from-file\n").expect("write");
-        let inline = Secret::new("inline");
-        let got = resolve(Some(&inline), Some(&file), "ICK_TEST_SECRET_UNSET_VARIABLE")
-            .expect("resolves");
+        let env = "ICK_TEST_SECRET_UNSET_VARIABLE";
+        let got = resolve("k", None, Some(&file), env).expect("resolves");
         assert_eq!(got.map(|s| s.0), Some("from-file".to_string()));
+        let inline = Secret::new("inline");
+        let got = resolve("k", Some(&inline), None, env).expect("resolves");
+        assert_eq!(got.map(|s| s.0), Some("inline".to_string()));
+        let both = resolve("k", Some(&inline), Some(&file), env).expect_err("both");
+        assert_eq!(both.to_string(), "both k and k_file are set: keep one");
         std::fs::write(&file, "  \n").expect("write");
-        assert!(resolve(None, Some(&file), "ICK_TEST_SECRET_UNSET_VARIABLE").is_err());
-        let _ = std::fs::remove_dir_all(&dir);
+        assert!(resolve("k", None, Some(&file), env).is_err());
     }
 }

@@ -156,6 +156,7 @@ impl Config {
                 s3.access_key_id = Some(id);
             }
             s3.secret_access_key = ick_api::secret::resolve(
+                "storage.s3.secret_access_key",
                 s3.secret_access_key.as_ref(),
                 s3.secret_access_key_file.as_deref(),
                 "ICK_ARTIFACT_STORE_S3_SECRET_ACCESS_KEY",

@@ -137,6 +137,7 @@ impl MailConfig {
     /// The password: the environment variable, else the file, else inline.
     pub fn password(&self) -> anyhow::Result<Option<Secret>> {
         ick_api::secret::resolve(
+            "mail.password",
             self.password.as_ref(),
             self.password_file.as_deref(),
             SMTP_PASSWORD_ENV,

@@ -154,6 +154,17 @@ async fn a_failed_build_mails_its_recipients_what_failed_and_the_whole_log() {
         "{:?}",
         mail.headers
     );
+    // Recorded as sent just after the server took it.
+    let sent = eventually(SOON, "the notification recorded as sent", || async {
+        notifications(&env, "sent").await.into_iter().next()
+    })
+    .await;
+    let message_id = format!("Message-ID: <{}@example.org>", sent.id);
+    assert!(
+        mail.headers.contains(&message_id),
+        "{message_id} in {:?}",
+        mail.headers
+    );
     let lines: Vec<&str> = mail.text.lines().collect();
     for want in [
         "Project:    p",

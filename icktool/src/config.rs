@@ -143,6 +143,7 @@ impl ConfigFile {
         };
         let secret_file = self.client_secret_file.map(|file| beside(path, &file));
         let secret = ick_api::secret::resolve(
+            "client_secret",
             self.client_secret.as_ref(),
             secret_file.as_deref(),
             SECRET_ENV,
@@ -174,12 +175,6 @@ fn beside(config: &Path, file: &Path) -> PathBuf {
 pub fn load(explicit: Option<&Path>) -> anyhow::Result<Settings> {
     let path = explicit.map(Path::to_path_buf).unwrap_or_else(default_path);
     let file = ConfigFile::read(&path)?;
-    if file.client_secret.is_some() && file.client_secret_file.is_some() {
-        bail!(
-            "{} has both `client_secret` and `client_secret_file`: keep one",
-            path.display()
-        );
-    }
     let holder = match &file.client_secret_file {
         Some(secret_file) => Some(beside(&path, secret_file)),
         None => file.client_secret.is_some().then(|| path.clone()),

@@ -234,6 +234,7 @@ impl Config {
     /// The client secret: the environment, then the file, then the config.
     pub fn client_secret(&self) -> anyhow::Result<Secret> {
         ick_api::secret::resolve(
+            "idp.client_secret",
             self.idp.client_secret.as_ref(),
             self.idp.client_secret_file.as_deref(),
             SECRET_ENV,

@@ -40,7 +40,9 @@ async fn kinds(shared: &Shared) -> Vec<String> {
 pub async fn slot(shared: Arc<Shared>, slot: u32) {
     let backoff = claim_backoff();
     let mut failures = 0u32;
-    let wait = shared.config.claim_wait.as_secs();
+    // The first claim does not wait: its answer tells at once that the
+    // controller takes this worker (and makes it ready).
+    let mut wait = 0;
     loop {
         if shared.shutdown.is_cancelled() {
             return;
@@ -61,6 +63,7 @@ pub async fn slot(shared: Arc<Shared>, slot: u32) {
         match claimed {
             Ok(Some(assignment)) => {
                 failures = 0;
+                wait = shared.config.claim_wait.as_secs();
                 shared.ready.store(true, Ordering::SeqCst);
                 shared.busy.fetch_add(1, Ordering::SeqCst);
                 run::run_assignment(&shared, assignment).await;
@@ -68,6 +71,7 @@ pub async fn slot(shared: Arc<Shared>, slot: u32) {
             }
             Ok(None) => {
                 failures = 0;
+                wait = shared.config.claim_wait.as_secs();
                 shared.ready.store(true, Ordering::SeqCst);
             }
             Err(e) => {

@@ -150,7 +150,9 @@ async fn incremental_builds_start_fresh_then_reuse_the_cached_workspace() {
     env.project(
         "cache",
         r#"  - populate: {ref: cache/workspace, optional: true}
+  - populate: {ref: cache/deps, optional: true, path: deps}
   - shell: |
+      rmdir deps
       echo "found: $(ls -A | tr '\n' ' ')"
       echo "build $BUILD_NUMBER" >> history
   - archive: {ref: cache/workspace}
@@ -161,18 +163,18 @@ async fn incremental_builds_start_fresh_then_reuse_the_cached_workspace() {
     assert_succeeded(&first);
     let log = env.log(&first.build.id).await;
     assert_eq!(
-        node_text(&log, &first.nodes[1].id),
+        node_text(&log, &first.nodes[2].id),
         "found: \n",
-        "a missing optional ref leaves the workspace empty"
+        "a missing optional ref leaves the workspace empty, and its path made, empty"
     );
     assert!(text(&log, Stream::Stderr).contains("does not exist; nothing to populate"));
     let second = env.run("cache", SOON).await;
     assert_succeeded(&second);
     let log = env.log(&second.build.id).await;
-    assert_eq!(node_text(&log, &second.nodes[1].id), "found: history \n");
+    assert_eq!(node_text(&log, &second.nodes[2].id), "found: history \n");
     let third = env.run("cache", SOON).await;
     assert_succeeded(&third);
-    let digest = third.nodes[2]
+    let digest = third.nodes[3]
         .outputs
         .get("digest")
         .cloned()

@@ -167,4 +167,31 @@ async fn a_worker_with_a_wrong_secret_gets_no_work_and_says_why() {
         env.workers().await.iter().all(|w| w.name != worker.name),
         "it never reached the controller"
     );
+    assert_eq!(readyz(&worker.process.url).await, 503, "it is not ready");
+}
+
+async fn readyz(base: &str) -> u16 {
+    reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("GET /readyz")
+        .status()
+        .as_u16()
+}
+
+/// Ready as soon as the controller takes it, not after a first long poll
+/// (claim_wait is 30 s in the example config).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_is_ready_as_soon_as_the_controller_takes_it() {
+    let env = Env::start().await;
+    let started = std::time::Instant::now();
+    let worker = env.worker().start();
+    eventually(SOON, "the worker to be ready", || async {
+        (readyz(&worker.process.url).await == 200).then_some(())
+    })
+    .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "ready after {:?}",
+        started.elapsed()
+    );
 }

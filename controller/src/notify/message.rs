@@ -184,8 +184,17 @@ impl Header for AutoSubmitted {
 
 /// The mail to send; `Err` says why it cannot be (a recipient that is not
 /// an address), which no retry changes.
-pub fn build(from: &Mailbox, recipients: &[String], r: Rendered) -> Result<Message, String> {
+/// The mail of notification `id`. Its Message-ID comes from the
+/// notification, so that a resend (after a crash mid-send) is the same
+/// message to the mail system, which may drop the copy.
+pub fn build(
+    id: &str,
+    from: &Mailbox,
+    recipients: &[String],
+    r: Rendered,
+) -> Result<Message, String> {
     let mut builder = Message::builder()
+        .message_id(Some(format!("<{id}@{}>", from.email.domain())))
         .from(from.clone())
         .subject(r.subject)
         .header(AutoSubmitted);
@@ -335,8 +344,8 @@ mod tests {
             &[],
         );
         assert_eq!(r.subject, "[ick] hello #7 cancelled");
-        let e = build(&from, &["not an address".into()], r.clone()).expect_err("refused");
+        let e = build("n1", &from, &["not an address".into()], r.clone()).expect_err("refused");
         assert!(e.contains("\"not an address\""), "{e}");
-        assert!(build(&from, &["a@example.org".into()], r).is_ok());
+        assert!(build("n1", &from, &["a@example.org".into()], r).is_ok());
     }
 }

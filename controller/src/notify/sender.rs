@@ -232,10 +232,11 @@ async fn deliver(
         error: format!("rendering the mail failed: {e}"),
         permanent: false,
     })?;
-    let mail = message::build(&mailer.from, &n.recipients, rendered).map_err(|error| Failure {
-        error,
-        permanent: true,
-    })?;
+    let mail =
+        message::build(&n.id, &mailer.from, &n.recipients, rendered).map_err(|error| Failure {
+            error,
+            permanent: true,
+        })?;
     // Even a refusal the server calls permanent (a wrong password, an
     // unknown recipient) is tried again: its cause may be fixed meanwhile,
     // and a notification given up too soon is a mail lost.

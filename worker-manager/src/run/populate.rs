@@ -1,8 +1,8 @@
 //! `populate:` — fetch a blob (by `digest`, or the one `ref` points at)
 //! and unpack it, as it streams in, into the workspace (or `path` in it)
 //! or into the pipeline's system tree. With `optional: true` a missing
-//! ref is not an error and leaves the target as it is (empty, at the
-//! start of a pipeline): the way incremental builds start fresh.
+//! ref is not an error and leaves the target as it is (made, empty, if it
+//! was not there): the way incremental builds start fresh.
 
 use std::path::PathBuf;
 
@@ -28,6 +28,15 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
             "populate: path is for into: workspace; a system tree is filled whole",
         ));
     }
+    let target = if systree {
+        rc.dirs.systree.clone()
+    } else {
+        let ws = rc.dirs.workspace.clone();
+        match spec.path.clone() {
+            None => ws,
+            Some(rel) => blocking(move || inside(&ws, &rel, "populate path")).await?,
+        }
+    };
     let digest = match (&spec.digest, &spec.ref_) {
         (Some(d), _) => d
             .parse::<Digest>()
@@ -45,6 +54,13 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
             match found {
                 Some(digest) => digest,
                 None if spec.optional => {
+                    let dir = target.clone();
+                    blocking(move || {
+                        std::fs::create_dir_all(&dir).map_err(|e| {
+                            ActionError::new(format!("cannot make {}: {e}", dir.display()))
+                        })
+                    })
+                    .await?;
                     rc.out
                         .line(
                             Stream::Stderr,
@@ -78,15 +94,6 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
         }
         Err(interrupted) => return Ok(interrupted),
     }
-    let target = if systree {
-        rc.dirs.systree.clone()
-    } else {
-        let ws = rc.dirs.workspace.clone();
-        match spec.path.clone() {
-            None => ws,
-            Some(rel) => blocking(move || inside(&ws, &rel, "populate path")).await?,
-        }
-    };
     let unpacked = match rc.guard(unpack(rc, &digest, target.clone(), systree)).await {
         Ok(result) => result,
         Err(interrupted) => return Ok(interrupted),
