@@ -195,3 +195,30 @@ async fn a_worker_is_ready_as_soon_as_the_controller_takes_it() {
         started.elapsed()
     );
 }
+
+/// A secret inline in a config file others may read (this one is 0644) is
+/// warned about by setting, never by value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_secret_in_a_readable_config_is_warned_about() {
+    let env = Env::start().await;
+    let worker = env
+        .worker()
+        .edit(|c| {
+            c["idp"]["client_secret"] = "inline-secret-value".into();
+            c["idp"]
+                .as_mapping_mut()
+                .expect("idp")
+                .remove("client_secret_file");
+        })
+        .start();
+    let log = worker.log();
+    assert!(
+        log.contains("the config holds secrets and others may read it")
+            && log.contains("idp.client_secret"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("inline-secret-value"),
+        "the secret is not logged"
+    );
+}
