@@ -12,6 +12,7 @@ use sqlx::AnyConnection;
 use crate::AppState;
 use crate::error::{ControllerError, Result};
 use crate::graph::{build_graph, build_parameters};
+use crate::paging::Page;
 use crate::store::builds::{self as db, BuildRow, NodeRow};
 use crate::store::definitions as defs;
 use crate::store::work::{self as wdb, WorkerRow};
@@ -443,7 +444,9 @@ pub async fn view(state: &AppState, build: BuildRow) -> Result<BuildView> {
             n.view(why)
         })
         .collect();
-    let waiting_for = if build.status == BuildStatus::Queued {
+    // A build that has not ended and runs nothing says why, as a whole.
+    let idle = !build.status.is_finished() && views.iter().all(|n| n.status != NodeStatus::Running);
+    let waiting_for = if idle {
         views
             .iter()
             .filter(|n| n.status == NodeStatus::Queued)
@@ -543,21 +546,11 @@ fn waiting_for(
 
 /// `GET /builds`.
 pub async fn list(state: &AppState, query: &BuildQuery) -> Result<BuildList> {
-    let statuses: Vec<BuildStatus> = match &query.status {
-        Some(s) if !s.is_empty() => s
-            .split(',')
-            .map(|s| s.trim().parse())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(ControllerError::BadRequest)?,
-        _ => vec![],
-    };
-    let before = match &query.before {
-        Some(b) if !b.is_empty() => Some(b.parse::<i64>().map_err(|_| {
-            ControllerError::BadRequest(format!("before={b:?} is not a cursor from `next`"))
-        })?),
-        _ => None,
-    };
-    let limit = i64::from(query.limit.unwrap_or(50).clamp(1, 500));
+    let page = Page::<BuildStatus>::parse(
+        query.status.as_deref(),
+        query.before.as_deref(),
+        query.limit,
+    )?;
     if let Some(p) = &query.project {
         crate::definitions::check_name("project", p)?;
     }
@@ -565,20 +558,15 @@ pub async fn list(state: &AppState, query: &BuildQuery) -> Result<BuildList> {
     let rows = db::list_builds(
         &mut conn,
         query.project.as_deref(),
-        &statuses,
-        before,
-        limit + 1,
+        &page.statuses,
+        page.before,
+        page.limit + 1,
     )
     .await?;
-    let more = rows.len() as i64 > limit;
-    let page: Vec<&BuildRow> = rows.iter().take(limit as usize).collect();
+    let (rows, next) = page.cut(rows, |b| b.seq);
     Ok(BuildList {
-        next: if more {
-            page.last().map(|b| b.seq.to_string())
-        } else {
-            None
-        },
-        builds: page.into_iter().map(BuildRow::summary).collect(),
+        next,
+        builds: rows.iter().map(BuildRow::summary).collect(),
     })
 }
 

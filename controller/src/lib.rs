@@ -15,6 +15,7 @@ pub mod graph;
 mod hub;
 mod logs;
 mod notify;
+mod paging;
 mod queue;
 mod routes;
 pub mod store;

@@ -287,6 +287,9 @@ async fn a_pipeline_stranded_on_a_gone_worker_starts_over_elsewhere(storage: Sto
             .unwrap_or_default()
             .contains("worker gone")
     );
+    // Running, but nothing runs: the build as a whole says why.
+    assert_eq!(view.build.status, BuildStatus::Running);
+    assert_eq!(view.waiting_for, view.nodes[1].waiting_for);
     let other = env.worker("other");
     let again = other.claim_within(SOON).await;
     assert_eq!(

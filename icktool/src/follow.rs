@@ -93,27 +93,23 @@ impl Printer {
         }
     }
 
-    /// Says why the build (or the followed node) waits, when nothing runs
-    /// and the reason is new: a build no worker can take must not look
-    /// like a hung follower.
-    fn waiting(&mut self, view: &BuildView, node: Option<&str>) {
+    /// Whether an action it follows runs (then there is nothing to ask).
+    fn running(&self) -> bool {
         use ick_api::controller::NodeStatus as S;
-        if self.states.values().any(|n| n.status == S::Running) {
-            return;
-        }
+        self.states.values().any(|n| n.status == S::Running)
+    }
+
+    /// Says why the build (or the followed node) waits, when the reason
+    /// is new: a build no worker can take must not look like a hung
+    /// follower.
+    fn waiting(&mut self, view: &BuildView, node: Option<&str>) {
         let reason = match node {
             Some(node) => view
                 .nodes
                 .iter()
                 .find(|n| n.id == node)
                 .and_then(|n| n.waiting_for.clone()),
-            None => view.waiting_for.clone().or_else(|| {
-                view.nodes
-                    .iter()
-                    .filter(|n| n.status == S::Queued)
-                    .filter_map(|n| n.waiting_for.clone())
-                    .find(|w| !w.starts_with("waiting for the action"))
-            }),
+            None => view.waiting_for.clone(),
         };
         if let Some(reason) = reason
             && self.waiting.as_ref() != Some(&reason)
@@ -260,7 +256,7 @@ pub async fn follow(ick: &Ick, id: &str, node: Option<&str>) -> anyhow::Result<B
             let next = tokio::select! {
                 next = stream.next() => next,
                 _ = tokio::time::sleep_until(idle) => break format!("nothing heard for {}s", IDLE.as_secs()),
-                _ = check.tick() => {
+                _ = check.tick(), if !printer.running() => {
                     if let Ok(view) = ick.get::<BuildView>(Service::Controller, &format!("/builds/{id}")).await {
                         printer.waiting(&view, node);
                     }

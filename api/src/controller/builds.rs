@@ -185,7 +185,7 @@ pub struct BuildView {
     /// The build.
     #[serde(flatten)]
     pub build: BuildSummary,
-    /// For a queued build: why nothing runs yet.
+    /// For a build that has not ended and runs nothing: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
     /// One node per action, in graph order (pipelines before those that

@@ -17,7 +17,8 @@ use serde_json::Value;
 use sqlx::AnyConnection;
 
 use crate::AppState;
-use crate::error::{ControllerError, Result};
+use crate::error::Result;
+use crate::paging::Page;
 use crate::store::builds::{self as bdb, BuildRow};
 use crate::store::definitions as defs;
 use crate::store::notifications::{self as ndb, NotificationRow};
@@ -148,42 +149,27 @@ pub async fn enqueue(
 
 /// `GET /notifications`.
 pub async fn list(state: &AppState, query: &NotificationQuery) -> Result<NotificationList> {
-    let statuses: Vec<NotificationStatus> = match &query.status {
-        Some(s) if !s.is_empty() => s
-            .split(',')
-            .map(|s| s.trim().parse())
-            .collect::<std::result::Result<_, _>>()
-            .map_err(ControllerError::BadRequest)?,
-        _ => vec![],
-    };
-    let before = match &query.before {
-        Some(b) if !b.is_empty() => Some(b.parse::<i64>().map_err(|_| {
-            ControllerError::BadRequest(format!("before={b:?} is not a cursor from `next`"))
-        })?),
-        _ => None,
-    };
+    let page = Page::<NotificationStatus>::parse(
+        query.status.as_deref(),
+        query.before.as_deref(),
+        query.limit,
+    )?;
     if let Some(p) = &query.project {
         crate::definitions::check_name("project", p)?;
     }
-    let limit = i64::from(query.limit.unwrap_or(50).clamp(1, 500));
     let mut conn = state.store.conn().await?;
     let rows = ndb::list(
         &mut conn,
-        &statuses,
+        &page.statuses,
         query.project.as_deref(),
-        before,
-        limit + 1,
+        page.before,
+        page.limit + 1,
     )
     .await?;
-    let more = rows.len() as i64 > limit;
-    let page: Vec<&NotificationRow> = rows.iter().take(limit as usize).collect();
+    let (rows, next) = page.cut(rows, |n| n.seq);
     Ok(NotificationList {
-        next: if more {
-            page.last().map(|n| n.seq.to_string())
-        } else {
-            None
-        },
-        notifications: page.into_iter().map(NotificationRow::view).collect(),
+        next,
+        notifications: rows.iter().map(NotificationRow::view).collect(),
     })
 }
 

@@ -438,14 +438,7 @@ pub async fn list_builds(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<BuildRow>> {
-    let status_list = format!(
-        ",{},",
-        statuses
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let status_list = super::status_list(statuses.iter().map(|s| s.as_str()));
     let rows = sqlx::query(concat!(
         build_columns!(),
         "WHERE ($1 = '' OR project = $1) AND ($2 = ',,' OR $2 LIKE '%,' || status || ',%') \

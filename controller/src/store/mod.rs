@@ -265,6 +265,13 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(ControllerError::internal)
 }
 
+/// States as one bound parameter, `,a,b,` (`,,` for all), matched in SQL
+/// with `$N = ',,' OR $N LIKE '%,' || status || ',%'`.
+pub fn status_list<'a>(statuses: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = statuses.into_iter().collect();
+    format!(",{},", names.join(","))
+}
+
 /// `$1, $2, …` placeholders for a multi-row insert of `rows` rows of `cols`
 /// columns: the only SQL the controller builds at run time, and it holds
 /// no data.

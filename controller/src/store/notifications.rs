@@ -224,14 +224,7 @@ pub async fn list(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<NotificationRow>> {
-    let status_list = format!(
-        ",{},",
-        statuses
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let status_list = super::status_list(statuses.iter().map(|s| s.as_str()));
     let rows = sqlx::query(concat!(
         "SELECT ",
         columns!(),

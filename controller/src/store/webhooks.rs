@@ -45,41 +45,28 @@ pub async fn get_secret(conn: &mut AnyConnection, project: &str) -> Result<Optio
     .transpose()
 }
 
-/// Gives a project a secret unless it has one.
-pub async fn insert_secret_if_missing(
+/// Gives a project `secret`: with `replace`, in place of the one it has;
+/// else only if it has none.
+pub async fn put_secret(
     conn: &mut AnyConnection,
     project: &str,
     secret: &Secret,
+    replace: bool,
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
+    let sql = if replace {
         "INSERT INTO trigger_secrets (project, secret, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (project) DO NOTHING",
-    )
-    .bind(project)
-    .bind(secret.expose())
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Gives a project a new secret.
-pub async fn replace_secret(
-    conn: &mut AnyConnection,
-    project: &str,
-    secret: &Secret,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
+         ON CONFLICT (project) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at"
+    } else {
         "INSERT INTO trigger_secrets (project, secret, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (project) DO UPDATE SET secret = excluded.secret, created_at = excluded.created_at",
-    )
-    .bind(project)
-    .bind(secret.expose())
-    .bind(now)
-    .execute(conn)
-    .await?;
+         ON CONFLICT (project) DO NOTHING"
+    };
+    sqlx::query(sql)
+        .bind(project)
+        .bind(secret.expose())
+        .bind(now)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

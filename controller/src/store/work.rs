@@ -466,15 +466,16 @@ pub async fn end_running_node(
     .bind(chunks)
     .fetch_optional(conn)
     .await?;
-    row.map(|r| {
-        Ok(Ended {
-            build_id: r.try_get("build_id")?,
-            pipeline: r.try_get("pipeline")?,
-            index: r.try_get("idx")?,
-            worker: r.try_get("worker")?,
-        })
+    row.as_ref().map(decode_ended).transpose()
+}
+
+fn decode_ended(r: &sqlx::any::AnyRow) -> Result<Ended> {
+    Ok(Ended {
+        build_id: r.try_get("build_id")?,
+        pipeline: r.try_get("pipeline")?,
+        index: r.try_get("idx")?,
+        worker: r.try_get("worker")?,
     })
-    .transpose()
 }
 
 /// What [`succeed_node`] did.
@@ -530,12 +531,7 @@ pub async fn succeed_node(
     .await?;
     row.map(|r| {
         Ok(Succeeded {
-            ended: Ended {
-                build_id: r.try_get("build_id")?,
-                pipeline: r.try_get("pipeline")?,
-                index: r.try_get("idx")?,
-                worker: r.try_get("worker")?,
-            },
+            ended: decode_ended(&r)?,
             ready: r.try_get("ready")?,
             queued: r.try_get::<i64, _>("queued")? != 0,
         })

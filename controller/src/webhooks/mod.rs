@@ -285,11 +285,7 @@ pub async fn trigger_secret(
         {
             return Err(ControllerError::NotFound(format!("no project {project:?}")));
         }
-        if rotate {
-            wdb::replace_secret(&mut tx, project, &fresh, now_ms()).await?;
-        } else {
-            wdb::insert_secret_if_missing(&mut tx, project, &fresh, now_ms()).await?;
-        }
+        wdb::put_secret(&mut tx, project, &fresh, rotate, now_ms()).await?;
         let row = wdb::get_secret(&mut tx, project)
             .await?
             .ok_or_else(|| ControllerError::Internal("the trigger secret vanished".into()))?;
