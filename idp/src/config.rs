@@ -85,6 +85,13 @@ impl Config {
         if config.token_lifetime < Duration::from_secs(10) {
             anyhow::bail!("token_lifetime must be at least 10s");
         }
+        let limits = &config.auth_failures;
+        if limits.max_failures == 0 || limits.max_failures_per_peer < limits.max_failures {
+            anyhow::bail!(
+                "auth_failures: max_failures must be at least 1, and max_failures_per_peer \
+                 at least max_failures (one client's mistakes must not block its neighbours first)"
+            );
+        }
         Ok(config)
     }
 
@@ -111,5 +118,34 @@ impl Config {
     /// Where signing keys live.
     pub fn keys_dir(&self) -> PathBuf {
         self.data_dir.join("keys")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(limits: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("idp.yaml");
+        std::fs::write(
+            &path,
+            format!("http: {{listen: 127.0.0.1:0}}\ndata_dir: /tmp/x\nauth_failures: {limits}\n"),
+        )
+        .expect("write");
+        Config::load(&path)
+    }
+
+    #[test]
+    fn failure_limits_that_would_lock_out_neighbours_are_refused() {
+        let ok = load("{max_failures: 3, window: 1m}").expect("loads");
+        assert_eq!(ok.auth_failures.max_failures_per_peer, 100);
+        for bad in [
+            "{max_failures: 0, window: 1m}",
+            "{max_failures: 10, max_failures_per_peer: 5, window: 1m}",
+        ] {
+            let e = load(bad).expect_err(bad).to_string();
+            assert!(e.contains("auth_failures"), "{e}");
+        }
     }
 }
