@@ -57,6 +57,19 @@ async fn advertised_kinds(state: &AppState) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Parses a definition on a blocking thread: a large body takes serde_yaml
+/// long enough to hold up every other request on the runtime's threads.
+async fn off_runtime<T: Send + 'static>(
+    text: &str,
+    name: &str,
+    parse: impl FnOnce(&str, &str) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (text, name) = (text.to_string(), name.to_string());
+    tokio::task::spawn_blocking(move || parse(&text, &name))
+        .await
+        .map_err(|e| ControllerError::Internal(format!("definition parser: {e}")))?
+}
+
 /// `PUT /pipelines/{name}`.
 pub async fn apply_pipeline(
     state: &AppState,
@@ -65,7 +78,10 @@ pub async fn apply_pipeline(
     author: &str,
 ) -> Result<Applied> {
     let plugins = advertised_kinds(state).await?;
-    let spec = parse_pipeline(text, name, |kind| plugins.iter().any(|k| k == kind))?;
+    let spec = off_runtime(text, name, move |text, name| {
+        parse_pipeline(text, name, |kind| plugins.iter().any(|k| k == kind))
+    })
+    .await?;
     let spec_json = canonical(&spec)?;
     retrying(|| apply_pipeline_tx(&state.store, name, text, author, &spec, &spec_json)).await
 }
@@ -132,7 +148,7 @@ pub async fn apply_project(
     text: &str,
     author: &str,
 ) -> Result<Applied> {
-    let spec = parse_project(text, name)?;
+    let spec = off_runtime(text, name, |text, name| parse_project(text, name)).await?;
     let spec_json = canonical(&spec)?;
     retrying(|| apply_project_tx(&state.store, name, text, author, &spec, &spec_json)).await
 }

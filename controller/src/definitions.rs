@@ -47,6 +47,7 @@ fn parse_yaml<T: DeserializeOwned>(what: &str, text: &str) -> Result<T> {
     if text.trim().is_empty() {
         return Err(invalid(format!("the {what} definition is empty")));
     }
+    check_nesting(what, text)?;
     serde_yaml::from_str(text).map_err(|e| {
         let at = e.location();
         ControllerError::InvalidDefinition {
@@ -55,6 +56,50 @@ fn parse_yaml<T: DeserializeOwned>(what: &str, text: &str) -> Result<T> {
             column: at.as_ref().map(|l| l.column()),
         }
     })
+}
+
+/// How deep collections may nest in a definition; real ones need a handful.
+pub const MAX_NESTING: usize = 64;
+
+/// Refuses text whose collections nest deeper than [`MAX_NESTING`] before
+/// serde_yaml reads it: libyaml takes time quadratic in the depth of flow
+/// collections (80 KiB of `[` cost seconds), while this event stream stops
+/// at the first collection too deep, having read only what came before it.
+fn check_nesting(what: &str, text: &str) -> Result<()> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        let too_deep = |line, column| ControllerError::InvalidDefinition {
+            message: format!("the {what} definition nests deeper than {MAX_NESTING} levels"),
+            line: Some(line),
+            column: Some(column),
+        };
+        // The scanner has a depth limit of its own, hit while it looks ahead.
+        let (event, at) = parser.next_token().map_err(|e| {
+            let (line, column) = (e.marker().line(), e.marker().col() + 1);
+            if e.info().contains("recursion limit") {
+                too_deep(line, column)
+            } else {
+                ControllerError::InvalidDefinition {
+                    message: format!("the {what} definition is not valid: {}", e.info()),
+                    line: Some(line),
+                    column: Some(column),
+                }
+            }
+        })?;
+        match event {
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(too_deep(at.line(), at.col() + 1));
+                }
+            }
+            Event::SequenceEnd | Event::MappingEnd => depth = depth.saturating_sub(1),
+            Event::StreamEnd => return Ok(()),
+            _ => {}
+        }
+    }
 }
 
 fn check_body_name(what: &str, body: &mut Option<String>, path_name: &str) -> Result<()> {
@@ -285,6 +330,18 @@ mod tests {
             } => (message, line, column),
             other => panic!("not an invalid definition: {other:?}"),
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_its_position() {
+        let deep = format!("pipeline: p\nactions: {}", "[".repeat(4 << 20));
+        let (msg, line, column) = message(pipeline(&deep).expect_err("too deep"));
+        assert!(msg.contains("nests deeper than 64"), "{msg}");
+        assert_eq!(line, Some(2));
+        assert!(column.is_some_and(|c| c > 9 + 64 && c < 1024), "{column:?}");
+        let nested = format!("{}shell: a{}", "[".repeat(60), "]".repeat(60));
+        let err = pipeline(&format!("actions: {nested}")).expect_err("wrong shape");
+        assert!(!message(err).0.contains("nests deeper"));
     }
 
     #[test]

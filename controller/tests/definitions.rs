@@ -15,6 +15,7 @@ on_both_storages!(
     applying_the_same_definition_twice_is_one_revision,
     deleting_keeps_a_revision_and_a_pipeline_in_use_cannot_go,
     a_plugin_kind_is_accepted_once_a_connected_worker_advertises_it,
+    a_deeply_nested_body_is_refused_at_once_and_stalls_nothing,
 );
 
 /// Applies `yaml` at `path` and expects a 400 whose detail contains `says`.
@@ -284,4 +285,44 @@ async fn a_plugin_kind_is_accepted_once_a_connected_worker_advertises_it(storage
         (a.build.id.as_str(), a.action.kind.as_str()),
         (build.id.as_str(), "docker-push")
     );
+}
+
+/// 4 MiB of `[` took libyaml minutes, on the runtime's threads: now it is
+/// refused at the 65th level while `/healthz` keeps answering at once.
+async fn a_deeply_nested_body_is_refused_at_once_and_stalls_nothing(storage: Storage) {
+    let env = Env::start(storage).await;
+    let api = &env.admin;
+    let before = everything(api).await;
+    let body = format!("actions: {}", "[".repeat((4 << 20) - 9));
+    let healthz = format!("{}/healthz", env.controller.url());
+    let http = reqwest::Client::new();
+    http.get(&healthz).send().await.expect("healthz");
+
+    let started = std::time::Instant::now();
+    let refusal = tokio::spawn({
+        let api = api.clone();
+        async move { api.put_yaml("/pipelines/deep", &body).await }
+    });
+    let mut slowest = std::time::Duration::ZERO;
+    while !refusal.is_finished() {
+        let asked = std::time::Instant::now();
+        let r = http.get(&healthz).send().await.expect("healthz");
+        assert_eq!(r.status(), StatusCode::OK);
+        slowest = slowest.max(asked.elapsed());
+    }
+    let r = refusal.await.expect("request");
+    let took = started.elapsed();
+    let problem: Problem = json(r, StatusCode::BAD_REQUEST).await;
+    let detail = problem.detail.clone().unwrap_or_default();
+    assert!(detail.contains("nests deeper than 64"), "{detail}");
+    assert_eq!(problem.extensions["line"], 1);
+    assert!(
+        took < std::time::Duration::from_millis(200),
+        "refused in {took:?}"
+    );
+    assert!(
+        slowest < std::time::Duration::from_millis(50),
+        "/healthz took {slowest:?}"
+    );
+    assert_eq!(everything(api).await, before);
 }
