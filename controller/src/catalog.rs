@@ -148,7 +148,7 @@ pub async fn apply_project(
     text: &str,
     author: &str,
 ) -> Result<Applied> {
-    let spec = off_runtime(text, name, |text, name| parse_project(text, name)).await?;
+    let spec = off_runtime(text, name, parse_project).await?;
     let spec_json = canonical(&spec)?;
     retrying(|| apply_project_tx(&state.store, name, text, author, &spec, &spec_json)).await
 }
