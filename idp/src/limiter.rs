@@ -3,7 +3,7 @@
 //! (`governor`) charges every attempt, and we must refuse the right secret
 //! too while a key is locked, without charging successful requests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,8 @@ struct Window {
 pub struct FailureLimiter {
     window: Duration,
     windows: Mutex<HashMap<String, Window>>,
+    /// Keys (client and address) that authenticated successfully.
+    known: Mutex<HashSet<String>>,
 }
 
 impl FailureLimiter {
@@ -24,7 +26,24 @@ impl FailureLimiter {
         FailureLimiter {
             window,
             windows: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Remembers that `key` authenticated successfully. Only successes
+    /// add keys, so strangers cannot fill the set.
+    pub fn mark_known(&self, key: &str) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() > 100_000 {
+            known.clear();
+        }
+        known.insert(key.to_string());
+    }
+
+    /// Whether `key` authenticated successfully before.
+    pub fn is_known(&self, key: &str) -> bool {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        known.contains(key)
     }
 
     /// How long `key` stays blocked (it had `max_failures` in its window),

@@ -295,6 +295,47 @@ async fn failed_authentications_are_rate_limited_per_client_and_per_peer(storage
     assert_eq!(elsewhere.0, StatusCode::OK);
 }
 
+async fn a_stranger_failing_with_a_client_s_id_does_not_lock_it_out(storage: Storage) {
+    let idp = TestIdp::start_with(storage, |config| {
+        config["auth_failures"]["max_failures"] = 3.into();
+    });
+    let worker = idp.create_client("worker", &["builds:read"]);
+    let grant = [("grant_type", "client_credentials")];
+    let first = post_token(
+        &idp,
+        Some((&worker.id, &worker.secret)),
+        &grant,
+        Some("127.0.0.1"),
+    )
+    .await;
+    assert_eq!(first.0, StatusCode::OK);
+    // The stranger fails 50 times with the worker's id: it gets limited...
+    let mut limited = false;
+    for _ in 0..50 {
+        let r = post_token(&idp, Some((&worker.id, "guess")), &grant, Some("127.0.0.2")).await;
+        limited |= r.0 == StatusCode::TOO_MANY_REQUESTS;
+    }
+    assert!(limited, "the stranger is limited");
+    let stranger = post_token(
+        &idp,
+        Some((&worker.id, &worker.secret)),
+        &grant,
+        Some("127.0.0.2"),
+    )
+    .await;
+    assert_eq!(stranger.0, StatusCode::TOO_MANY_REQUESTS);
+    assert!(stranger.1.contains_key("retry-after"));
+    // ...while the worker, from the address it used before, still gets tokens.
+    let worker_again = post_token(
+        &idp,
+        Some((&worker.id, &worker.secret)),
+        &grant,
+        Some("127.0.0.1"),
+    )
+    .await;
+    assert_eq!(worker_again.0, StatusCode::OK, "{:?}", worker_again.2);
+}
+
 async fn a_rotated_secret_replaces_the_old_one(storage: Storage) {
     let idp = TestIdp::start_with(storage, |_| {});
     let c = idp.create_client("runner", &["builds:read"]);
@@ -341,5 +382,6 @@ on_both_storages!(
     a_subset_of_scopes_is_granted_and_more_is_invalid_scope,
     wrong_grant_type_and_malformed_requests_are_refused,
     failed_authentications_are_rate_limited_per_client_and_per_peer,
+    a_stranger_failing_with_a_client_s_id_does_not_lock_it_out,
     a_rotated_secret_replaces_the_old_one,
 );

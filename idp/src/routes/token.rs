@@ -170,16 +170,26 @@ async fn grant(
     }
     let (client_id, secret) = client_credentials(headers, &form)?;
 
+    // Failures count per peer, per (client, peer), and, from addresses
+    // the client never authenticated from, per client for all such
+    // strangers: a stranger who knows a client's id cannot lock it out
+    // of the addresses it used before.
     let peer_key = format!("peer:{}", peer.ip());
-    let client_key = format!("client:{client_id}");
+    let pair_key = format!("client:{client_id}@{}", peer.ip());
+    let strangers_key = format!("client:{client_id}:strangers");
+    let known = state.failures.is_known(&pair_key);
     let limits = &state.config.auth_failures;
-    let blocked = [
+    let mut keys = vec![
         (&peer_key, limits.max_failures_per_peer),
-        (&client_key, limits.max_failures),
-    ]
-    .into_iter()
-    .filter_map(|(key, max)| state.failures.blocked_for(key, max))
-    .max();
+        (&pair_key, limits.max_failures),
+    ];
+    if !known {
+        keys.push((&strangers_key, limits.max_failures));
+    }
+    let blocked = keys
+        .into_iter()
+        .filter_map(|(key, max)| state.failures.blocked_for(key, max))
+        .max();
     if let Some(wait) = blocked {
         let seconds = wait.as_secs().max(1);
         tracing::warn!(client_id = %client_id, peer = %peer.ip(), "token requests refused after failed authentications");
@@ -210,7 +220,10 @@ async fn grant(
         Some(client) if authenticated => client,
         _ => {
             state.failures.record_failure(&peer_key);
-            state.failures.record_failure(&client_key);
+            state.failures.record_failure(&pair_key);
+            if !known {
+                state.failures.record_failure(&strangers_key);
+            }
             tracing::info!(client_id = %client_id, peer = %peer.ip(), "client authentication failed");
             return Err(OAuthError::new(
                 "invalid_client",
@@ -221,6 +234,7 @@ async fn grant(
     if !client.enabled {
         return Err(OAuthError::new("invalid_client", "the client is disabled"));
     }
+    state.failures.mark_known(&pair_key);
 
     let scopes = match form
         .get("scope")
