@@ -39,7 +39,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailureLimit {
-    /// Failures allowed per client id in a window (default 10).
+    /// Failures allowed in a window (default 10) per client id and peer
+    /// address, and per client id from all the addresses it never
+    /// authenticated from.
     pub max_failures: u32,
     /// Failures allowed per peer address in a window, whatever the client
     /// (default 100): higher, so that one misconfigured client does not
