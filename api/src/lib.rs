@@ -9,6 +9,7 @@ pub mod blobs;
 pub mod controller;
 pub mod http;
 pub mod oauth;
+pub mod params;
 pub mod problem;
 pub mod scope;
 pub mod secret;

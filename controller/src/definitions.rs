@@ -6,20 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ick_api::actions::{BUILTIN_KINDS, check_builtin_spec};
 use ick_api::controller::{PipelineSpec, ProjectSpec, is_valid_name};
+use ick_api::params::check_parameter;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ControllerError, Result};
-
-/// Whether `name` may name a build parameter: it becomes an environment
-/// variable on the worker.
-pub fn is_valid_parameter(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.len() <= 100
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
 
 /// Checks a name from a path.
 pub fn check_name(what: &str, name: &str) -> Result<()> {
@@ -102,6 +92,55 @@ fn check_nesting(what: &str, text: &str) -> Result<()> {
     }
 }
 
+/// Checks the names a definition declares as parameters; a bad one is
+/// reported where it stands in `text`.
+fn check_parameters<'a>(text: &str, names: impl IntoIterator<Item = &'a String>) -> Result<()> {
+    for name in names {
+        if let Err(message) = check_parameter(name) {
+            let at = parameter_position(text, name);
+            return Err(ControllerError::InvalidDefinition {
+                message,
+                line: at.map(|a| a.0),
+                column: at.map(|a| a.1),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where `name` stands (line, column, from 1) in the top-level
+/// `parameters:` of a definition: a key of its mapping or an item of its
+/// list.
+fn parameter_position(text: &str, name: &str) -> Option<(usize, usize)> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(text);
+    let (mut depth, mut key_next, mut in_parameters) = (0usize, true, false);
+    loop {
+        let (event, at) = parser.next_token().ok()?;
+        match event {
+            Event::Scalar(value, ..) if depth == 1 => {
+                if key_next {
+                    in_parameters = value == "parameters";
+                }
+                key_next = !key_next;
+            }
+            Event::Scalar(value, ..) if depth == 2 && in_parameters && value == name => {
+                return Some((at.line(), at.col() + 1));
+            }
+            Event::Alias(..) if depth == 1 => key_next = !key_next,
+            Event::SequenceStart(..) | Event::MappingStart(..) => depth += 1,
+            Event::SequenceEnd | Event::MappingEnd => {
+                depth = depth.saturating_sub(1);
+                if depth == 1 {
+                    key_next = true;
+                }
+            }
+            Event::StreamEnd => return None,
+            _ => {}
+        }
+    }
+}
+
 fn check_body_name(what: &str, body: &mut Option<String>, path_name: &str) -> Result<()> {
     check_name(what, path_name)?;
     match body {
@@ -150,14 +189,7 @@ pub fn parse_pipeline(
             )));
         }
     }
-    for parameter in &spec.parameters {
-        if !is_valid_parameter(parameter) {
-            return Err(invalid(format!(
-                "parameter name {parameter:?} is not valid: use letters, digits and '_', not \
-                 starting with a digit"
-            )));
-        }
-    }
+    check_parameters(text, &spec.parameters)?;
     check_unique("parameter", &spec.parameters)?;
     for need in &spec.needs {
         check_name("needed pipeline", need)?;
@@ -183,14 +215,7 @@ pub fn parse_project(text: &str, path_name: &str) -> Result<ProjectSpec> {
         check_name("pipeline", pipeline)?;
     }
     check_unique("pipeline", &spec.pipelines)?;
-    for parameter in spec.parameters.keys() {
-        if !is_valid_parameter(parameter) {
-            return Err(invalid(format!(
-                "parameter name {parameter:?} is not valid: use letters, digits and '_', not \
-                 starting with a digit"
-            )));
-        }
-    }
+    check_parameters(text, spec.parameters.keys())?;
     for label in &spec.runs_on {
         if label.is_empty() || label.chars().any(char::is_whitespace) {
             return Err(invalid(format!(

@@ -3,10 +3,11 @@
 //! pipeline's first action on the last action of each pipeline it needs.
 //! Computed once, stored with the build, never changed afterwards.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ick_api::actions::Action;
 use ick_api::controller::{PipelineSpec, ProjectSpec};
+use ick_api::params::{WEBHOOK_PARAMETERS, check_parameter};
 use serde_json::Value;
 
 use crate::definitions::check_project_graph;
@@ -85,17 +86,27 @@ fn pipeline_order<'a>(
 }
 
 /// The parameters a build gets: the project's defaults, then the trigger's
-/// overrides. Every parameter a pipeline declares must have a value.
+/// overrides. A trigger may set only what the project or its pipelines
+/// declare (and what webhooks set), never a reserved name; every parameter
+/// a pipeline declares must have a value.
 pub fn build_parameters(
     project: &ProjectSpec,
     pipelines: &BTreeMap<String, PipelineSpec>,
     overrides: &BTreeMap<String, Value>,
 ) -> Result<BTreeMap<String, Value>, String> {
+    let mut declared: BTreeSet<&str> = project.parameters.keys().map(String::as_str).collect();
+    for spec in project.pipelines.iter().filter_map(|p| pipelines.get(p)) {
+        declared.extend(spec.parameters.iter().map(String::as_str));
+    }
+    declared.extend(WEBHOOK_PARAMETERS);
     let mut parameters = project.parameters.clone();
     for (key, value) in overrides {
-        if !crate::definitions::is_valid_parameter(key) {
+        check_parameter(key)?;
+        if !declared.contains(key.as_str()) {
             return Err(format!(
-                "parameter name {key:?} is not valid: use letters, digits and '_', not starting with a digit"
+                "project {:?} has no parameter {key:?}: it takes {}",
+                project.name.as_deref().unwrap_or_default(),
+                declared.iter().copied().collect::<Vec<_>>().join(", ")
             ));
         }
         parameters.insert(key.clone(), value.clone());
@@ -203,5 +214,23 @@ mod tests {
         assert_eq!(params["git_ref"], "main");
         let bad = BTreeMap::from([("no-dash".to_string(), Value::from(1))]);
         assert!(build_parameters(&project, &pipelines, &bad).is_err());
+        for name in [
+            "nosuch",
+            "LD_PRELOAD",
+            "BASH_ENV",
+            "GIT_SSH_COMMAND",
+            "PATH",
+        ] {
+            let bad = BTreeMap::from([(name.to_string(), Value::from("/tmp/x"))]);
+            let err = build_parameters(&project, &pipelines, &bad).expect_err(name);
+            assert!(
+                err.contains("reserved") || err.contains("it takes git_commit, git_ref, git_url"),
+                "{name}: {err}"
+            );
+        }
+        let webhook = BTreeMap::from([("git_commit".to_string(), Value::from("abc"))]);
+        assert!(
+            build_parameters(&project, &pipelines, &webhook).is_err_and(|e| e.contains("git_ref"))
+        );
     }
 }

@@ -26,6 +26,7 @@ on_both_storages!(
     a_queued_node_names_why_it_waits,
     builds_are_listed_newest_first_with_filters_and_pages,
     parameters_merge_defaults_and_overrides_and_declared_ones_must_have_values,
+    a_trigger_may_give_only_declared_parameters_never_reserved_ones,
     the_build_graph_does_not_change_when_the_definitions_do,
 );
 
@@ -526,6 +527,69 @@ async fn parameters_merge_defaults_and_overrides_and_declared_ones_must_have_val
     assert_eq!(a.parameters["git_ref"], "main");
     assert_eq!(a.parameters["git_commit"], "abc123");
     assert_eq!(a.parameters["git_url"], "https://example.org/p.git");
+}
+
+async fn a_trigger_may_give_only_declared_parameters_never_reserved_ones(storage: Storage) {
+    let env = Env::start(storage).await;
+    let api = &env.admin;
+    api.pipeline(
+        "say",
+        "parameters: [greeting]\nactions: [{shell: 'echo $greeting'}]",
+    )
+    .await;
+    api.project(
+        "p",
+        "parameters: {greeting: hi, level: 1}\npipelines: [say]",
+    )
+    .await;
+    let attacks = [
+        ("LD_PRELOAD", "/tmp/evil.so"),
+        ("BASH_ENV", "/tmp/evil.sh"),
+        ("PATH", "/tmp/evil"),
+        ("GIT_SSH_COMMAND", "touch /tmp/pwned"),
+        ("GIT_CONFIG_COUNT", "1"),
+        ("PYTHONSTARTUP", "/tmp/evil.py"),
+        ("BASH_FUNC_echo%%", "() { touch /tmp/pwned; }"),
+        ("nosuch", "1"),
+    ];
+    for (name, value) in attacks {
+        let request = TriggerRequest {
+            parameters: BTreeMap::from([(name.to_string(), Value::from(value))]),
+        };
+        let problem: Problem = json(
+            api.trigger_raw("p", &request).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        let detail = problem.detail.unwrap_or_default();
+        if name == "nosuch" {
+            assert!(
+                detail.contains("no parameter \"nosuch\"")
+                    && detail.contains("greeting")
+                    && detail.contains("level"),
+                "names the known ones: {detail}"
+            );
+        } else {
+            assert!(
+                detail.contains("reserved") || detail.contains("not valid"),
+                "{name}: {detail}"
+            );
+        }
+    }
+    let none: BuildList = api.get("/builds").await;
+    assert!(none.builds.is_empty(), "refused triggers start nothing");
+
+    let request = TriggerRequest {
+        parameters: BTreeMap::from([
+            ("greeting".to_string(), Value::from("bonjour")),
+            ("level".to_string(), Value::from(2)),
+        ]),
+    };
+    let build: BuildSummary = json(api.trigger_raw("p", &request).await, StatusCode::CREATED).await;
+    assert_eq!(build.number, 1);
+    let a = env.worker("w1").claim_within(SOON).await;
+    assert_eq!(a.parameters["greeting"], "bonjour");
+    assert_eq!(a.parameters["level"], 2);
 }
 
 async fn the_build_graph_does_not_change_when_the_definitions_do(storage: Storage) {

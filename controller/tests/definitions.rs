@@ -16,6 +16,7 @@ on_both_storages!(
     deleting_keeps_a_revision_and_a_pipeline_in_use_cannot_go,
     a_plugin_kind_is_accepted_once_a_connected_worker_advertises_it,
     a_deeply_nested_body_is_refused_at_once_and_stalls_nothing,
+    reserved_parameter_names_are_refused_at_apply_with_line_and_column,
 );
 
 /// Applies `yaml` at `path` and expects a 400 whose detail contains `says`.
@@ -325,4 +326,56 @@ async fn a_deeply_nested_body_is_refused_at_once_and_stalls_nothing(storage: Sto
         "/healthz took {slowest:?}"
     );
     assert_eq!(everything(api).await, before);
+}
+
+async fn reserved_parameter_names_are_refused_at_apply_with_line_and_column(storage: Storage) {
+    let env = Env::start(storage).await;
+    let api = &env.admin;
+    api.pipeline("build", "actions: [{shell: make}]").await;
+    let before = everything(api).await;
+
+    let p = refused(
+        api,
+        "/pipelines/x",
+        "actions: [{shell: make}]\nparameters:\n  - version\n  - LD_PRELOAD\n",
+        "\"LD_PRELOAD\" is reserved",
+    )
+    .await;
+    assert_eq!(
+        (
+            p.extensions["line"].as_u64(),
+            p.extensions["column"].as_u64()
+        ),
+        (Some(4), Some(5))
+    );
+    let p = refused(
+        api,
+        "/projects/x",
+        "pipelines: [build]\nparameters: {greeting: hi, BASH_ENV: /tmp/evil.sh}\n",
+        "\"BASH_ENV\" is reserved",
+    )
+    .await;
+    assert_eq!(
+        (
+            p.extensions["line"].as_u64(),
+            p.extensions["column"].as_u64()
+        ),
+        (Some(2), Some(28))
+    );
+    for name in [
+        "PATH",
+        "GIT_SSH_COMMAND",
+        "PYTHONSTARTUP",
+        "ICK_PARAMS",
+        "TMPDIR",
+    ] {
+        refused(
+            api,
+            "/projects/x",
+            &format!("pipelines: [build]\nparameters:\n  {name}: x\n"),
+            &format!("{name:?} is reserved"),
+        )
+        .await;
+    }
+    assert_eq!(everything(api).await, before, "nothing stored");
 }

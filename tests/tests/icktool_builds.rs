@@ -277,3 +277,49 @@ fn a_follower_survives_a_controller_restart_and_prints_everything_once() {
     assert!(run.stderr.contains("reconnecting"), "{run}");
     assert!(run.stderr.contains("build wait #1 succeeded"), "{run}");
 }
+
+#[test]
+fn reserved_and_undeclared_parameters_are_refused_and_declared_ones_reach_the_action() {
+    let ick = Ick::start(1);
+    let sentinel = ick.file("attack/pwned", "");
+    std::fs::remove_file(&sentinel).expect("no sentinel yet");
+    let evil = ick.file("attack/evil.sh", &format!("touch {}\n", s(&sentinel)));
+    let file = definitions(
+        &ick,
+        "p.yaml",
+        "pipelines:\n\
+         \x20 - pipeline: say\n    parameters: [greeting]\n    actions: [{shell: 'echo \"said $greeting\"; params'}]\n\
+         projects:\n  - project: p\n    parameters: {greeting: hi}\n    pipelines: [say]\n",
+    );
+    ick.icktool(&["apply", "-f", s(&file)]).ok();
+    let bash_env = format!("BASH_ENV={}", s(&evil));
+    for param in [
+        bash_env.as_str(),
+        "LD_PRELOAD=/nonexistent/evil.so",
+        "PATH=/nonexistent",
+        "GIT_CONFIG_COUNT=1",
+        "PYTHONSTARTUP=/nonexistent/evil.py",
+    ] {
+        let name = param.split_once('=').expect("k=v").0;
+        ick.icktool(&["trigger", "p", "--param", param])
+            .fails(2, &format!("{name:?} is reserved"));
+    }
+    ick.icktool(&["trigger", "p", "--param", "greting=typo"])
+        .fails(2, "project \"p\" has no parameter \"greting\": it takes git_commit, git_ref, git_url, greeting");
+    let list: BuildList = ick
+        .icktool(&["build", "list", "--output", "json"])
+        .ok()
+        .json();
+    assert!(
+        list.builds.is_empty(),
+        "refused triggers start nothing: {list:?}"
+    );
+
+    let run = ick.icktool(&["trigger", "p", "--param", "greeting=bonjour", "--follow"]);
+    assert_eq!(run.code(), 0, "{run}\n{}", ick.logs());
+    assert!(
+        run.stdout.contains("said bonjour") && run.stdout.contains("\"greeting\":\"bonjour\""),
+        "{run}"
+    );
+    assert!(!sentinel.exists(), "BASH_ENV never ran");
+}

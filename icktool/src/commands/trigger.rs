@@ -21,12 +21,13 @@ pub struct TriggerArgs {
     follow: bool,
 }
 
-/// `KEY=VALUE`, with a key that can be an environment variable's name.
+/// `KEY=VALUE`, with a key that can be an environment variable's name;
+/// the controller decides which keys the project takes.
 fn parse_param(text: &str) -> Result<(String, String), String> {
     let Some((key, value)) = text.split_once('=') else {
         return Err(format!("{text:?} is not KEY=VALUE"));
     };
-    if !ick_controller::definitions::is_valid_parameter(key) {
+    if !ick_api::params::is_valid_parameter(key) {
         return Err(format!(
             "{key:?} is not a parameter name: use letters, digits and '_', not starting with a digit"
         ));

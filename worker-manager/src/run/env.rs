@@ -8,15 +8,18 @@
 //! | `ICK_PIPELINE` | the pipeline |
 //! | `ICK_WORKSPACE` | the workspace, as the action sees it |
 //! | `ICK_PARAMS` | all parameters, as a JSON object |
-//! | each parameter | its value: strings as they are, others as JSON |
+//! | each parameter | its value: strings as they are, others as JSON (never a [reserved] name) |
 //! | `PATH`, `HOME`, `USER`, `LOGNAME`, `LANG`, `LC_*`, `TZ`, `TMPDIR` | the worker-manager's |
 //! | the action's `env:` | as given (it wins) |
 //!
 //! Shell actions also have a `params` function that prints the parameters
 //! as JSON, as in the original Ick (`params | jq -r .foo`).
+//!
+//! [reserved]: ick_api::params::RESERVED_NAMES
 
 use std::collections::BTreeMap;
 
+use ick_api::params::{is_reserved_parameter, is_valid_parameter};
 use ick_api::work::WorkAssignment;
 use serde_json::Value;
 
@@ -26,17 +29,9 @@ const PASSED: [&str; 7] = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMP
 /// The default `PATH` when the worker-manager has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Whether `name` can be an environment variable that shells can read.
-fn is_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// The environment of an action whose workspace it sees at `workspace`;
-/// also the names of parameters that cannot be variables.
+/// also the names of parameters that cannot be variables. The controller
+/// refuses reserved names; they are skipped here too, whatever it sent.
 pub fn environment(a: &WorkAssignment, workspace: &str) -> (Vec<(String, String)>, Vec<String>) {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for (key, value) in std::env::vars() {
@@ -48,7 +43,7 @@ pub fn environment(a: &WorkAssignment, workspace: &str) -> (Vec<(String, String)
         .or_insert_with(|| DEFAULT_PATH.into());
     let mut skipped = Vec::new();
     for (name, value) in &a.parameters {
-        if !is_env_name(name) {
+        if !is_valid_parameter(name) || is_reserved_parameter(name) {
             skipped.push(name.clone());
             continue;
         }
@@ -108,6 +103,8 @@ mod tests {
                 ("n".to_string(), serde_json::json!(3)),
                 ("list".to_string(), serde_json::json!(["a", 1])),
                 ("not a name".to_string(), Value::Bool(true)),
+                ("LD_PRELOAD".to_string(), Value::from("/tmp/evil.so")),
+                ("PATH".to_string(), Value::from("/tmp/evil")),
             ]
             .into_iter()
             .collect(),
@@ -122,7 +119,13 @@ mod tests {
         assert_eq!(get("ICK_WORKSPACE"), Some("/w"));
         let params: Value = serde_json::from_str(get("ICK_PARAMS").expect("set")).expect("json");
         assert_eq!(params["foo"], "bar");
-        assert_eq!(skipped, vec!["not a name".to_string()]);
+        assert_eq!(
+            params["LD_PRELOAD"], "/tmp/evil.so",
+            "ICK_PARAMS has them all"
+        );
+        assert_eq!(skipped, ["LD_PRELOAD", "PATH", "not a name"]);
         assert!(get("not a name").is_none());
+        assert!(get("LD_PRELOAD").is_none());
+        assert_ne!(get("PATH"), Some("/tmp/evil"));
     }
 }

@@ -116,7 +116,7 @@ impl RunCtx {
             self.out
                 .line(
                     Stream::Stderr,
-                    &format!("ick: parameter {name:?} is not a valid variable name; read it with `params` or ICK_PARAMS"),
+                    &format!("ick: parameter {name:?} is not a valid variable name or is reserved; read it with `params` or ICK_PARAMS"),
                 )
                 .await;
         }
