@@ -54,12 +54,21 @@ pub struct WebhooksConfig {
     /// (default 5 MiB: a push of many commits is a few hundred KiB).
     #[serde(default = "default_webhook_max_body")]
     pub max_body: usize,
+    /// Requests with a wrong signature allowed from one peer address in
+    /// `failure_window` (default 20); after that, 429 until it ends.
+    #[serde(default = "default_max_failed_signatures")]
+    pub max_failed_signatures: u32,
+    /// The window of `max_failed_signatures` (default 1 minute).
+    #[serde(default = "default_failure_window", with = "humantime_serde")]
+    pub failure_window: Duration,
 }
 
 impl Default for WebhooksConfig {
     fn default() -> Self {
         WebhooksConfig {
             max_body: default_webhook_max_body(),
+            max_failed_signatures: default_max_failed_signatures(),
+            failure_window: default_failure_window(),
         }
     }
 }
@@ -278,6 +287,12 @@ fn default_concurrency() -> u32 {
 fn default_webhook_max_body() -> usize {
     5 * 1024 * 1024
 }
+fn default_max_failed_signatures() -> u32 {
+    20
+}
+fn default_failure_window() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_mail_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -338,6 +353,11 @@ impl Config {
         }
         if self.webhooks.max_body < 1024 {
             anyhow::bail!("webhooks.max_body must be at least 1024 bytes");
+        }
+        if self.webhooks.max_failed_signatures == 0 || self.webhooks.failure_window.is_zero() {
+            anyhow::bail!(
+                "webhooks.max_failed_signatures and webhooks.failure_window must be above 0"
+            );
         }
         if let Some(mail) = &self.mail {
             mail.check(self.public_url.as_deref())?;

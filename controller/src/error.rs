@@ -1,6 +1,6 @@
 //! The controller's one error type, answered as problem+json in one place.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ick_api::Problem;
 use ick_api::work::{PROBLEM_MISSING_CHUNKS, PROBLEM_STALE_ATTEMPT};
@@ -27,6 +27,10 @@ pub enum ControllerError {
     /// A web hook without a valid proof of its project's secret.
     #[error("{0}")]
     Unauthorized(String),
+    /// Too many failures from this caller; it may retry after the seconds
+    /// given.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     /// The body is larger than allowed.
     #[error("{0}")]
     TooLarge(String),
@@ -91,6 +95,15 @@ impl IntoResponse for ControllerError {
             ControllerError::Conflict(_) => Problem::new(StatusCode::CONFLICT, text),
             ControllerError::Unauthorized(_) => Problem::new(StatusCode::UNAUTHORIZED, text),
             ControllerError::TooLarge(_) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, text),
+            ControllerError::TooManyRequests { retry_after, .. } => {
+                let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, text)
+                    .with("retry_after", retry_after)
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                return response;
+            }
             ControllerError::StaleAttempt { current, .. } => {
                 let mut p = Problem::new(StatusCode::CONFLICT, text)
                     .with_title("Stale attempt")

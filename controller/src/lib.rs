@@ -26,7 +26,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use futures::FutureExt;
 use ick_api::auth::TokenVerifier;
-use ick_api::server::{Running, finish_router, health_routes, serve};
+use ick_api::server::{FailureLimiter, Running, finish_router, health_routes, serve};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -48,6 +48,8 @@ pub(crate) struct AppState {
     cancel: CancellationToken,
     /// Wakes the mail sender when a build's end wrote a notification.
     mail_wake: Arc<tokio::sync::Notify>,
+    /// Web hooks with a wrong signature, per peer address.
+    hook_failures: Arc<FailureLimiter>,
 }
 
 impl FromRef<AppState> for TokenVerifier {
@@ -83,6 +85,7 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         build_infos: Arc::new(BuildInfos::default()),
         cancel: cancel.clone(),
         mail_wake: Arc::new(tokio::sync::Notify::new()),
+        hook_failures: Arc::new(FailureLimiter::new(config.webhooks.failure_window)),
     };
     let ready = Arc::new(move || {
         let store = store.clone();

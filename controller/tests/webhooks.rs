@@ -521,12 +521,13 @@ async fn branch_and_tag_patterns_choose_which_pushes_build() {
         ]
     );
 
-    // Signed right, but another repository, or not a push: nothing.
+    // Signed right, but another repository (named with ?project=: without
+    // it, widget's secret is not even tried), or not a push: nothing.
     let widget = secret(&env, "widget").await;
     let body = payload("github_push", "refs/heads/main", COMMIT);
     let (status, answer) = hook(
         &env,
-        "github",
+        "github?project=widget",
         &github("push", "o-1", &widget, &body),
         body.clone(),
     )
@@ -715,4 +716,140 @@ async fn trigger_secrets_need_projects_write() {
     assert!(r.status().is_success());
     env.admin.project("hello", "pipelines: [build]").await;
     assert_ne!(secret(&env, "hello").await, first);
+}
+
+/// The `tried` count of the controller's last refused web hook.
+fn last_tried(env: &Env) -> Option<u64> {
+    let log = env.controller.process.log_text();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("web hook with a signature no trigger secret made"))?;
+    let at = line.find("tried")? + "tried".len();
+    let digits: String = line[at..]
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_hook_is_checked_only_against_its_repository_s_projects_and_floods_get_429() {
+    let env = setup(Storage::Sqlite, |c| {
+        c["webhooks"]["max_failed_signatures"] = 4.into();
+    })
+    .await;
+    for i in 0..12 {
+        let name = format!("other{i}");
+        env.admin
+            .project(
+                &name,
+                &format!(
+                    "pipelines: [build]\ntriggers: [{{repository: 'https://github.com/octo-org/r{i}'}}]"
+                ),
+            )
+            .await;
+        secret(&env, &name).await;
+    }
+    let hello = secret(&env, "hello").await;
+    secret(&env, "widget").await;
+
+    // A large body that names hello's repository, signed with no secret of
+    // ours: only hello's secret is tried, not the 14 others.
+    let mut push: Value =
+        serde_json::from_slice(&payload("github_push", "refs/heads/main", COMMIT)).expect("json");
+    push["padding"] = Value::from("x".repeat(2 << 20));
+    let big = serde_json::to_vec(&push).expect("json");
+    let (status, answer) = hook(
+        &env,
+        "github",
+        &github("push", "f-1", &"9".repeat(64), &big),
+        big.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(last_tried(&env), Some(1), "only hello's secret was tried");
+
+    // One that names a repository no trigger names costs no HMAC at all.
+    push["repository"] = serde_json::json!({"clone_url": "https://github.com/nobody/nothing.git"});
+    let stranger = serde_json::to_vec(&push).expect("json");
+    let (status, answer) = hook(
+        &env,
+        "github",
+        &github("push", "f-2", &hello, &stranger),
+        stranger,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no project's triggers name the repository"),
+        "{answer}"
+    );
+    assert_eq!(last_tried(&env), Some(0));
+    // A large body that names none, nor a project, is not tried either
+    // (small ones are: pings).
+    push.as_object_mut().expect("object").remove("repository");
+    let unnamed = serde_json::to_vec(&push).expect("json");
+    let (status, _) = hook(
+        &env,
+        "github",
+        &github("push", "f-3", &hello, &unnamed),
+        unnamed,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(last_tried(&env), Some(0));
+
+    // The right signature still triggers.
+    let (status, answer) = hook(
+        &env,
+        "github",
+        &github("push", "f-4", &hello, &big),
+        big.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    // The fourth wrong signature from this address blocks it: 429 with
+    // Retry-After, before the body is even checked, even when signed.
+    let (status, _) = hook(
+        &env,
+        "github",
+        &github("push", "f-5", &"9".repeat(64), &big),
+        big.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let response = env
+        .admin
+        .http
+        .post(format!("{}/webhooks/github", env.controller.url()))
+        .header("content-type", "application/json")
+        .headers(
+            github("push", "f-6", &hello, &big)
+                .into_iter()
+                .map(|(k, v)| (k.parse().expect("name"), v.parse().expect("value")))
+                .collect(),
+        )
+        .body(big)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(
+        builds(&env, "hello").await.len(),
+        1,
+        "only the signed push built"
+    );
 }

@@ -6,7 +6,6 @@ pub mod clients;
 pub mod config;
 pub mod error;
 pub mod keys;
-pub mod limiter;
 mod routes;
 pub mod store;
 mod tokens;
@@ -21,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
+use ick_api::server::FailureLimiter;
 use keys::KeyRing;
-use limiter::FailureLimiter;
 use store::Store;
 
 /// What every handler shares. Cheap to clone.

@@ -1,5 +1,6 @@
-//! Failed client authentications, counted per key (client id, peer
-//! address) in fixed windows. Hand-written because a token bucket
+//! Failed authentications (the IDP's client secrets, the controller's web
+//! hook signatures), counted per key (client id, peer address) in fixed
+//! windows. Hand-written because a token bucket
 //! (`governor`) charges every attempt, and we must refuse the right secret
 //! too while a key is locked, without charging successful requests.
 

@@ -2,9 +2,11 @@
 //! (forges cannot send one); the project's trigger secret signs the body
 //! instead.
 
+use std::net::SocketAddr;
+
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use ick_api::controller::WebhookAnswer;
 use serde::Deserialize;
@@ -23,46 +25,52 @@ async fn receive(
     state: AppState,
     forge: Forge,
     query: HookQuery,
+    peer: SocketAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<WebhookAnswer>)> {
     let only = query.project.as_deref();
-    let (status, answer) = webhooks::receive(&state, forge, only, &headers, body).await?;
+    let (status, answer) =
+        webhooks::receive(&state, forge, only, peer.ip(), &headers, body).await?;
     Ok((status, Json(answer)))
 }
 
 pub(super) async fn github(
     State(state): State<AppState>,
     Query(query): Query<HookQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<WebhookAnswer>)> {
-    receive(state, Forge::GitHub, query, headers, body).await
+    receive(state, Forge::GitHub, query, peer, headers, body).await
 }
 
 pub(super) async fn gitea(
     State(state): State<AppState>,
     Query(query): Query<HookQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<WebhookAnswer>)> {
-    receive(state, Forge::Gitea, query, headers, body).await
+    receive(state, Forge::Gitea, query, peer, headers, body).await
 }
 
 pub(super) async fn gitlab(
     State(state): State<AppState>,
     Query(query): Query<HookQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<WebhookAnswer>)> {
-    receive(state, Forge::GitLab, query, headers, body).await
+    receive(state, Forge::GitLab, query, peer, headers, body).await
 }
 
 pub(super) async fn generic(
     State(state): State<AppState>,
     Query(query): Query<HookQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<WebhookAnswer>)> {
-    receive(state, Forge::Generic, query, headers, body).await
+    receive(state, Forge::Generic, query, peer, headers, body).await
 }

@@ -13,16 +13,23 @@ pub struct SecretRow {
     pub created_at: i64,
 }
 
-/// Every project's secret, to find the one that signed a request.
-pub async fn all_secrets(conn: &mut AnyConnection) -> Result<Vec<(String, Secret)>> {
-    let rows = sqlx::query("SELECT project, secret FROM trigger_secrets ORDER BY project")
-        .fetch_all(conn)
-        .await?;
+/// Every project's secret with the project's definition (canonical JSON),
+/// to find the projects a web hook's repository belongs to.
+pub async fn secrets_and_projects(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(String, Secret, String)>> {
+    let rows = sqlx::query(
+        "SELECT s.project, s.secret, p.spec FROM trigger_secrets s \
+         JOIN projects p ON p.name = s.project ORDER BY s.project",
+    )
+    .fetch_all(conn)
+    .await?;
     rows.iter()
         .map(|r| {
             Ok((
                 r.try_get("project")?,
                 Secret::new(r.try_get::<String, _>("secret")?),
+                r.try_get("spec")?,
             ))
         })
         .collect()

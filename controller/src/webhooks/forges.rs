@@ -134,6 +134,67 @@ impl Forge {
     }
 
     /// Reads a push from the body; `Err` says what is wrong with it.
+    /// The repository URLs a payload names, found before its signature is
+    /// checked so that only the secrets of projects whose triggers name
+    /// one are tried. One linear pass that keeps only these fields (serde
+    /// skips the rest unbuilt, and refuses nesting past 128); empty if the
+    /// body is not the forge's JSON or names no repository.
+    pub fn repository_urls(self, body: &[u8]) -> Vec<String> {
+        #[derive(serde::Deserialize, Default)]
+        #[serde(default)]
+        struct Urls {
+            clone_url: Option<String>,
+            ssh_url: Option<String>,
+            git_url: Option<String>,
+            html_url: Option<String>,
+            git_http_url: Option<String>,
+            git_ssh_url: Option<String>,
+            web_url: Option<String>,
+            homepage: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Named {
+            repository: Option<Urls>,
+            project: Option<Urls>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Generic {
+            repository: String,
+        }
+        if self == Forge::Generic {
+            return serde_json::from_slice::<Generic>(body)
+                .map(|g| vec![g.repository])
+                .unwrap_or_default();
+        }
+        let Ok(named) = serde_json::from_slice::<Named>(body) else {
+            return Vec::new();
+        };
+        let project = if self == Forge::GitLab {
+            named.project
+        } else {
+            None
+        };
+        named
+            .repository
+            .into_iter()
+            .chain(project)
+            .flat_map(|u| {
+                [
+                    u.clone_url,
+                    u.ssh_url,
+                    u.git_url,
+                    u.html_url,
+                    u.git_http_url,
+                    u.git_ssh_url,
+                    u.web_url,
+                    u.homepage,
+                ]
+            })
+            .flatten()
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
+
     pub fn parse_push(self, body: &[u8]) -> Result<Push, String> {
         if self == Forge::Generic {
             let push: GenericPush = serde_json::from_slice(body)
@@ -252,6 +313,28 @@ mod tests {
         assert!(Forge::GitHub.parse_push(body).expect("push").deleted);
         let body = br#"{"repository":"/srv/r.git","ref":"refs/heads/x","commit":"0000000000000000000000000000000000000000"}"#;
         assert!(Forge::Generic.parse_push(body).expect("push").deleted);
+    }
+
+    #[test]
+    fn the_repository_is_found_without_reading_the_rest() {
+        let body = br#"{"ref":"x","commits":[{"deep":[[[[1]]]]}],"repository":{"clone_url":"https://g/o/r.git","html_url":"https://g/o/r","owner":{"html_url":"https://g/o"}}}"#;
+        assert_eq!(
+            Forge::GitHub.repository_urls(body),
+            ["https://g/o/r.git", "https://g/o/r"]
+        );
+        let gitlab =
+            br#"{"project":{"git_http_url":"https://l/p.git"},"repository":{"homepage":null}}"#;
+        assert_eq!(Forge::GitLab.repository_urls(gitlab), ["https://l/p.git"]);
+        assert_eq!(Forge::GitHub.repository_urls(gitlab), Vec::<String>::new());
+        assert_eq!(
+            Forge::Generic.repository_urls(br#"{"repository":"/srv/r.git","ref":"x"}"#),
+            ["/srv/r.git"]
+        );
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(Forge::GitHub.repository_urls(deep.as_bytes()).is_empty());
+        for bad in [&b"{"[..], b"[]", b"{\"repository\":3}", b"\xff"] {
+            assert!(Forge::GitHub.repository_urls(bad).is_empty());
+        }
     }
 
     #[test]

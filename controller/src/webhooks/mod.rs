@@ -1,14 +1,19 @@
 //! Web hooks from git servers: prove, then read, then trigger. The raw body
-//! is read (up to `webhooks.max_body`) and its proof checked against every
-//! project's trigger secret before a byte of it is parsed; a push that one
-//! of the signing project's triggers matches starts a build with
-//! `git_url`, `git_ref` and `git_commit`, at most once per delivery id.
+//! is read (up to `webhooks.max_body`); the repository it names is found
+//! (one bounded pass over those fields alone) and its proof checked only
+//! against the trigger secrets of the projects whose triggers name that
+//! repository, so that an unsigned request costs a few HMACs, not one per
+//! project. Nothing else of the body is read before the proof holds; a
+//! push that one of the signing project's triggers matches starts a build
+//! with `git_url`, `git_ref` and `git_commit`, at most once per delivery
+//! id. Peers that keep sending wrong signatures get 429 for a while.
 
 pub mod forges;
 pub mod signature;
 pub mod triggers;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -81,36 +86,87 @@ fn answer(
     )
 }
 
-/// `POST /webhooks/{forge}[?project=NAME]`: with `project`, only that
-/// project's secret is tried (else every project's).
+/// Bodies that name no repository (pings) are tried against every
+/// project's secret only up to this size.
+const UNNAMED_MAX: usize = 8 * 1024;
+
+/// The secrets a body may be signed with: `only`'s, or those of the
+/// projects whose triggers name a repository of `urls` (every project's
+/// for a small body that names none).
+fn candidates(
+    secrets: Vec<(String, Secret, String)>,
+    only: Option<&str>,
+    urls: &[String],
+    body_len: usize,
+) -> Vec<(String, Secret)> {
+    let wanted: Vec<String> = urls
+        .iter()
+        .filter_map(|u| triggers::normalize_repository(u))
+        .collect();
+    secrets
+        .into_iter()
+        .filter(|(project, _, spec)| match only {
+            Some(only) => project == only,
+            None if urls.is_empty() => body_len <= UNNAMED_MAX,
+            None => from_json::<ProjectSpec>(spec).is_ok_and(|spec| {
+                spec.triggers.iter().any(|t| {
+                    triggers::normalize_repository(&t.repository)
+                        .is_some_and(|r| wanted.contains(&r))
+                })
+            }),
+        })
+        .map(|(project, secret, _)| (project, secret))
+        .collect()
+}
+
+/// `POST /webhooks/{forge}[?project=NAME]` from `peer`: with `project`,
+/// only that project's secret is tried.
 pub async fn receive(
     state: &AppState,
     forge: Forge,
     only: Option<&str>,
+    peer: IpAddr,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, WebhookAnswer)> {
-    let body = read_body(headers, body, state.config.webhooks.max_body).await?;
+    let limits = &state.config.webhooks;
+    let peer_key = peer.to_string();
+    if let Some(wait) = state
+        .hook_failures
+        .blocked_for(&peer_key, limits.max_failed_signatures)
+    {
+        let seconds = wait.as_secs().max(1);
+        return Err(ControllerError::TooManyRequests {
+            message: format!(
+                "too many web hooks with a wrong signature from {peer}; retry in {seconds} s"
+            ),
+            retry_after: seconds,
+        });
+    }
+    let body = read_body(headers, body, limits.max_body).await?;
     let proof = forge
         .proof(headers)
         .map_err(ControllerError::Unauthorized)?;
-    let mut secrets = {
+    let secrets = {
         let mut conn = state.store.conn().await?;
-        wdb::all_secrets(&mut conn).await?
+        wdb::secrets_and_projects(&mut conn).await?
     };
-    if let Some(only) = only {
-        secrets.retain(|(p, _)| p == only);
-    }
-    // One HMAC of the whole body per secret: CPU work, off the runtime.
-    let (signer, body) = tokio::task::spawn_blocking(move || {
+    // Finding the repository and the HMACs are CPU work: off the runtime.
+    let only_owned = only.map(str::to_string);
+    let (signer, tried, body) = tokio::task::spawn_blocking(move || {
+        let urls = forge.repository_urls(&body);
+        let secrets = candidates(secrets, only_owned.as_deref(), &urls, body.len());
         let signer = signature::signer(&proof, &body, &secrets).map(str::to_string);
-        (signer, body)
+        (signer, secrets.len(), body)
     })
     .await
     .map_err(ControllerError::internal)?;
     let project = signer.ok_or_else(|| {
+        state.hook_failures.record_failure(&peer_key);
         tracing::warn!(
             forge = forge.name(),
+            %peer,
+            tried,
             "web hook with a signature no trigger secret made"
         );
         ControllerError::Unauthorized(match only {
@@ -118,8 +174,12 @@ pub async fn receive(
                 "the signature was not made with project {p:?}'s trigger secret (see `icktool \
                  trigger-secret {p}`)"
             ),
-            None => "the signature was not made with any project's trigger secret (see \
-                     `icktool trigger-secret PROJECT`)"
+            None if tried == 0 => "no project's triggers name the repository of this payload \
+                                   (or it names none): add it to a project's `triggers:`, or \
+                                   append ?project=NAME to the hook's URL"
+                .into(),
+            None => "the signature was not made with the trigger secret of any project whose \
+                     triggers name this repository (see `icktool trigger-secret PROJECT`)"
                 .into(),
         })
     })?;
