@@ -67,6 +67,34 @@ pub fn resolve(
     Ok(value.cloned())
 }
 
+/// `text` with the credentials of every URL in it (`scheme://user:token@host`)
+/// replaced by `***`: for log lines, mail and views of parameters.
+pub fn redact_urls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains('@') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| c.is_whitespace() || "/?#'\"<>`".contains(c))
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@') {
+            Some(userinfo) => {
+                out.push_str("***");
+                out.push_str(&authority[userinfo..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 /// Whether users other than the owner may read or write `path`.
 pub fn open_to_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
@@ -86,6 +114,29 @@ mod tests {
         for (mode, open) in [(0o600, false), (0o400, false), (0o640, true), (0o604, true)] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
             assert_eq!(open_to_others(&path), open, "mode {mode:o}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_urls_are_redacted_and_the_rest_kept() {
+        for (text, redacted) in [
+            (
+                "ick: fetching main of https://user:tok3n@git.example.org/a.git",
+                "ick: fetching main of https://***@git.example.org/a.git",
+            ),
+            (
+                "fatal: 'https://ghp_abc@github.com/o/r' and ssh://git@h:22/x",
+                "fatal: 'https://***@github.com/o/r' and ssh://***@h:22/x",
+            ),
+            ("https://a:b@c", "https://***@c"),
+            ("no url, just me@example.org", "no url, just me@example.org"),
+            (
+                "https://host/path@v1 is fine",
+                "https://host/path@v1 is fine",
+            ),
+            ("git@github.com:o/r.git", "git@github.com:o/r.git"),
+        ] {
+            assert_eq!(redact_urls(text), redacted, "{text}");
         }
     }
 

@@ -12,6 +12,10 @@ use serde::Deserialize;
 /// `mail.password_file` and `mail.password`).
 pub const SMTP_PASSWORD_ENV: &str = "ICK_CONTROLLER_SMTP_PASSWORD";
 
+/// The environment variable that holds the database URL (it wins over
+/// `database_url_file` and `database_url`).
+pub const DATABASE_URL_ENV: &str = "ICK_CONTROLLER_DATABASE_URL";
+
 /// `ick-controller --config FILE`; see `deploy/config/controller.yaml`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,9 +25,14 @@ pub struct Config {
     /// How tokens are checked.
     pub auth: AuthConfig,
     /// `postgres://…` (production; several controllers may share it) or
-    /// `sqlite://FILE?mode=rwc` (one host). The environment variable
-    /// `ICK_CONTROLLER_DATABASE_URL` overrides it.
-    pub database_url: String,
+    /// `sqlite://FILE?mode=rwc` (one host). A URL with a password is a
+    /// secret: prefer `database_url_file` or the environment variable
+    /// `ICK_CONTROLLER_DATABASE_URL` (which wins).
+    #[serde(default)]
+    pub database_url: Option<Secret>,
+    /// A file holding the database URL.
+    #[serde(default)]
+    pub database_url_file: Option<PathBuf>,
     /// Largest number of database connections (default 10; SQLite uses 4).
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
@@ -312,19 +321,31 @@ fn default_mail_poll() -> Duration {
 impl Config {
     /// Reads the file, applies environment overrides and checks the values.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let mut config: Config = ick_api::server::load_yaml(path)?;
-        if let Ok(url) = std::env::var("ICK_CONTROLLER_DATABASE_URL")
-            && !url.is_empty()
-        {
-            config.database_url = url;
-        }
+        let config: Config = ick_api::server::load_yaml(path)?;
         config.check()?;
         Ok(config)
     }
 
+    /// The database URL: the environment variable, else the file, else
+    /// inline.
+    pub fn database_url(&self) -> anyhow::Result<Secret> {
+        ick_api::secret::resolve(
+            "database_url",
+            self.database_url.as_ref(),
+            self.database_url_file.as_deref(),
+            DATABASE_URL_ENV,
+        )?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no database: set database_url, database_url_file or {DATABASE_URL_ENV}"
+            )
+        })
+    }
+
     /// Refuses values that cannot work.
     pub fn check(&self) -> anyhow::Result<()> {
-        let url = &self.database_url;
+        let url = self.database_url()?;
+        let url = url.expose();
         if !(url.starts_with("postgres:")
             || url.starts_with("postgresql:")
             || url.starts_with("sqlite:"))

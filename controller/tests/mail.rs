@@ -78,7 +78,7 @@ async fn project(env: &Env, to: &[&str], on: Option<&str>) {
         .project(
             "p",
             &format!(
-                "pipelines: [a]\nconcurrency: 8\nparameters: {{git_url: 'https://example.org/p.git', \
+                "pipelines: [a]\nconcurrency: 8\nparameters: {{git_url: 'https://ci:tok3n@example.org/p.git', \
                  git_ref: main, git_commit: '{COMMIT}'}}\nnotify: {{to: [{}]{on}}}",
                 to.join(", ")
             ),
@@ -92,6 +92,10 @@ async fn run_build(env: &Env, worker: &SimWorker, lines: usize, code: i32) -> Bu
     let build = env.admin.trigger("p").await;
     let one = worker.claim_within(SOON).await;
     assert_eq!(one.build.id, build.id);
+    assert_eq!(
+        one.parameters["git_url"], "https://ci:tok3n@example.org/p.git",
+        "the worker gets them as they are"
+    );
     worker.output(&one, 0, &["building\n"]).await;
     worker.finish(&one, 0, 1).await;
     let two = worker.claim_within(SOON).await;
@@ -165,6 +169,11 @@ async fn a_failed_build_mails_its_recipients_what_failed_and_the_whole_log() {
         "{message_id} in {:?}",
         mail.headers
     );
+    assert!(!mail.text.contains("tok3n"), "credentials never in mail");
+    assert_eq!(
+        failed.parameters["git_url"], "https://***@example.org/p.git",
+        "nor in views of the build"
+    );
     let lines: Vec<&str> = mail.text.lines().collect();
     for want in [
         "Project:    p",
@@ -172,7 +181,7 @@ async fn a_failed_build_mails_its_recipients_what_failed_and_the_whole_log() {
         "Status:     FAILED",
         &format!("Commit:     {COMMIT}"),
         "Ref:        main",
-        "Repository: https://example.org/p.git",
+        "Repository: https://***@example.org/p.git",
         &format!("URL:        {PUBLIC_URL}/builds/{}", failed.id),
         "Failed action: a action 2 (shell: two): exited with code 2",
         "The last 50 lines of its output:",

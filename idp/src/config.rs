@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ick_api::Secret;
 use ick_api::server::HttpConfig;
 use serde::Deserialize;
 
@@ -20,9 +21,13 @@ pub struct Config {
     /// State: signing keys (`keys/`) and, by default, the SQLite database.
     pub data_dir: PathBuf,
     /// `postgres://…` or `sqlite://…`; default `sqlite://DATA_DIR/idp.db`.
-    /// The environment variable `ICK_IDP_DATABASE_URL` overrides it.
+    /// A URL with a password is a secret: prefer `database_url_file` or
+    /// the environment variable `ICK_IDP_DATABASE_URL` (which wins).
     #[serde(default)]
-    pub database_url: Option<String>,
+    pub database_url: Option<Secret>,
+    /// A file holding the database URL.
+    #[serde(default)]
+    pub database_url_file: Option<PathBuf>,
     /// Lifetime of access tokens (default 15 minutes).
     #[serde(default = "default_token_lifetime", with = "humantime_serde")]
     pub token_lifetime: Duration,
@@ -78,12 +83,8 @@ fn default_audience() -> String {
 impl Config {
     /// Reads the file and applies environment overrides.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let mut config: Config = ick_api::server::load_yaml(path)?;
-        if let Ok(url) = std::env::var("ICK_IDP_DATABASE_URL")
-            && !url.is_empty()
-        {
-            config.database_url = Some(url);
-        }
+        let config: Config = ick_api::server::load_yaml(path)?;
+        config.database_url()?;
         if config.token_lifetime < Duration::from_secs(10) {
             anyhow::bail!("token_lifetime must be at least 10s");
         }
@@ -97,14 +98,21 @@ impl Config {
         Ok(config)
     }
 
-    /// The database URL, defaulting to SQLite in the data directory.
-    pub fn database_url(&self) -> String {
-        self.database_url.clone().unwrap_or_else(|| {
-            format!(
+    /// The database URL: the environment variable, else the file, else
+    /// inline, else SQLite in the data directory.
+    pub fn database_url(&self) -> anyhow::Result<Secret> {
+        let given = ick_api::secret::resolve(
+            "database_url",
+            self.database_url.as_ref(),
+            self.database_url_file.as_deref(),
+            "ICK_IDP_DATABASE_URL",
+        )?;
+        Ok(given.unwrap_or_else(|| {
+            Secret::new(format!(
                 "sqlite://{}?mode=rwc",
                 self.data_dir.join("idp.db").display()
-            )
-        })
+            ))
+        }))
     }
 
     /// Creates the data directory (mode 0700) if needed and opens the store.
@@ -114,7 +122,7 @@ impl Config {
             anyhow::anyhow!("cannot create data_dir {}: {e}", self.data_dir.display())
         })?;
         std::fs::set_permissions(&self.data_dir, std::fs::Permissions::from_mode(0o700))?;
-        crate::store::Store::connect(&self.database_url()).await
+        crate::store::Store::connect(self.database_url()?.expose()).await
     }
 
     /// Where signing keys live.
@@ -136,6 +144,21 @@ mod tests {
         )
         .expect("write");
         Config::load(&path)
+    }
+
+    #[test]
+    fn a_database_password_is_not_in_debug_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("idp.yaml");
+        let url = "postgres://ick:hunter2@db.example.org/ick_idp";
+        std::fs::write(
+            &path,
+            format!("http: {{listen: 127.0.0.1:0}}\ndata_dir: /tmp/x\ndatabase_url: {url}\n"),
+        )
+        .expect("write");
+        let config = Config::load(&path).expect("loads");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(config.database_url().expect("url").expose(), url);
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub async fn enqueue(
         created_at: build.created_at,
         started_at: build.started_at,
         ended_at: now,
-        parameters: build.parameters.clone(),
+        parameters: build.shown_parameters(),
         commit,
         failed,
     };

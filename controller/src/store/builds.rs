@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use ick_api::actions::Action;
 use ick_api::controller::{BuildStatus, BuildSummary, NodeStatus, NodeView};
+use ick_api::secret::redact_urls;
 use ick_api::work::Outcome;
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -33,6 +34,21 @@ pub struct BuildRow {
 }
 
 impl BuildRow {
+    /// The parameters as shown to people (views, mail): credentials in
+    /// URLs redacted. Workers get them as they are.
+    pub fn shown_parameters(&self) -> BTreeMap<String, Value> {
+        self.parameters
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => Value::String(redact_urls(s).into_owned()),
+                    other => other.clone(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
+
     /// The wire form.
     pub fn summary(&self) -> BuildSummary {
         BuildSummary {
@@ -42,7 +58,7 @@ impl BuildRow {
             status: self.status,
             run: self.run,
             cancel_requested: self.cancel_requested,
-            parameters: self.parameters.clone(),
+            parameters: self.shown_parameters(),
             triggered_by: self.triggered_by.clone(),
             created_at: time(self.created_at),
             started_at: self.started_at.map(time),

@@ -42,10 +42,12 @@ impl OutputWriter {
         let _ = self.tx.send(Message::Data(stream, bytes)).await;
     }
 
-    /// Appends a line of the worker's own (what it did, why it failed).
+    /// Appends a line of the worker's own (what it did, why it failed),
+    /// credentials in URLs redacted.
     pub async fn line(&self, stream: Stream, text: &str) {
+        let text = ick_api::secret::redact_urls(text);
         let mut line = String::with_capacity(text.len() + 1);
-        line.push_str(text);
+        line.push_str(&text);
         line.push('\n');
         self.write(stream, Bytes::from(line)).await;
     }
