@@ -61,6 +61,48 @@ pub struct AccessClaims {
     pub client_id: String,
     /// The scopes, space-separated.
     pub scope: String,
+    /// For a client with `work:run`: the worker it is, as an admin set it
+    /// on the client. The controller takes a worker's name and labels from
+    /// here, never from the worker's own requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ick_worker: Option<WorkerIdentity>,
+}
+
+/// Who a worker is: its name and the labels it may claim work with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerIdentity {
+    /// The worker's unique name.
+    pub name: String,
+    /// Labels, e.g. `trusted`, `arch=amd64`.
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+impl WorkerIdentity {
+    /// Refuses a name or label that cannot be one; the error says why.
+    pub fn check(&self) -> Result<(), String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 100
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !name_ok {
+            return Err(format!(
+                "worker name {:?} is not valid: use letters, digits, '.', '_' and '-' (at most 100)",
+                self.name
+            ));
+        }
+        if let Some(bad) = self.labels.iter().find(|l| {
+            l.is_empty() || l.len() > 100 || l.chars().any(|c| c.is_whitespace() || c == ',')
+        }) {
+            return Err(format!(
+                "label {bad:?} is empty, longer than 100 or has spaces or commas"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The parts of the OpenID discovery document that Ick publishes.
@@ -129,6 +171,9 @@ pub struct ClientInfo {
     pub created_at: String,
     /// RFC 3339.
     pub updated_at: String,
+    /// The worker its tokens name (clients with `work:run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerIdentity>,
 }
 
 /// Body of `POST /clients`.
@@ -142,6 +187,12 @@ pub struct CreateClient {
     /// Audience of its tokens; the IDP's default when absent.
     #[serde(default)]
     pub audience: Option<String>,
+    /// For a worker (`work:run`): its name (default: the client's name).
+    #[serde(default)]
+    pub worker_name: Option<String>,
+    /// For a worker: the labels it may claim work with (default none).
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
 }
 
 /// Body of `PATCH /clients/{id}`.
@@ -154,6 +205,12 @@ pub struct UpdateClient {
     /// Enable or disable.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// A worker's new name.
+    #[serde(default)]
+    pub worker_name: Option<String>,
+    /// A worker's new labels (replacing the old ones).
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
 }
 
 /// A client together with its secret: answered once, at creation or rotation.

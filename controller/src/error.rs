@@ -27,6 +27,9 @@ pub enum ControllerError {
     /// A web hook without a valid proof of its project's secret.
     #[error("{0}")]
     Unauthorized(String),
+    /// The caller may not do this; the text says why.
+    #[error("{0}")]
+    Forbidden(String),
     /// Too many failures from this caller; it may retry after the seconds
     /// given.
     #[error("{message}")]
@@ -94,6 +97,7 @@ impl IntoResponse for ControllerError {
             ControllerError::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, text),
             ControllerError::Conflict(_) => Problem::new(StatusCode::CONFLICT, text),
             ControllerError::Unauthorized(_) => Problem::new(StatusCode::UNAUTHORIZED, text),
+            ControllerError::Forbidden(_) => Problem::new(StatusCode::FORBIDDEN, text),
             ControllerError::TooLarge(_) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, text),
             ControllerError::TooManyRequests { retry_after, .. } => {
                 let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, text)

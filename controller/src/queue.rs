@@ -5,8 +5,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ick_api::Scope;
 use ick_api::actions::Action;
+use ick_api::auth::Caller;
 use ick_api::controller::NodeStatus;
+use ick_api::oauth::WorkerIdentity;
 use ick_api::work::{
     BuildRef, ClaimRequest, Done, Heartbeat, HeartbeatReply, MAX_WAIT_SECONDS, Outcome,
     OutputBatch, WorkAssignment, WorkerInfo,
@@ -18,6 +21,82 @@ use crate::error::{ControllerError, Result};
 use crate::store::builds::{self as bdb, NodeRow};
 use crate::store::work::{self as wdb, Candidate, Ending, WorkerRow};
 use crate::store::{Dialect, Store, from_json, now_ms, retrying, time};
+
+/// Who calls the work API: the worker its token names (an admin set its
+/// name and labels on its IDP client), never what the worker says of
+/// itself. A token with `idp:admin` may act as any worker: its holder can
+/// make any worker's client anyway.
+pub enum Worker {
+    /// The worker of the token.
+    Named(WorkerIdentity),
+    /// An admin, acting as the worker its requests name.
+    Admin,
+}
+
+impl Worker {
+    /// The worker `caller` is; 403 if its token names none.
+    pub fn of(caller: &Caller) -> Result<Worker> {
+        match &caller.worker {
+            Some(identity) => Ok(Worker::Named(identity.clone())),
+            None if caller.scopes.contains(Scope::IdpAdmin) => Ok(Worker::Admin),
+            None => Err(ControllerError::Forbidden(format!(
+                "client {} has {} but its token names no worker: its IDP is older than the \
+                 controller, or the token was asked without that scope",
+                caller.client_id,
+                Scope::WorkRun
+            ))),
+        }
+    }
+
+    /// Refuses a claim for a name or a label the worker does not hold.
+    fn check_claim(&self, req: &ClaimRequest) -> Result<()> {
+        let Worker::Named(me) = self else {
+            return Ok(());
+        };
+        if req.worker != me.name {
+            return Err(ControllerError::Forbidden(format!(
+                "this token is worker {:?}'s: it may not claim work as {:?}",
+                me.name, req.worker
+            )));
+        }
+        if let Some(label) = req.labels.iter().find(|l| !me.labels.contains(l)) {
+            return Err(ControllerError::Forbidden(format!(
+                "worker {:?} may not claim work with label {label:?}: its IDP client holds {} \
+                 (an admin sets them: icktool client update {} --labels …)",
+                me.name,
+                if me.labels.is_empty() {
+                    "none".to_string()
+                } else {
+                    me.labels.join(",")
+                },
+                me.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a call about a node that another worker holds.
+    fn check_holder(&self, node_id: &str, holder: Option<&str>) -> Result<()> {
+        match self {
+            Worker::Named(me) if holder != Some(me.name.as_str()) => {
+                Err(ControllerError::Forbidden(format!(
+                    "node {node_id} is not held by worker {:?}: only the worker that claimed it \
+                     may report on it",
+                    me.name
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The name a node must be held by for this caller's call to apply.
+    fn name(&self) -> Option<&str> {
+        match self {
+            Worker::Named(me) => Some(&me.name),
+            Worker::Admin => None,
+        }
+    }
+}
 
 /// How often a waiting claim looks again even if nothing woke it.
 const REPOLL: Duration = Duration::from_secs(5);
@@ -128,8 +207,13 @@ fn check_claim(req: &ClaimRequest) -> Result<()> {
 
 /// `POST /work/claim`: the first ready node this worker may run, waiting
 /// up to `wait` seconds for one; `None` when the wait ends.
-pub async fn claim(state: &AppState, req: ClaimRequest) -> Result<Option<WorkAssignment>> {
+pub async fn claim(
+    state: &AppState,
+    worker: &Worker,
+    req: ClaimRequest,
+) -> Result<Option<WorkAssignment>> {
     check_claim(&req)?;
+    worker.check_claim(&req)?;
     register(state, &req).await?;
     if req.free_slots == 0 {
         return Ok(None);
@@ -312,13 +396,19 @@ impl BuildInfos {
     }
 }
 
-async fn refuse(state: &AppState, node_id: &str, attempt: i64) -> ControllerError {
+/// Why a work call about `attempt` of the node was not applied: no such
+/// node, another attempt (409), or another worker's (403).
+async fn refuse(state: &AppState, worker: &Worker, node_id: &str, attempt: i64) -> ControllerError {
     let found = async {
         let mut conn = state.store.conn().await?;
         bdb::get_node(&mut conn, node_id).await
     }
     .await;
     match found {
+        Ok(Some(node)) if node.attempt == attempt && node.status == NodeStatus::Running => worker
+            .check_holder(node_id, node.worker.as_deref())
+            .err()
+            .unwrap_or_else(|| stale(node_id, attempt, node.attempt, node.status.as_str())),
         Ok(Some(node)) => stale(node_id, attempt, node.attempt, node.status.as_str()),
         Ok(None) => ControllerError::NotFound(format!("no node {node_id:?}")),
         Err(e) => e,
@@ -335,7 +425,12 @@ fn stale(node: &str, attempt: i64, current: i64, status: &str) -> ControllerErro
 }
 
 /// `POST /work/{id}/heartbeat`.
-pub async fn heartbeat(state: &AppState, node_id: &str, hb: Heartbeat) -> Result<HeartbeatReply> {
+pub async fn heartbeat(
+    state: &AppState,
+    worker: &Worker,
+    node_id: &str,
+    hb: Heartbeat,
+) -> Result<HeartbeatReply> {
     let lease = state.config.work.lease;
     let renewed = {
         let mut tx = state.store.write().await?;
@@ -343,6 +438,7 @@ pub async fn heartbeat(state: &AppState, node_id: &str, hb: Heartbeat) -> Result
             &mut tx,
             node_id,
             hb.attempt,
+            worker.name(),
             now_ms() + lease.as_millis() as i64,
         )
         .await?;
@@ -359,12 +455,17 @@ pub async fn heartbeat(state: &AppState, node_id: &str, hb: Heartbeat) -> Result
                 lease_seconds: lease.as_secs(),
             })
         }
-        None => Err(refuse(state, node_id, hb.attempt).await),
+        None => Err(refuse(state, worker, node_id, hb.attempt).await),
     }
 }
 
 /// `POST /work/{id}/output`.
-pub async fn output(state: &AppState, node_id: &str, batch: OutputBatch) -> Result<()> {
+pub async fn output(
+    state: &AppState,
+    worker: &Worker,
+    node_id: &str,
+    batch: OutputBatch,
+) -> Result<()> {
     if let Some(bad) = batch.chunks.iter().find(|c| c.seq < 0) {
         return Err(ControllerError::BadRequest(format!(
             "chunk seq {} is negative",
@@ -381,6 +482,7 @@ pub async fn output(state: &AppState, node_id: &str, batch: OutputBatch) -> Resu
         if node.attempt != batch.attempt {
             return Err(stale(node_id, batch.attempt, node.attempt, &node.status));
         }
+        worker.check_holder(node_id, node.worker.as_deref())?;
         if node.status != "running" {
             // Resent after done was accepted: fine if it is all held already.
             if batch.chunks.iter().all(|c| c.seq < node.chunks) {
@@ -410,7 +512,7 @@ pub async fn output(state: &AppState, node_id: &str, batch: OutputBatch) -> Resu
 }
 
 /// `POST /work/{id}/done`.
-pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
+pub async fn done(state: &AppState, worker: &Worker, node_id: &str, done: Done) -> Result<()> {
     if done.outcome == Outcome::Exited && done.exit_code.is_none() {
         return Err(ControllerError::BadRequest(
             "outcome exited needs an exit_code".into(),
@@ -451,7 +553,7 @@ pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
             // The common case in one statement.
             let mut conn = store.conn().await?;
             let now = now_ms();
-            if let Some(s) = wdb::succeed_node(&mut conn, node_id, done.attempt, done.chunks, &ending, now).await? {
+            if let Some(s) = wdb::succeed_node(&mut conn, node_id, done.attempt, worker.name(), done.chunks, &ending, now).await? {
                 tracing::info!(build_id = %s.ended.build_id, node = %node_id, attempt = done.attempt, %status, "action ended");
                 let effects = Effects {
                     builds: vec![s.ended.build_id.clone()],
@@ -464,14 +566,16 @@ pub async fn done(state: &AppState, node_id: &str, done: Done) -> Result<()> {
         let store = &state.store;
         let mut tx = store.write().await?;
         let now = now_ms();
-        let Some(node) = wdb::end_running_node(&mut tx, node_id, done.attempt, done.chunks, &ending, now).await? else {
-            // Why not: no such node, another attempt, not running, or chunks missing.
+        let Some(node) = wdb::end_running_node(&mut tx, node_id, done.attempt, worker.name(), done.chunks, &ending, now).await? else {
+            // Why not: no such node, another attempt, another worker's,
+            // not running, or chunks missing.
             let node = bdb::get_node(&mut tx, node_id)
                 .await?
                 .ok_or_else(|| ControllerError::NotFound(format!("no node {node_id:?}")))?;
             if node.attempt != done.attempt || !(node.status.is_finished() || node.status == NodeStatus::Running) {
                 return Err(stale(node_id, done.attempt, node.attempt, node.status.as_str()));
             }
+            worker.check_holder(node_id, node.worker.as_deref())?;
             if node.status.is_finished() {
                 // The same attempt's done, again.
                 return Ok(None);

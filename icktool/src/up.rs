@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use anyhow::{Context, bail};
 use ick_api::server::Running;
 use ick_api::{Scope, ScopeSet, Secret};
+use ick_idp::clients::WorkerAttributes;
 use serde_json::json;
 
 use crate::Exit;
@@ -153,26 +154,41 @@ async fn admin_client(
     {
         return Ok((id, secret, false));
     }
-    let (id, secret) =
-        client_with_new_secret(store, ADMIN_CLIENT, ScopeSet::all(), audience).await?;
+    let (id, secret) = client_with_new_secret(
+        store,
+        ADMIN_CLIENT,
+        ScopeSet::all(),
+        audience,
+        WorkerAttributes::default(),
+    )
+    .await?;
     Ok((id, secret, true))
 }
 
-/// Creates `name`, or gives it a new secret (and `scopes`) if it exists.
+/// Creates `name`, or gives it a new secret (and `scopes`, `worker`) if
+/// it exists.
 async fn client_with_new_secret(
     store: &ick_idp::store::Store,
     name: &str,
     scopes: ScopeSet,
     audience: &str,
+    worker: WorkerAttributes,
 ) -> anyhow::Result<(String, Secret)> {
     let made = match store.find(name).await? {
         Some(record) => {
-            ick_idp::clients::update(store, &record.id, Some(scopes), Some(true)).await?;
+            ick_idp::clients::update(store, &record.id, Some(scopes), Some(true), worker).await?;
             ick_idp::clients::rotate(store, &record.id).await?
         }
-        None => ick_idp::clients::create(store, name, scopes, audience).await?,
+        None => ick_idp::clients::create(store, name, scopes, audience, worker).await?,
     };
     Ok((made.client.id, Secret::new(made.client_secret)))
+}
+
+/// A worker `up` starts, with its IDP client.
+struct WorkerClient {
+    name: String,
+    id: String,
+    secret: Secret,
 }
 
 /// The services, started; stopped workers first, then the others in the
@@ -235,7 +251,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
             "data_dir": dir.join("idp"),
         }),
     )?;
-    let (admin_id, admin_secret, worker_id, worker_secret, created) = {
+    let (admin_id, admin_secret, workers, created) = {
         let store = idp_config.open_store().await?;
         let audience = idp_config.default_audience.clone();
         let (admin_id, admin_secret, created) =
@@ -243,9 +259,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
         let worker_scopes: ScopeSet = [Scope::WorkRun, Scope::BlobsRead, Scope::BlobsWrite]
             .into_iter()
             .collect();
-        let (worker_id, worker_secret) =
-            client_with_new_secret(&store, WORKER_CLIENT, worker_scopes, &audience).await?;
-        (admin_id, admin_secret, worker_id, worker_secret, created)
+        // A client per worker, naming it (the one all workers shared
+        // before is gone).
+        if let Some(shared) = store.find(WORKER_CLIENT).await? {
+            store.delete(&shared.id).await?;
+        }
+        let mut workers = Vec::new();
+        for i in 1..=args.workers {
+            let name = worker_name(&dir, i);
+            let worker = WorkerAttributes {
+                name: Some(name.clone()),
+                labels: Some(Vec::new()),
+            };
+            let client = format!("{WORKER_CLIENT}-{i}");
+            let (id, secret) =
+                client_with_new_secret(&store, &client, worker_scopes.clone(), &audience, worker)
+                    .await?;
+            workers.push(WorkerClient { name, id, secret });
+        }
+        (admin_id, admin_secret, workers, created)
     };
 
     let mut suite = Suite {
@@ -258,8 +290,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
         &dir,
         idp_config,
         (&idp_url, &controller_url, &store_url),
-        args.workers,
-        (&worker_id, &worker_secret),
+        &workers,
     )
     .await;
     if let Err(e) = started {
@@ -377,8 +408,7 @@ async fn start_all(
     dir: &Path,
     idp_config: ick_idp::Config,
     (idp_url, controller_url, store_url): (&str, &str, &str),
-    workers: u32,
-    (worker_id, worker_secret): (&str, &Secret),
+    workers: &[WorkerClient],
 ) -> anyhow::Result<()> {
     suite
         .services
@@ -410,8 +440,7 @@ async fn start_all(
         ick_artifact_store::start(store, listeners.store).await?,
     ));
 
-    for i in 1..=workers {
-        let name = worker_name(dir, i);
+    for WorkerClient { name, id, secret } in workers {
         let worker: ick_worker_manager::Config = config(
             "worker-manager",
             json!({
@@ -420,10 +449,10 @@ async fn start_all(
                 "artifact_store": store_url,
                 "idp": {
                     "token_url": ick_api::http::join(idp_url, ick_api::oauth::TOKEN_PATH),
-                    "client_id": worker_id,
-                    "client_secret": worker_secret.expose(),
+                    "client_id": id,
+                    "client_secret": secret.expose(),
                 },
-                "workspace_root": dir.join("workers").join(&name),
+                "workspace_root": dir.join("workers").join(name),
                 // Ctrl-C should not wait long for running actions.
                 "drain_timeout": "5s",
                 "kill_grace": "2s",

@@ -67,8 +67,40 @@ impl From<&ClientRecord> for ClientInfo {
             enabled: c.enabled,
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
+            worker: c.worker_identity(),
         }
     }
+}
+
+/// What an admin says of a worker client: its name and labels, either or
+/// both (or neither: the defaults).
+#[derive(Debug, Clone, Default)]
+pub struct WorkerAttributes {
+    pub name: Option<String>,
+    pub labels: Option<Vec<String>>,
+}
+
+/// The worker identity `record` gets from `given`, over what it had.
+fn set_worker(record: &mut ClientRecord, given: WorkerAttributes) -> Result<(), IdpError> {
+    if given.name.is_none() && given.labels.is_none() {
+        return Ok(());
+    }
+    if !record.scopes.contains(Scope::WorkRun) {
+        return Err(IdpError::BadRequest(format!(
+            "a worker name and labels are for clients with {}",
+            Scope::WorkRun
+        )));
+    }
+    let mut worker = record.worker_identity().unwrap_or_default();
+    if let Some(name) = given.name {
+        worker.name = name;
+    }
+    if let Some(labels) = given.labels {
+        worker.labels = labels;
+    }
+    worker.check().map_err(IdpError::BadRequest)?;
+    record.worker = Some(worker);
+    Ok(())
 }
 
 /// Creates a client and returns it with its secret, the only time the
@@ -78,6 +110,7 @@ pub async fn create(
     name: &str,
     scopes: ScopeSet,
     audience: &str,
+    worker: WorkerAttributes,
 ) -> Result<ClientWithSecret, IdpError> {
     check_name(name)?;
     if audience.is_empty() {
@@ -85,7 +118,7 @@ pub async fn create(
     }
     let secret = new_secret()?;
     let now = now_ms();
-    let record = ClientRecord {
+    let mut record = ClientRecord {
         id: uuid::Uuid::new_v4().to_string(),
         name: name.to_string(),
         secret_sha256: hash_secret(secret.expose()),
@@ -94,7 +127,9 @@ pub async fn create(
         enabled: true,
         created_at: now,
         updated_at: now,
+        worker: None,
     };
+    set_worker(&mut record, worker)?;
     store.insert(&record).await?;
     Ok(ClientWithSecret {
         client: ClientInfo::from(&record),
@@ -109,12 +144,14 @@ async fn existing(store: &Store, id_or_name: &str) -> Result<ClientRecord, IdpEr
         .ok_or_else(|| IdpError::ClientNotFound(id_or_name.to_string()))
 }
 
-/// Changes scopes and/or enables or disables a client.
+/// Changes scopes, enables or disables a client, or changes the worker
+/// it is.
 pub async fn update(
     store: &Store,
     id_or_name: &str,
     scopes: Option<ScopeSet>,
     enabled: Option<bool>,
+    worker: WorkerAttributes,
 ) -> Result<ClientInfo, IdpError> {
     let mut record = existing(store, id_or_name).await?;
     if let Some(scopes) = scopes {
@@ -123,6 +160,7 @@ pub async fn update(
     if let Some(enabled) = enabled {
         record.enabled = enabled;
     }
+    set_worker(&mut record, worker)?;
     record.updated_at = now_ms();
     if !store.update(&record).await? {
         return Err(IdpError::ClientNotFound(id_or_name.to_string()));

@@ -45,6 +45,14 @@ enum ClientCommand {
         /// Audience of its tokens (default: the config's default_audience).
         #[arg(long)]
         audience: Option<String>,
+        /// For a worker (scope work:run): the name it works under
+        /// (default: the client's name).
+        #[arg(long)]
+        worker_name: Option<String>,
+        /// For a worker: the labels it may claim work with, e.g.
+        /// `trusted,arch=amd64` (default: none).
+        #[arg(long, value_delimiter = ',')]
+        labels: Option<Vec<String>>,
     },
     /// List clients.
     List,
@@ -110,13 +118,22 @@ async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
             name,
             scopes,
             audience,
+            worker_name,
+            labels,
         } => {
             let scopes = clients::parse_scopes(&scopes)?;
             let audience = audience.unwrap_or_else(|| config.default_audience.clone());
-            let created = clients::create(&store, &name, scopes, &audience).await?;
+            let worker = clients::WorkerAttributes {
+                name: worker_name,
+                labels,
+            };
+            let created = clients::create(&store, &name, scopes, &audience, worker).await?;
             println!("client_id: {}", created.client.id);
             println!("client_secret: {}", created.client_secret);
             println!("scopes: {}", created.client.scopes);
+            if let Some(w) = &created.client.worker {
+                println!("worker: {} labels: {}", w.name, w.labels.join(","));
+            }
             eprintln!("The secret is shown only now; keep it somewhere safe.");
         }
         ClientCommand::List => {

@@ -4,7 +4,8 @@
 
 use std::str::FromStr;
 
-use ick_api::ScopeSet;
+use ick_api::oauth::WorkerIdentity;
+use ick_api::{Scope, ScopeSet};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
@@ -22,6 +23,21 @@ pub struct ClientRecord {
     /// Milliseconds since the epoch, UTC.
     pub created_at: i64,
     pub updated_at: i64,
+    /// The worker it is, as an admin set it (see [`ClientRecord::worker_identity`]).
+    pub worker: Option<WorkerIdentity>,
+}
+
+impl ClientRecord {
+    /// The worker a client with `work:run` is: as set, else its own name
+    /// and no labels. `None` for other clients.
+    pub fn worker_identity(&self) -> Option<WorkerIdentity> {
+        self.scopes.contains(Scope::WorkRun).then(|| {
+            self.worker.clone().unwrap_or_else(|| WorkerIdentity {
+                name: self.name.clone(),
+                labels: Vec::new(),
+            })
+        })
+    }
 }
 
 /// The IDP's database.
@@ -35,7 +51,7 @@ static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 macro_rules! columns {
     () => {
-        "id, name, secret_sha256, scopes, audience, enabled, created_at, updated_at"
+        "id, name, secret_sha256, scopes, audience, enabled, created_at, updated_at, worker"
     };
 }
 
@@ -74,7 +90,7 @@ impl Store {
         let result = sqlx::query(concat!(
             "INSERT INTO clients (",
             columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
         .bind(&client.id)
         .bind(&client.name)
@@ -84,6 +100,7 @@ impl Store {
         .bind(i64::from(client.enabled))
         .bind(client.created_at)
         .bind(client.updated_at)
+        .bind(worker_json(client)?)
         .execute(&self.pool)
         .await;
         match result {
@@ -134,13 +151,14 @@ impl Store {
     /// Replaces what may change; `false` if there is no such client.
     pub async fn update(&self, client: &ClientRecord) -> Result<bool, IdpError> {
         let result = sqlx::query(
-            "UPDATE clients SET secret_sha256 = $1, scopes = $2, enabled = $3, updated_at = $4 \
-             WHERE id = $5",
+            "UPDATE clients SET secret_sha256 = $1, scopes = $2, enabled = $3, updated_at = $4, \
+             worker = $5 WHERE id = $6",
         )
         .bind(&client.secret_sha256)
         .bind(client.scopes.to_string())
         .bind(i64::from(client.enabled))
         .bind(client.updated_at)
+        .bind(worker_json(client)?)
         .bind(&client.id)
         .execute(&self.pool)
         .await?;
@@ -168,5 +186,19 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<ClientRecord, IdpError> {
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        worker: row
+            .try_get::<Option<String>, _>("worker")?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| IdpError::Internal(format!("stored worker: {e}")))?,
     })
+}
+
+fn worker_json(client: &ClientRecord) -> Result<Option<String>, IdpError> {
+    client
+        .worker
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| IdpError::Internal(format!("worker: {e}")))
 }

@@ -28,6 +28,11 @@ pub fn issue(
         jti: uuid::Uuid::new_v4().to_string(),
         client_id: client.id.clone(),
         scope: scopes.to_string(),
+        // Only tokens that may run work name the worker.
+        ick_worker: scopes
+            .contains(ick_api::Scope::WorkRun)
+            .then(|| client.worker_identity())
+            .flatten(),
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some(ACCESS_TOKEN_TYPE.to_string());

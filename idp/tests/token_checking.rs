@@ -50,6 +50,7 @@ fn claims(idp: &TestIdp) -> AccessClaims {
         jti: "j".into(),
         client_id: "forger".into(),
         scope: "builds:read".into(),
+        ick_worker: None,
     }
 }
 

@@ -63,7 +63,7 @@ impl TestIdp {
         let path = dir.path().join("idp.yaml");
         std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write");
         let all = ick_api::ScopeSet::all().to_string();
-        let admin = create_client(&path, "test-admin", &[all.as_str()]);
+        let admin = create_client(&path, "test-admin", &[all.as_str()], &[]);
         let process = ServiceProcess::start(
             &bin_path("ick-idp"),
             ["--config".as_ref(), path.as_os_str()],
@@ -96,7 +96,24 @@ impl TestIdp {
 
     /// Creates a client with the CLI.
     pub fn create_client(&self, name: &str, scopes: &[&str]) -> Credentials {
-        create_client(&self.config, name, scopes)
+        create_client(&self.config, name, scopes, &[])
+    }
+
+    /// Creates a worker's client: its tokens name the worker `worker` with
+    /// `labels`.
+    pub fn create_worker_client(
+        &self,
+        name: &str,
+        worker: &str,
+        labels: &[&str],
+        scopes: &[&str],
+    ) -> Credentials {
+        let labels = labels.join(",");
+        let mut extra = vec!["--worker-name", worker];
+        if !labels.is_empty() {
+            extra.extend(["--labels", labels.as_str()]);
+        }
+        create_client(&self.config, name, scopes, &extra)
     }
 
     /// A token for `creds`, asking for `scope` (all the client may have if `None`).
@@ -150,11 +167,17 @@ fn run_idp(config: &std::path::Path, args: &[&str]) -> Output {
         .expect("ick-idp runs")
 }
 
-fn create_client(config: &std::path::Path, name: &str, scopes: &[&str]) -> Credentials {
+fn create_client(
+    config: &std::path::Path,
+    name: &str,
+    scopes: &[&str],
+    extra: &[&str],
+) -> Credentials {
     let mut args = vec!["client", "create", name];
     for scope in scopes {
         args.extend(["--scope", scope]);
     }
+    args.extend(extra);
     let out = run_idp(config, &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

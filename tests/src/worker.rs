@@ -88,14 +88,7 @@ impl<'a> TestWorkerBuilder<'a> {
                 &uuid::Uuid::new_v4().simple().to_string()[..12]
             )
         });
-        let credentials = self
-            .idp
-            .create_client(&name, &["work:run", "blobs:read", "blobs:write"]);
         let secret_file = dir.path().join("secret");
-        let secret = self.secret.as_deref().unwrap_or(&credentials.secret);
-        std::fs::write(&secret_file, format!("{secret}\n")).expect("write secret");
-        std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod secret");
         let plugin_dir = dir.path().join("plugins");
         std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
         for (kind, script) in &self.plugins {
@@ -113,7 +106,6 @@ impl<'a> TestWorkerBuilder<'a> {
         config["controller"] = self.controller.as_str().into();
         config["artifact_store"] = self.store.as_deref().unwrap_or("http://127.0.0.1:9").into();
         config["idp"]["token_url"] = self.idp.token_url().into();
-        config["idp"]["client_id"] = credentials.id.as_str().into();
         config["idp"]["client_secret_file"] = path_value(&secret_file);
         config["workspace_root"] = path_value(&workspace_root);
         config["systree_root"] = path_value(&dir.path().join("systrees"));
@@ -124,6 +116,23 @@ impl<'a> TestWorkerBuilder<'a> {
         for edit in self.edits {
             edit(&mut config);
         }
+        // Its IDP client is the worker of its config's name and labels.
+        let labels: Vec<&str> = config["labels"]
+            .as_sequence()
+            .map(|l| l.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let worker_name = config["name"].as_str().unwrap_or(&name);
+        let credentials = self.idp.create_worker_client(
+            &name,
+            worker_name,
+            &labels,
+            &["work:run", "blobs:read", "blobs:write"],
+        );
+        config["idp"]["client_id"] = credentials.id.as_str().into();
+        let secret = self.secret.as_deref().unwrap_or(&credentials.secret);
+        std::fs::write(&secret_file, format!("{secret}\n")).expect("write secret");
+        std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod secret");
         let path = dir.path().join("worker-manager.yaml");
         std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write config");
         let process = spawn(&path, dir.path());

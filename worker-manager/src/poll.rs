@@ -121,7 +121,7 @@ fn explain(shared: &Shared, e: &CallError, delay: Duration) {
                 error = %e,
                 client_id = %config.idp.client_id,
                 ?delay,
-                "the controller refused the worker's token: the client needs the scope work:run, and the controller must trust this IDP"
+                "the controller refused the worker's token or claim: the client needs the scope work:run, the controller must trust this IDP, and the worker's name and labels must be those its IDP client holds (icktool client show CLIENT)"
             )
         }
         CallError::Refused(problem) if problem.status == 400 => tracing::error!(

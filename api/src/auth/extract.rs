@@ -21,6 +21,8 @@ pub struct Caller {
     pub scopes: ScopeSet,
     /// The token's `exp`, seconds since the epoch.
     pub expires_at: i64,
+    /// The worker the token names (`ick_worker`), for clients with `work:run`.
+    pub worker: Option<crate::oauth::WorkerIdentity>,
 }
 
 /// A marker type naming the scope an endpoint needs.

@@ -213,6 +213,7 @@ impl TokenVerifier {
             client_id: claims.client_id,
             scopes,
             expires_at: claims.exp,
+            worker: claims.ick_worker,
         };
         self.remember(digest, &caller);
         Ok(caller)

@@ -227,6 +227,7 @@ async fn forge(env: &Env, issuer: &str, exp: i64, scope: &str) -> String {
         jti: "j".into(),
         client_id: "forger".into(),
         scope: scope.into(),
+        ick_worker: None,
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some("at+jwt".into());

@@ -14,41 +14,45 @@ use crate::error::Result;
 use crate::queue;
 
 pub(super) async fn claim(
-    _: Authorized<WorkRun>,
+    auth: Authorized<WorkRun>,
     State(state): State<AppState>,
     JsonBody(request): JsonBody<ClaimRequest>,
 ) -> Result<Response> {
-    Ok(match queue::claim(&state, request).await? {
+    let worker = queue::Worker::of(&auth.caller)?;
+    Ok(match queue::claim(&state, &worker, request).await? {
         Some(assignment) => Json(assignment).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     })
 }
 
 pub(super) async fn heartbeat(
-    _: Authorized<WorkRun>,
+    auth: Authorized<WorkRun>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(heartbeat): JsonBody<Heartbeat>,
 ) -> Result<Json<HeartbeatReply>> {
-    Ok(Json(queue::heartbeat(&state, &id, heartbeat).await?))
+    let worker = queue::Worker::of(&auth.caller)?;
+    Ok(Json(queue::heartbeat(&state, &worker, &id, heartbeat).await?))
 }
 
 pub(super) async fn output(
-    _: Authorized<WorkRun>,
+    auth: Authorized<WorkRun>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(batch): JsonBody<OutputBatch>,
 ) -> Result<StatusCode> {
-    queue::output(&state, &id, batch).await?;
+    let worker = queue::Worker::of(&auth.caller)?;
+    queue::output(&state, &worker, &id, batch).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn done(
-    _: Authorized<WorkRun>,
+    auth: Authorized<WorkRun>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(done): JsonBody<Done>,
 ) -> Result<StatusCode> {
-    queue::done(&state, &id, done).await?;
+    let worker = queue::Worker::of(&auth.caller)?;
+    queue::done(&state, &worker, &id, done).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -288,15 +288,19 @@ pub async fn renew_lease(
     conn: &mut AnyConnection,
     id: &str,
     attempt: i64,
+    holder: Option<&str>,
     until: i64,
 ) -> Result<Option<Renewed>> {
+    // A running node always has its worker; `holder` None matches any.
     let row = sqlx::query(
-        "UPDATE nodes SET lease_until = $1 WHERE id = $2 AND attempt = $3 AND status = 'running' \
+        "UPDATE nodes SET lease_until = $1 WHERE id = $2 AND attempt = $3 \
+         AND status = 'running' AND worker = COALESCE($4, worker) \
          RETURNING cancel_requested, worker, build_id",
     )
     .bind(until)
     .bind(id)
     .bind(attempt)
+    .bind(holder)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(None) };
@@ -320,6 +324,7 @@ pub struct NodeState {
     pub status: String,
     pub attempt: i64,
     pub chunks: i64,
+    pub worker: Option<String>,
 }
 
 /// The node's state, locked until the transaction ends (Postgres).
@@ -329,8 +334,8 @@ pub async fn lock_node_state(
     id: &str,
 ) -> Result<Option<NodeState>> {
     let sql = store.sql(
-        "SELECT build_id, status, attempt, chunks FROM nodes WHERE id = $1 FOR UPDATE",
-        "SELECT build_id, status, attempt, chunks FROM nodes WHERE id = $1",
+        "SELECT build_id, status, attempt, chunks, worker FROM nodes WHERE id = $1 FOR UPDATE",
+        "SELECT build_id, status, attempt, chunks, worker FROM nodes WHERE id = $1",
     );
     let row = sqlx::query(sql).bind(id).fetch_optional(conn).await?;
     row.map(|r| {
@@ -339,6 +344,7 @@ pub async fn lock_node_state(
             status: r.try_get("status")?,
             attempt: r.try_get("attempt")?,
             chunks: r.try_get("chunks")?,
+            worker: r.try_get("worker")?,
         })
     })
     .transpose()
@@ -445,6 +451,7 @@ pub async fn end_running_node(
     conn: &mut AnyConnection,
     id: &str,
     attempt: i64,
+    holder: Option<&str>,
     chunks: i64,
     ending: &Ending<'_>,
     now: i64,
@@ -453,6 +460,7 @@ pub async fn end_running_node(
         "UPDATE nodes SET status = $1, ended_at = $2, outcome = $3, exit_code = $4, message = $5, \
          outputs = $6, lease_until = NULL \
          WHERE id = $7 AND attempt = $8 AND status = 'running' AND chunks >= $9 \
+         AND worker = COALESCE($10, worker) \
          RETURNING build_id, pipeline, idx, worker",
     )
     .bind(ending.status)
@@ -464,6 +472,7 @@ pub async fn end_running_node(
     .bind(id)
     .bind(attempt)
     .bind(chunks)
+    .bind(holder)
     .fetch_optional(conn)
     .await?;
     row.as_ref().map(decode_ended).transpose()
@@ -495,6 +504,7 @@ pub async fn succeed_node(
     conn: &mut AnyConnection,
     id: &str,
     attempt: i64,
+    holder: Option<&str>,
     chunks: i64,
     ending: &Ending<'_>,
     now: i64,
@@ -506,6 +516,7 @@ pub async fn succeed_node(
            UPDATE nodes SET status = 'succeeded', ended_at = $1, outcome = $2, exit_code = $3, \
              message = $4, outputs = $5, lease_until = NULL \
            WHERE id = $6 AND attempt = $7 AND status = 'running' AND chunks >= $8 \
+             AND worker = COALESCE($9, worker) \
            RETURNING build_id, pipeline, idx, worker), \
          released AS ( \
            UPDATE nodes n SET waiting = n.waiting - 1, \
@@ -527,6 +538,7 @@ pub async fn succeed_node(
     .bind(id)
     .bind(attempt)
     .bind(chunks)
+    .bind(holder)
     .fetch_optional(conn)
     .await?;
     row.map(|r| {

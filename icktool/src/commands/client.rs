@@ -25,6 +25,14 @@ pub enum ClientCommand {
         /// The audience of its tokens (default: the IDP's).
         #[arg(long)]
         audience: Option<String>,
+        /// For a worker (scope work:run): the name it works under
+        /// (default: the client's name).
+        #[arg(long)]
+        worker_name: Option<String>,
+        /// For a worker: the labels it may claim work with, e.g.
+        /// `trusted,arch=amd64` (default: none).
+        #[arg(long, value_delimiter = ',')]
+        labels: Option<Vec<String>>,
         /// Also write an icktool config (mode 0600) for the new client,
         /// with this config's URLs.
         #[arg(long, value_name = "FILE")]
@@ -35,6 +43,16 @@ pub enum ClientCommand {
     List,
     /// Show one client (by id or name).
     Show { client: String },
+    /// Change the worker a client is (its tokens name it from the next one on).
+    Update {
+        client: String,
+        /// The worker's new name.
+        #[arg(long)]
+        worker_name: Option<String>,
+        /// The worker's labels, replacing the old ones (`--labels ''` for none).
+        #[arg(long, value_delimiter = ',')]
+        labels: Option<Vec<String>>,
+    },
     /// Stop a client from getting tokens.
     Disable { client: String },
     /// Let a disabled client get tokens again.
@@ -59,6 +77,8 @@ pub async fn run(ick: &Ick, command: ClientCommand, out: &Out) -> anyhow::Result
             name,
             scopes,
             audience,
+            worker_name,
+            labels,
             write_config,
         } => {
             // Checked first: a refusal must not leave a client behind.
@@ -75,6 +95,8 @@ pub async fn run(ick: &Ick, command: ClientCommand, out: &Out) -> anyhow::Result
                 name,
                 scopes: scopes.iter().flat_map(|s| s.iter()).collect(),
                 audience,
+                worker_name,
+                labels,
             };
             let created: ClientWithSecret = ick
                 .call(Service::Idp, Method::POST, "/clients", Some(&body))
@@ -124,6 +146,22 @@ pub async fn run(ick: &Ick, command: ClientCommand, out: &Out) -> anyhow::Result
                 .await?;
             out.print(&c, || info_text(&c))?;
         }
+        ClientCommand::Update {
+            client,
+            worker_name,
+            labels,
+        } => {
+            let body = UpdateClient {
+                worker_name,
+                labels: labels.map(|l| l.into_iter().filter(|l| !l.is_empty()).collect()),
+                ..UpdateClient::default()
+            };
+            let path = format!("/clients/{}", segment(&client));
+            let c: ClientInfo = ick
+                .call(Service::Idp, Method::PATCH, &path, Some(&body))
+                .await?;
+            out.print(&c, || info_text(&c))?;
+        }
         ClientCommand::Disable { client } => set_enabled(ick, out, &client, false).await?,
         ClientCommand::Enable { client } => set_enabled(ick, out, &client, true).await?,
         ClientCommand::Rotate { client } => {
@@ -147,8 +185,8 @@ pub async fn run(ick: &Ick, command: ClientCommand, out: &Out) -> anyhow::Result
 
 async fn set_enabled(ick: &Ick, out: &Out, client: &str, enabled: bool) -> anyhow::Result<()> {
     let body = UpdateClient {
-        scopes: None,
         enabled: Some(enabled),
+        ..UpdateClient::default()
     };
     let path = format!("/clients/{}", segment(client));
     let c: ClientInfo = ick
@@ -173,12 +211,21 @@ fn secret_text(c: &ClientWithSecret) -> String {
 }
 
 fn info_text(c: &ClientInfo) -> String {
-    format!(
+    let mut text = format!(
         "name:          {}\nclient_id:     {}\nenabled:       {}\nscopes:        {}\naudience:      {}\n",
         c.name,
         c.id,
         if c.enabled { "yes" } else { "no" },
         c.scopes,
         c.audience
-    )
+    );
+    if let Some(w) = &c.worker {
+        let labels = if w.labels.is_empty() {
+            "(none)".to_string()
+        } else {
+            w.labels.join(",")
+        };
+        text.push_str(&format!("worker:        {}\nlabels:        {labels}\n", w.name));
+    }
+    text
 }

@@ -19,7 +19,12 @@ pub(super) async fn create(
     let audience = body
         .audience
         .unwrap_or_else(|| state.config.default_audience.clone());
-    let created = clients::create(&state.store, &body.name, body.scopes, &audience).await?;
+    let worker = clients::WorkerAttributes {
+        name: body.worker_name,
+        labels: body.labels,
+    };
+    let created =
+        clients::create(&state.store, &body.name, body.scopes, &audience, worker).await?;
     tracing::info!(client_id = %created.client.id, name = %created.client.name, "client created");
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -46,7 +51,11 @@ pub(super) async fn update(
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateClient>,
 ) -> Result<Json<ClientInfo>, IdpError> {
-    let updated = clients::update(&state.store, &id, body.scopes, body.enabled).await?;
+    let worker = clients::WorkerAttributes {
+        name: body.worker_name,
+        labels: body.labels,
+    };
+    let updated = clients::update(&state.store, &id, body.scopes, body.enabled, worker).await?;
     tracing::info!(client_id = %updated.id, enabled = updated.enabled, "client updated");
     Ok(Json(updated))
 }
