@@ -11,6 +11,7 @@ pub mod process;
 mod python;
 mod sandbox;
 mod shell;
+mod untar;
 
 use std::collections::BTreeMap;
 use std::future::Future;
