@@ -4,6 +4,7 @@
 mod archive;
 pub mod env;
 mod git;
+mod gitdir;
 pub mod leftovers;
 pub mod owner;
 mod plugin;
