@@ -82,6 +82,10 @@ impl<'a> TestWorkerBuilder<'a> {
     /// Writes the config and starts the binary.
     pub fn start(self) -> TestWorker {
         let dir = tempfile::tempdir().expect("tempdir");
+        // A worker running as root starts sandboxes as its sandbox user,
+        // who must reach the workspaces below (but not list this folder).
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+            .expect("chmod the worker's directory");
         let name = self.name.unwrap_or_else(|| {
             format!(
                 "worker-{}",

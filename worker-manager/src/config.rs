@@ -44,6 +44,13 @@ pub struct Config {
     /// by default.
     #[serde(default)]
     pub plugin_dir: Option<PathBuf>,
+    /// When the worker runs as root, `chroot` and `container` actions run
+    /// as this user instead (a name or a number; default `nobody`).
+    #[serde(default = "default_sandbox_user")]
+    pub sandbox_user: String,
+    /// ...and this group (a name or a number; default `nogroup`).
+    #[serde(default = "default_sandbox_group")]
+    pub sandbox_group: String,
     /// Serve `/healthz` and `/readyz` here; no HTTP by default.
     #[serde(default)]
     pub http: Option<HttpConfig>,
@@ -124,6 +131,12 @@ impl Default for OutputConfig {
     }
 }
 
+fn default_sandbox_user() -> String {
+    "nobody".into()
+}
+fn default_sandbox_group() -> String {
+    "nogroup".into()
+}
 fn default_slots() -> u32 {
     1
 }

@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub controller: ControllerClient,
     pub blobs: BlobClient,
     pub workspaces: Workspaces,
+    /// Whom sandboxed actions run as (none: the worker's own user).
+    pub sandbox_user: Option<run::owner::SandboxUser>,
     /// Slots running an action.
     pub busy: AtomicU32,
     /// The last claim was answered.
@@ -120,6 +122,7 @@ pub async fn start(
     let blobs = BlobClient::new(http, &config.artifact_store, tokens);
     let name = claim_name(&config.name)?;
     let workspaces = Workspaces::open(config.workspace_root.clone(), config.systree_root()).await?;
+    let sandbox_user = sandbox_user(&config).await?;
     // Processes of actions that a killed predecessor of this worker left.
     let orphans = run::leftovers::end_orphans(format!("{}/", config.name), config.kill_grace).await;
     if orphans > 0 {
@@ -132,6 +135,7 @@ pub async fn start(
         controller,
         blobs,
         workspaces,
+        sandbox_user,
         busy: AtomicU32::new(0),
         ready: AtomicBool::new(false),
         shutdown: CancellationToken::new(),
@@ -160,6 +164,35 @@ pub async fn start(
         slots,
         timer,
     })
+}
+
+/// Whom sandboxed actions run as: the configured user when the worker runs
+/// as root. It must reach the workspaces and system trees; if it cannot,
+/// the worker still runs host actions, and says why sandboxed ones fail.
+async fn sandbox_user(config: &Config) -> anyhow::Result<Option<run::owner::SandboxUser>> {
+    let user =
+        run::owner::SandboxUser::for_this_process(&config.sandbox_user, &config.sandbox_group)?;
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let dirs = [
+        (config.workspace_root.clone(), "workspace_root"),
+        (config.systree_root(), "systree_root"),
+    ];
+    let reached = tokio::task::spawn_blocking(move || {
+        dirs.iter()
+            .try_for_each(|(dir, setting)| user.check_reaches(dir, setting))
+    })
+    .await?;
+    if let Err(e) = reached {
+        tracing::warn!(error = %e, "chroot and container actions will fail");
+    }
+    tracing::info!(
+        uid = user.uid,
+        gid = user.gid,
+        "chroot and container actions run as the sandbox user"
+    );
+    Ok(Some(user))
 }
 
 /// Makes `name` this process's on this host: at its start a worker-manager

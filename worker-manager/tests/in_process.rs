@@ -33,6 +33,8 @@ async fn a_worker_manager_runs_in_process_and_stops_when_asked() {
         workspace_root: root.path().join("workspaces"),
         systree_root: None,
         plugin_dir: None,
+        sandbox_user: "nobody".into(),
+        sandbox_group: "nogroup".into(),
         http: None,
         claim_wait: Duration::from_secs(30),
         heartbeat_interval: Duration::from_secs(2),

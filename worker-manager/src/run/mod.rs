@@ -4,13 +4,16 @@
 mod archive;
 pub mod env;
 mod git;
+mod gitdir;
 pub mod leftovers;
+pub mod owner;
 mod plugin;
 mod populate;
 pub mod process;
 mod python;
 mod sandbox;
 mod shell;
+mod untar;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -88,6 +91,8 @@ pub struct RunCtx {
     pub marker: String,
     pub blobs: BlobClient,
     pub plugin_dir: Option<PathBuf>,
+    /// Whom sandboxed processes run as (none: the worker's own user).
+    pub sandbox_user: Option<owner::SandboxUser>,
 }
 
 impl RunCtx {
@@ -242,6 +247,7 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
                 marker: marker.clone(),
                 blobs: shared.blobs.clone(),
                 plugin_dir: shared.config.plugin_dir.clone(),
+                sandbox_user: shared.sandbox_user,
             };
             (Some(dirs), execute(&rc).await)
         }

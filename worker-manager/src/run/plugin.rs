@@ -2,7 +2,9 @@
 //! `ick-action-KIND` from the plugin directory, in the workspace, with the
 //! action's environment and the action as JSON on its standard input; its
 //! output and exit code are the action's. Plugins run on the host whatever
-//! `where:` says (it is in the JSON, for the plugin to honour).
+//! `where:` says (it is in the JSON, for the plugin to honour), in a
+//! workspace that earlier actions wrote: to a plugin, the workspace is as
+//! untrusted as its input (README: "Host-side steps").
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //! and unpack it, as it streams in, into the workspace (or `path` in it)
 //! or into the pipeline's system tree. With `optional: true` a missing
 //! ref is not an error and leaves the target as it is (made, empty, if it
-//! was not there): the way incremental builds start fresh.
+//! was not there): the way incremental builds start fresh. What an archive
+//! may hold is checked entry by entry (see `untar`).
 
 use std::path::PathBuf;
 
@@ -12,6 +13,7 @@ use ick_api::work::Stream;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::SyncIoBridge;
 
+use super::untar::{self, UntarError};
 use super::{Ending, RunCtx};
 use crate::error::ActionError;
 use crate::workspace::{blocking, inside};
@@ -126,21 +128,13 @@ async fn unpack(
     let (mut writer, reader) = tokio::io::duplex(PIPE);
     let bridge = SyncIoBridge::new(reader);
     let dir = target.clone();
-    let untar = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        std::fs::create_dir_all(&dir)?;
-        let mut archive = tar::Archive::new(std::io::BufReader::with_capacity(PIPE, bridge));
-        archive.set_preserve_permissions(true);
-        archive.set_preserve_mtime(true);
-        archive.set_overwrite(true);
-        archive.set_unpack_xattrs(false);
-        // A system tree keeps its owners (setuid programs, root's files);
-        // a workspace belongs to whoever runs the actions.
-        archive.set_preserve_ownerships(systree);
-        archive.unpack(&dir)?;
+    let untar = tokio::task::spawn_blocking(move || -> Result<Vec<String>, UntarError> {
+        let mut reader = std::io::BufReader::with_capacity(PIPE, bridge);
+        let skipped = untar::unpack(&mut reader, &dir, systree)?;
         // Read the padding after the end of the archive, so the download
         // (and its digest check) completes.
-        std::io::copy(&mut archive.into_inner(), &mut std::io::sink())?;
-        Ok(())
+        std::io::copy(&mut reader, &mut std::io::sink())?;
+        Ok(skipped)
     });
     let downloaded = async {
         let size = rc.blobs.download(digest, &mut writer).await?;
@@ -154,17 +148,30 @@ async fn unpack(
     .await;
     let unpacked = untar
         .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        .unwrap_or_else(|e| Err(std::io::Error::other(e).into()));
     match (downloaded, unpacked) {
-        (Ok(size), Ok(())) => Ok(size),
+        (Ok(size), Ok(skipped)) => {
+            for line in skipped {
+                rc.out.line(Stream::Stderr, &format!("ick: {line}")).await;
+            }
+            Ok(size)
+        }
         (Err(BlobError::DigestMismatch { expected, actual }), _) => Err(ActionError::new(format!(
             "blob {expected} arrived with the wrong content (digest {actual})"
         ))),
         // The pipe broke because the unpacking stopped: that is the cause.
-        (Err(BlobError::Io { .. }) | Ok(_), Err(e)) => Err(ActionError::new(format!(
-            "cannot unpack blob {digest} into {}: {e} (is it a tar archive?)",
-            target.display()
-        ))),
+        (Err(BlobError::Io { .. }) | Ok(_), Err(UntarError::Refused(why))) => {
+            Err(ActionError::new(format!(
+                "refused to unpack blob {digest}: {why}; nothing was written outside {}",
+                target.display()
+            )))
+        }
+        (Err(BlobError::Io { .. }) | Ok(_), Err(UntarError::Io(e))) => {
+            Err(ActionError::new(format!(
+                "cannot unpack blob {digest} into {}: {e} (is it a tar archive?)",
+                target.display()
+            )))
+        }
         (Err(e), _) => Err(ActionError::new(format!(
             "cannot download blob {digest}: {e}"
         ))),

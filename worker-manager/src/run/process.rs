@@ -50,6 +50,9 @@ pub struct Proc {
     pub stdin: Option<Vec<u8>>,
     /// Keep standard output instead of sending it to the log.
     pub capture_stdout: bool,
+    /// Run it as this uid and gid (with no supplementary groups) rather
+    /// than as the worker.
+    pub user: Option<(u32, u32)>,
 }
 
 impl Proc {
@@ -71,6 +74,7 @@ impl Proc {
             env,
             stdin: None,
             capture_stdout: false,
+            user: None,
         }
     }
 }
@@ -125,6 +129,10 @@ pub async fn run(proc: Proc, limits: &Limits<'_>) -> Result<ProcEnd, ActionError
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    if let Some((uid, gid)) = proc.user {
+        // As root, the standard library also drops the supplementary groups.
+        command.uid(uid).gid(gid);
+    }
     let since = Since::now();
     let mut child = command.spawn().map_err(|e| {
         let program = proc.program.to_string_lossy();

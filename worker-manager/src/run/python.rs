@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{Ending, RunCtx, process, sandbox};
+use super::{Ending, RunCtx, sandbox};
 use crate::error::ActionError;
 
 /// Runs the script (its first argument) with `params` defined.
@@ -29,5 +29,5 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
     .await?;
     // Output shows up in the log as it is written.
     proc.env.push(("PYTHONUNBUFFERED".into(), "1".into()));
-    Ok(rc.ending(process::run(proc, &rc.limits()).await?))
+    Ok(rc.ending(sandbox::run(rc, proc).await?))
 }

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{Ending, RunCtx, process, sandbox};
+use super::{Ending, RunCtx, sandbox};
 use crate::error::ActionError;
 
 pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
@@ -13,5 +13,5 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
         )));
     };
     let proc = sandbox::command(rc, "bash", vec!["-e".into(), "-c".into(), script.into()]).await?;
-    Ok(rc.ending(process::run(proc, &rc.limits()).await?))
+    Ok(rc.ending(sandbox::run(rc, proc).await?))
 }
