@@ -36,9 +36,11 @@ pub enum Worker {
 impl Worker {
     /// The worker `caller` is; 403 if its token names none.
     pub fn of(caller: &Caller) -> Result<Worker> {
+        if caller.scopes.contains(Scope::IdpAdmin) {
+            return Ok(Worker::Admin);
+        }
         match &caller.worker {
             Some(identity) => Ok(Worker::Named(identity.clone())),
-            None if caller.scopes.contains(Scope::IdpAdmin) => Ok(Worker::Admin),
             None => Err(ControllerError::Forbidden(format!(
                 "client {} has {} but its token names no worker: its IDP is older than the \
                  controller, or the token was asked without that scope",

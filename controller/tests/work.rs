@@ -26,6 +26,7 @@ on_both_storages!(
     duplicate_chunks_and_a_second_done_are_stored_once,
     workers_are_listed_with_what_they_run,
     bad_work_requests_are_refused_and_change_nothing,
+    a_worker_claims_only_as_its_client_and_reports_only_on_its_own_nodes,
 );
 
 async fn assert_stale(r: reqwest::Response) {
@@ -433,4 +434,69 @@ async fn bad_work_requests_are_refused_and_change_nothing(storage: Storage) {
     );
     let r = w.done_raw(&a.node_id, &SimWorker::exited(&a, 0, 0)).await;
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+async fn a_worker_claims_only_as_its_client_and_reports_only_on_its_own_nodes(storage: Storage) {
+    let env = Env::start(storage).await;
+    env.admin.pipeline("t", "actions: [{shell: 'true'}]").await;
+    env.admin
+        .project("p", "pipelines: [t]\nruns_on: [trusted]")
+        .await;
+    let alice = env.named_worker("alice", &["trusted"]).await;
+    let mallory = env.named_worker("mallory", &[]).await;
+
+    // Claiming under another name, or with a label the client lacks: 403.
+    let mut as_alice = mallory.claim_request(0);
+    as_alice.worker = "alice".into();
+    as_alice.labels = vec!["trusted".into()];
+    let r = mallory.api.post("/work/claim", Some(&as_alice)).await;
+    let p: Problem = json(r, StatusCode::FORBIDDEN).await;
+    assert!(p.to_string().contains("\"mallory\"'s"), "{p}");
+    let mut trusted = mallory.claim_request(0);
+    trusted.labels = vec!["trusted".into()];
+    let r = mallory.api.post("/work/claim", Some(&trusted)).await;
+    let p: Problem = json(r, StatusCode::FORBIDDEN).await;
+    assert!(p.to_string().contains("label \"trusted\""), "{p}");
+    let workers: Vec<WorkerInfo> = env.admin.get("/workers").await;
+    assert!(
+        workers.iter().all(|w| w.name != "alice"),
+        "a refused claim registers nothing: {workers:?}"
+    );
+
+    let build = env.admin.trigger("p").await;
+    assert!(mallory.claim(0).await.is_none(), "no label, no work");
+    let a = alice.claim_within(SOON).await;
+
+    // Mallory cannot renew, feed or end alice's action: 403, nothing changes.
+    let r = mallory.heartbeat_raw(&a.node_id, a.attempt).await;
+    let _: Problem = json(r, StatusCode::FORBIDDEN).await;
+    let chunk = OutputChunk {
+        seq: 0,
+        stream: Stream::Stdout,
+        data: "forged\n".into(),
+    };
+    let r = mallory.output_raw(&a.node_id, a.attempt, vec![chunk]).await;
+    let _: Problem = json(r, StatusCode::FORBIDDEN).await;
+    let r = mallory
+        .done_raw(&a.node_id, &SimWorker::exited(&a, 1, 0))
+        .await;
+    let _: Problem = json(r, StatusCode::FORBIDDEN).await;
+    // A stale attempt is still a conflict, whoever sends it.
+    assert_stale(mallory.heartbeat_raw(&a.node_id, a.attempt + 1).await).await;
+    let view: BuildView = env.admin.get(&format!("/builds/{}", build.id)).await;
+    assert_eq!(view.nodes[0].status, NodeStatus::Running);
+    let log: Vec<LogChunk> = env.admin.get(&format!("/builds/{}/log", build.id)).await;
+    assert!(log.is_empty(), "{log:?}");
+
+    // Alice's own reports go through.
+    alice.heartbeat(&a).await;
+    alice.output(&a, 0, &["real\n"]).await;
+    alice.finish(&a, 0, 1).await;
+    let view = env.admin.wait_build(&build.id, SOON).await;
+    assert_eq!(view.build.status, BuildStatus::Succeeded);
+    let log: Vec<LogChunk> = env.admin.get(&format!("/builds/{}/log", build.id)).await;
+    assert_eq!(
+        log.iter().map(|c| c.data.as_str()).collect::<String>(),
+        "real\n"
+    );
 }

@@ -375,3 +375,104 @@ async fn an_independent_jwt_library_verifies_our_token_against_our_jwks() {
             .is_err()
     );
 }
+
+/// The claims of `token`, its signature checked by jwt-compact (not our
+/// code) against the IDP's published keys.
+async fn independently_verified_claims(idp: &TestIdp, token: &str) -> serde_json::Value {
+    use jwt_compact::alg::Ed25519;
+    use jwt_compact::jwk::JsonWebKey;
+    use jwt_compact::{AlgorithmExt, UntrustedToken};
+    let jwks: serde_json::Value = reqwest::get(format!("{}/.well-known/jwks.json", idp.url()))
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let untrusted = UntrustedToken::new(token).expect("parses");
+    let kid = untrusted.header().key_id.clone().expect("kid");
+    let jwk = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .expect("our kid is published")
+        .clone();
+    let jwk: JsonWebKey<'_> = serde_json::from_value(jwk).expect("a JWK");
+    let public =
+        <Ed25519 as jwt_compact::Algorithm>::VerifyingKey::try_from(&jwk).expect("Ed25519");
+    Ed25519
+        .validator::<serde_json::Value>(&public)
+        .validate(&untrusted)
+        .expect("the signature verifies")
+        .claims()
+        .custom
+        .clone()
+}
+
+#[tokio::test]
+async fn a_worker_s_token_names_the_worker_its_admin_set_and_no_other_token_does() {
+    let idp = TestIdp::start();
+    let worker = idp.create_worker_client(
+        "builder-7",
+        "amd64-7",
+        &["trusted", "arch=amd64"],
+        &["work:run"],
+    );
+    let claims = independently_verified_claims(&idp, &idp.token(&worker, None).await).await;
+    assert_eq!(
+        claims["ick_worker"],
+        serde_json::json!({"name": "amd64-7", "labels": ["trusted", "arch=amd64"]})
+    );
+    // The default: the client's name, no labels.
+    let plain = idp.create_client("plain-worker", &["work:run blobs:read"]);
+    let claims = independently_verified_claims(&idp, &idp.token(&plain, None).await).await;
+    assert_eq!(
+        claims["ick_worker"],
+        serde_json::json!({"name": "plain-worker", "labels": []})
+    );
+    // A token asked without work:run, or of a client without it, names none.
+    let token = idp.token(&plain, Some("blobs:read")).await;
+    let claims = independently_verified_claims(&idp, &token).await;
+    assert!(claims.get("ick_worker").is_none(), "{claims}");
+    let reader = idp.create_client("reader", &["builds:read"]);
+    let claims = independently_verified_claims(&idp, &idp.token(&reader, None).await).await;
+    assert!(claims.get("ick_worker").is_none(), "{claims}");
+
+    // An admin changes the labels; the next token carries them.
+    let admin = idp.admin_token().await;
+    let http = reqwest::Client::new();
+    let r = http
+        .patch(format!("{}/clients/{}", idp.url(), worker.id))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"labels": ["arch=amd64"]}))
+        .send()
+        .await
+        .expect("PATCH");
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let claims = independently_verified_claims(&idp, &idp.token(&worker, None).await).await;
+    assert_eq!(
+        claims["ick_worker"]["labels"],
+        serde_json::json!(["arch=amd64"])
+    );
+    // Bad labels, or worker attributes for a client that is no worker: 400.
+    for (id, body) in [
+        (&worker.id, serde_json::json!({"labels": ["has space"]})),
+        (&worker.id, serde_json::json!({"worker_name": "no/slash"})),
+        (&reader.id, serde_json::json!({"labels": ["trusted"]})),
+    ] {
+        let r = http
+            .patch(format!("{}/clients/{id}", idp.url()))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .expect("PATCH");
+        assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST, "{body}");
+    }
+    let claims = independently_verified_claims(&idp, &idp.token(&worker, None).await).await;
+    assert_eq!(
+        claims["ick_worker"]["labels"],
+        serde_json::json!(["arch=amd64"]),
+        "unchanged"
+    );
+}

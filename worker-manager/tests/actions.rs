@@ -380,3 +380,106 @@ async fn git_checks_out_the_exact_commit_and_reports_it() {
     assert_eq!(view.nodes[0].outputs.get("commit"), Some(&first));
     assert_eq!(env.text(&view.build.id, Stream::Stdout).await, "one\n");
 }
+
+/// A dumb-HTTP git server (Python's, on loopback) that answers only
+/// requests with `Authorization: Basic base64(user:password)`; returns it
+/// with its port.
+fn git_http_server(
+    root: &std::path::Path,
+    user: &str,
+    password: &str,
+) -> (std::process::Child, u16) {
+    use base64::Engine;
+    use std::io::BufRead;
+    let wanted = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let script = format!(
+        r#"
+import http.server, sys
+class H(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):
+        if self.headers.get("Authorization") != "Basic {wanted}":
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.end_headers()
+            return
+        super().do_GET()
+s = http.server.HTTPServer(("127.0.0.1", 0), lambda *a: H(*a, directory=sys.argv[1]))
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", &script])
+        .arg(root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the port");
+    (child, line.trim().parse().expect("a port"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_a_git_url_reach_the_server_and_no_log_argument_or_file() {
+    const TOKEN: &str = "tok3n-s3cret";
+    let env = Env::start().await;
+    let _worker = env.worker().start();
+    let repo = tempfile::tempdir().expect("tempdir");
+    git(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
+    std::fs::write(repo.path().join("version"), "served\n").expect("write");
+    git(repo.path(), &["add", "version"]);
+    git(repo.path(), &["commit", "--quiet", "-m", "one"]);
+    let served = tempfile::tempdir().expect("tempdir");
+    let bare = served.path().join("repo.git");
+    git(
+        repo.path(),
+        &[
+            "clone",
+            "--quiet",
+            "--bare",
+            ".",
+            bare.to_str().expect("utf-8"),
+        ],
+    );
+    git(&bare, &["update-server-info"]);
+    let (mut server, port) = git_http_server(served.path(), "ci", TOKEN);
+
+    env.admin
+        .pipeline(
+            "checkout",
+            "parameters: [git_url, git_ref]\nactions:\n  - git: {}\n  \
+             - shell: 'cat version; cat .git/FETCH_HEAD .git/config'\n",
+        )
+        .await;
+    let url = format!("http://ci:{TOKEN}@127.0.0.1:{port}/repo.git");
+    env.admin
+        .project(
+            "private",
+            &format!("parameters: {{git_url: '{url}', git_ref: main}}\npipelines: [checkout]"),
+        )
+        .await;
+    let view = env.run("private", SOON).await;
+    let log: String = env
+        .log(&view.build.id)
+        .await
+        .iter()
+        .map(|c| c.data.as_str())
+        .collect();
+    let _ = server.kill();
+    assert_succeeded(&view);
+    assert!(log.contains("served\n"), "the server let git in:\n{log}");
+    assert!(
+        log.contains(&format!(
+            "ick: fetching main of http://127.0.0.1:{port}/repo.git"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains(TOKEN), "the token is in the log:\n{log}");
+    assert_eq!(
+        view.build.parameters["git_url"],
+        format!("http://***@127.0.0.1:{port}/repo.git")
+    );
+}

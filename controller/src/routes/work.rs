@@ -32,7 +32,9 @@ pub(super) async fn heartbeat(
     JsonBody(heartbeat): JsonBody<Heartbeat>,
 ) -> Result<Json<HeartbeatReply>> {
     let worker = queue::Worker::of(&auth.caller)?;
-    Ok(Json(queue::heartbeat(&state, &worker, &id, heartbeat).await?))
+    Ok(Json(
+        queue::heartbeat(&state, &worker, &id, heartbeat).await?,
+    ))
 }
 
 pub(super) async fn output(

@@ -49,6 +49,16 @@ impl Env {
         SimWorker::new(self.admin.clone(), name)
     }
 
+    /// A worker with an IDP client of its own whose tokens name it, with
+    /// `labels` (the admin's token may act as any worker; this one may not).
+    pub async fn named_worker(&self, name: &str, labels: &[&str]) -> SimWorker {
+        let creds = self
+            .idp
+            .create_worker_client(name, name, labels, &["work:run"]);
+        let api = self.controller.client(&self.idp.token(&creds, None).await);
+        SimWorker::new(api, name).labels(labels)
+    }
+
     /// A client whose token has only `scopes` (space-separated; may be
     /// empty for a token without any of the controller's scopes).
     pub async fn client_with(&self, name: &str, scopes: &str) -> Api {

@@ -225,7 +225,10 @@ fn info_text(c: &ClientInfo) -> String {
         } else {
             w.labels.join(",")
         };
-        text.push_str(&format!("worker:        {}\nlabels:        {labels}\n", w.name));
+        text.push_str(&format!(
+            "worker:        {}\nlabels:        {labels}\n",
+            w.name
+        ));
     }
     text
 }

@@ -23,8 +23,7 @@ pub(super) async fn create(
         name: body.worker_name,
         labels: body.labels,
     };
-    let created =
-        clients::create(&state.store, &body.name, body.scopes, &audience, worker).await?;
+    let created = clients::create(&state.store, &body.name, body.scopes, &audience, worker).await?;
     tracing::info!(client_id = %created.client.id, name = %created.client.name, "client created");
     Ok((StatusCode::CREATED, Json(created)))
 }

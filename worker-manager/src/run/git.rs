@@ -60,6 +60,42 @@ fn git_env() -> Vec<(String, String)> {
     env
 }
 
+/// An http(s) URL's credentials taken out of it, to be sent as a header
+/// given in the environment: then they are in no argument (which `ps`
+/// shows), no log line, no error git prints and no file in the workspace
+/// (`.git/FETCH_HEAD`). Other URLs are as they were.
+fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
+    use base64::Engine;
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return (url.to_string(), None);
+    };
+    let http = matches!(parsed.scheme(), "http" | "https");
+    if !http || (parsed.username().is_empty() && parsed.password().is_none()) {
+        return (url.to_string(), None);
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = decode(parsed.username());
+    let password = parsed.password().map(decode).unwrap_or_default();
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let mut scope = parsed.clone();
+    scope.set_path("/");
+    scope.set_query(None);
+    scope.set_fragment(None);
+    (
+        parsed.to_string(),
+        Some((
+            format!("http.{scope}.extraHeader"),
+            format!("Authorization: Basic {basic}"),
+        )),
+    )
+}
+
 fn param(rc: &RunCtx, name: &str) -> Option<String> {
     match rc.a.parameters.get(name) {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -103,7 +139,15 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
             .await?
         }
     };
-    let env = git_env();
+    let (url, credentials) = split_credentials(&url);
+    let mut env = git_env();
+    if let Some((key, value)) = credentials {
+        env.extend([
+            ("GIT_CONFIG_COUNT".into(), "1".into()),
+            ("GIT_CONFIG_KEY_0".into(), key),
+            ("GIT_CONFIG_VALUE_0".into(), value),
+        ]);
+    }
     let git_dir = dir.join(".git");
     let git = |args: &[&str]| {
         let mut all: Vec<String> = Vec::new();
@@ -166,4 +210,33 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
         outputs: BTreeMap::from([("commit".to_string(), commit)]),
         ..Ending::exited(0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_http_urls_for_a_header_of_that_server() {
+        let (url, header) = split_credentials("https://ci:t%40k@git.example.org:8443/o/r.git");
+        assert_eq!(url, "https://git.example.org:8443/o/r.git");
+        let (key, value) = header.expect("a header");
+        assert_eq!(key, "http.https://git.example.org:8443/.extraHeader");
+        // base64("ci:t@k")
+        assert_eq!(value, "Authorization: Basic Y2k6dEBr");
+        let (url, header) = split_credentials("https://TOKEN@github.com/o/r");
+        assert_eq!(url, "https://github.com/o/r");
+        assert_eq!(
+            header.map(|h| h.1),
+            Some("Authorization: Basic VE9LRU46".to_string())
+        );
+        for plain in [
+            "https://github.com/o/r.git",
+            "ssh://git@github.com/o/r.git",
+            "git@github.com:o/r.git",
+            "/srv/git/r.git",
+        ] {
+            assert_eq!(split_credentials(plain), (plain.to_string(), None));
+        }
+    }
 }
