@@ -67,8 +67,10 @@ pub fn resolve(
     Ok(value.cloned())
 }
 
-/// `text` with the credentials of every URL in it (`scheme://user:token@host`)
-/// replaced by `***`: for log lines, mail and views of parameters.
+/// `text` with the credentials of every URL in it (`scheme://user:token@host`,
+/// and `https://token@host`) replaced by `***`: for log lines, mail and
+/// views of parameters. A bare user name of another scheme
+/// (`ssh://git@host`) is no secret and stays.
 pub fn redact_urls(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.contains('@') {
         return std::borrow::Cow::Borrowed(text);
@@ -82,12 +84,14 @@ pub fn redact_urls(text: &str) -> std::borrow::Cow<'_, str> {
             .find(|c: char| c.is_whitespace() || "/?#'\"<>`".contains(c))
             .unwrap_or(after.len());
         let authority = &after[..end];
+        let http = before.to_ascii_lowercase().ends_with("http://")
+            || before.to_ascii_lowercase().ends_with("https://");
         match authority.rfind('@') {
-            Some(userinfo) => {
+            Some(userinfo) if http || authority[..userinfo].contains(':') => {
                 out.push_str("***");
                 out.push_str(&authority[userinfo..]);
             }
-            None => out.push_str(authority),
+            _ => out.push_str(authority),
         }
         rest = &after[end..];
     }
@@ -126,9 +130,10 @@ mod tests {
             ),
             (
                 "fatal: 'https://ghp_abc@github.com/o/r' and ssh://git@h:22/x",
-                "fatal: 'https://***@github.com/o/r' and ssh://***@h:22/x",
+                "fatal: 'https://***@github.com/o/r' and ssh://git@h:22/x",
             ),
             ("https://a:b@c", "https://***@c"),
+            ("ssh://git:pw@h/x", "ssh://***@h/x"),
             ("no url, just me@example.org", "no url, just me@example.org"),
             (
                 "https://host/path@v1 is fine",

@@ -103,9 +103,11 @@ impl IntoResponse for ControllerError {
                 let mut response = Problem::new(StatusCode::TOO_MANY_REQUESTS, text)
                     .with("retry_after", retry_after)
                     .into_response();
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                let headers = response.headers_mut();
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                // Answered before the body is read: the connection cannot
+                // carry another request.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
                 return response;
             }
             ControllerError::StaleAttempt { current, .. } => {
