@@ -82,26 +82,7 @@ pub struct WorkerIdentity {
 impl WorkerIdentity {
     /// Refuses a name or label that cannot be one; the error says why.
     pub fn check(&self) -> Result<(), String> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 100
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !name_ok {
-            return Err(format!(
-                "worker name {:?} is not valid: use letters, digits, '.', '_' and '-' (at most 100)",
-                self.name
-            ));
-        }
-        if let Some(bad) = self.labels.iter().find(|l| {
-            l.is_empty() || l.len() > 100 || l.chars().any(|c| c.is_whitespace() || c == ',')
-        }) {
-            return Err(format!(
-                "label {bad:?} is empty, longer than 100 or has spaces or commas"
-            ));
-        }
-        Ok(())
+        crate::work::check_worker(&self.name, &self.labels)
     }
 }
 

@@ -72,6 +72,31 @@ pub struct ClaimRequest {
     pub wait: u64,
 }
 
+/// Refuses a worker name or label that cannot be one (the IDP, the
+/// controller and the worker-manager all check with this); the error says
+/// why.
+pub fn check_worker(name: &str, labels: &[String]) -> Result<(), String> {
+    let name_ok = !name.is_empty()
+        && name.len() <= 100
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !name_ok {
+        return Err(format!(
+            "worker name {name:?} is not valid: use letters, digits, '.', '_' and '-' (at most 100)"
+        ));
+    }
+    if let Some(bad) = labels
+        .iter()
+        .find(|l| l.is_empty() || l.len() > 100 || l.chars().any(|c| c.is_whitespace() || c == ','))
+    {
+        return Err(format!(
+            "label {bad:?} is empty, longer than 100 or has spaces or commas"
+        ));
+    }
+    Ok(())
+}
+
 /// The build a node belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildRef {

@@ -177,27 +177,7 @@ async fn touch(state: &AppState, worker: &str) -> Result<()> {
 }
 
 fn check_claim(req: &ClaimRequest) -> Result<()> {
-    let name_ok = !req.worker.is_empty()
-        && req.worker.len() <= 100
-        && req
-            .worker
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !name_ok {
-        return Err(ControllerError::BadRequest(format!(
-            "worker name {:?} is not valid: use letters, digits, '.', '_' and '-' (at most 100)",
-            req.worker
-        )));
-    }
-    if let Some(bad) = req
-        .labels
-        .iter()
-        .find(|l| l.is_empty() || l.chars().any(char::is_whitespace))
-    {
-        return Err(ControllerError::BadRequest(format!(
-            "label {bad:?} is empty or has spaces"
-        )));
-    }
+    ick_api::work::check_worker(&req.worker, &req.labels).map_err(ControllerError::BadRequest)?;
     if req.free_slots > req.slots {
         return Err(ControllerError::BadRequest(format!(
             "free_slots ({}) is more than slots ({})",

@@ -332,29 +332,12 @@ async fn after_rotation_old_tokens_verify_while_their_key_is_published_and_not_a
 #[tokio::test]
 async fn an_independent_jwt_library_verifies_our_token_against_our_jwks() {
     use jwt_compact::alg::Ed25519;
-    use jwt_compact::jwk::JsonWebKey;
     use jwt_compact::{AlgorithmExt, UntrustedToken};
 
     let idp = TestIdp::start();
     let token = idp.admin_token().await;
-    let jwks: serde_json::Value = reqwest::get(format!("{}/.well-known/jwks.json", idp.url()))
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
     let untrusted = UntrustedToken::new(&token).expect("parses");
-    let kid = untrusted.header().key_id.clone().expect("kid");
-    let jwk_value = jwks["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .find(|k| k["kid"] == kid.as_str())
-        .expect("our kid is published")
-        .clone();
-    let jwk: JsonWebKey<'_> = serde_json::from_value(jwk_value).expect("a JWK");
-    let public =
-        <Ed25519 as jwt_compact::Algorithm>::VerifyingKey::try_from(&jwk).expect("Ed25519");
+    let public = published_key(&idp, &untrusted).await;
     let verified = Ed25519
         .validator::<serde_json::Value>(&public)
         .validate(&untrusted)
@@ -376,20 +359,19 @@ async fn an_independent_jwt_library_verifies_our_token_against_our_jwks() {
     );
 }
 
-/// The claims of `token`, its signature checked by jwt-compact (not our
-/// code) against the IDP's published keys.
-async fn independently_verified_claims(idp: &TestIdp, token: &str) -> serde_json::Value {
-    use jwt_compact::alg::Ed25519;
-    use jwt_compact::jwk::JsonWebKey;
-    use jwt_compact::{AlgorithmExt, UntrustedToken};
+/// The IDP's published key (read with jwt-compact, not our code) that
+/// `token` names.
+async fn published_key(
+    idp: &TestIdp,
+    token: &jwt_compact::UntrustedToken<'_>,
+) -> <jwt_compact::alg::Ed25519 as jwt_compact::Algorithm>::VerifyingKey {
     let jwks: serde_json::Value = reqwest::get(format!("{}/.well-known/jwks.json", idp.url()))
         .await
         .expect("jwks")
         .json()
         .await
         .expect("json");
-    let untrusted = UntrustedToken::new(token).expect("parses");
-    let kid = untrusted.header().key_id.clone().expect("kid");
+    let kid = token.header().key_id.clone().expect("kid");
     let jwk = jwks["keys"]
         .as_array()
         .expect("keys")
@@ -397,10 +379,18 @@ async fn independently_verified_claims(idp: &TestIdp, token: &str) -> serde_json
         .find(|k| k["kid"] == kid.as_str())
         .expect("our kid is published")
         .clone();
-    let jwk: JsonWebKey<'_> = serde_json::from_value(jwk).expect("a JWK");
-    let public =
-        <Ed25519 as jwt_compact::Algorithm>::VerifyingKey::try_from(&jwk).expect("Ed25519");
-    Ed25519
+    let jwk: jwt_compact::jwk::JsonWebKey<'_> = serde_json::from_value(jwk).expect("a JWK");
+    <jwt_compact::alg::Ed25519 as jwt_compact::Algorithm>::VerifyingKey::try_from(&jwk)
+        .expect("Ed25519")
+}
+
+/// The claims of `token`, its signature checked by jwt-compact (not our
+/// code) against the IDP's published keys.
+async fn independently_verified_claims(idp: &TestIdp, token: &str) -> serde_json::Value {
+    use jwt_compact::AlgorithmExt;
+    let untrusted = jwt_compact::UntrustedToken::new(token).expect("parses");
+    let public = published_key(idp, &untrusted).await;
+    jwt_compact::alg::Ed25519
         .validator::<serde_json::Value>(&public)
         .validate(&untrusted)
         .expect("the signature verifies")

@@ -175,25 +175,7 @@ impl Config {
 
     /// Refuses a configuration that cannot work, saying why.
     pub fn check(&self) -> anyhow::Result<()> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 100
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !name_ok {
-            anyhow::bail!(
-                "name {:?} is not valid: use letters, digits, '.', '_' and '-' (at most 100)",
-                self.name
-            );
-        }
-        if let Some(bad) = self
-            .labels
-            .iter()
-            .find(|l| l.is_empty() || l.chars().any(char::is_whitespace))
-        {
-            anyhow::bail!("label {bad:?} is empty or has spaces");
-        }
+        ick_api::work::check_worker(&self.name, &self.labels).map_err(anyhow::Error::msg)?;
         if self.slots == 0 {
             anyhow::bail!("slots must be at least 1");
         }

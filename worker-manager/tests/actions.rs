@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Env, SOON, assert_succeeded, eventually, only_node, text};
+use common::{Env, SOON, assert_succeeded, eventually, git, only_node, text};
 use ick_api::blobs::RefName;
 use ick_api::controller::{BuildStatus, LogChunk, TriggerRequest};
 use ick_api::work::Stream;
@@ -305,28 +305,6 @@ async fn a_plugin_action_runs_with_the_action_on_stdin() {
     let view = env.run("grumble", SOON).await;
     assert_eq!(view.build.status, BuildStatus::Failed);
     assert_eq!(only_node(&view).exit_code, Some(4));
-}
-
-/// Runs git in `dir`, returning its output.
-fn git(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.org",
-            "-C",
-        ])
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

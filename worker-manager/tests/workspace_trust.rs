@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::{Env, SOON, assert_succeeded, text};
+use common::{Env, SOON, assert_succeeded, git, text};
 use ick_api::blobs::Digest;
 use ick_api::controller::LogChunk;
 use ick_api::work::Stream;
@@ -16,28 +13,6 @@ use ick_api::work::Stream;
 fn node_text(log: &[LogChunk], node: &str) -> String {
     let own: Vec<LogChunk> = log.iter().filter(|c| c.node == node).cloned().collect();
     text(&own, Stream::Stdout)
-}
-
-/// Runs git in `dir`, returning its output.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.org",
-            "-C",
-        ])
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A repository with `version` and `notes` committed on `main`.
