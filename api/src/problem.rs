@@ -54,6 +54,18 @@ impl Problem {
         self
     }
 
+    /// 503 with `Retry-After`: a part the service needs (its database) is
+    /// away; the caller may try again after `retry_after` seconds.
+    pub fn unavailable(detail: impl Into<String>, retry_after: u64) -> Response {
+        let mut response = Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+            .with("retry_after", retry_after)
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+        response
+    }
+
     /// The status as a `StatusCode` (500 if the number is not a status).
     pub fn status_code(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)

@@ -36,6 +36,11 @@ pub struct Config {
     /// Largest number of database connections (default 10; SQLite uses 4).
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
+    /// How long a request waits for a database connection before it is
+    /// answered 503 with `Retry-After` (default 5 s): with the database
+    /// away, callers hear so instead of hanging.
+    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
+    pub database_acquire_timeout: Duration,
     /// The work queue.
     #[serde(default)]
     pub work: WorkConfig,
@@ -277,6 +282,9 @@ impl Default for BuildsConfig {
 
 fn default_max_connections() -> u32 {
     10
+}
+fn default_acquire_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_lease() -> Duration {
     Duration::from_secs(30)

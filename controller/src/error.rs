@@ -5,6 +5,8 @@ use axum::response::{IntoResponse, Response};
 use ick_api::Problem;
 use ick_api::work::{PROBLEM_MISSING_CHUNKS, PROBLEM_STALE_ATTEMPT};
 
+use crate::store;
+
 /// What can go wrong in the controller.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -124,6 +126,13 @@ impl IntoResponse for ControllerError {
                     .with("expected", expected);
                 p.kind = PROBLEM_MISSING_CHUNKS.to_string();
                 p
+            }
+            ControllerError::Storage(e) if store::unreachable(&e) => {
+                tracing::warn!(error = %text, "the database is away");
+                return Problem::unavailable(
+                    "the controller cannot reach its database; try again shortly",
+                    store::RETRY_AFTER_SECONDS,
+                );
             }
             ControllerError::Storage(_) | ControllerError::Internal(_) => {
                 // The details are ours to read in the log, not the caller's.

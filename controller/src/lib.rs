@@ -71,7 +71,12 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         )?),
         None => None,
     };
-    let store = Store::connect(config.database_url()?.expose(), config.max_connections).await?;
+    let store = Store::connect(
+        config.database_url()?.expose(),
+        config.max_connections,
+        config.database_acquire_timeout,
+    )
+    .await?;
     let verifier = TokenVerifier::new(config.auth.clone(), ick_api::http::client());
     let cancel = CancellationToken::new();
     let postgres = (store.dialect() == Dialect::Postgres).then(|| store.url().to_string());

@@ -28,6 +28,10 @@ pub struct Config {
     /// A file holding the database URL.
     #[serde(default)]
     pub database_url_file: Option<PathBuf>,
+    /// How long a request waits for a database connection before it is
+    /// answered 503 with `Retry-After` (default 5 s).
+    #[serde(default = "default_acquire_timeout", with = "humantime_serde")]
+    pub database_acquire_timeout: Duration,
     /// Lifetime of access tokens (default 15 minutes).
     #[serde(default = "default_token_lifetime", with = "humantime_serde")]
     pub token_lifetime: Duration,
@@ -70,6 +74,10 @@ impl Default for FailureLimit {
 
 fn default_max_failures_per_peer() -> u32 {
     100
+}
+
+fn default_acquire_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_token_lifetime() -> Duration {
@@ -122,7 +130,8 @@ impl Config {
             anyhow::anyhow!("cannot create data_dir {}: {e}", self.data_dir.display())
         })?;
         std::fs::set_permissions(&self.data_dir, std::fs::Permissions::from_mode(0o700))?;
-        crate::store::Store::connect(self.database_url()?.expose()).await
+        crate::store::Store::connect(self.database_url()?.expose(), self.database_acquire_timeout)
+            .await
     }
 
     /// Where signing keys live.

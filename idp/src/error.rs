@@ -24,8 +24,31 @@ pub enum IdpError {
     Internal(String),
 }
 
+/// Seconds a caller is told to wait when the database is away.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+impl IdpError {
+    /// Whether the database could not be reached (stopped, no connection
+    /// within the acquire timeout, a broken connection).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            IdpError::Storage(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
+        )
+    }
+}
+
 impl IntoResponse for IdpError {
     fn into_response(self) -> Response {
+        if self.is_unreachable() {
+            tracing::warn!(error = %self, "the database is away");
+            return Problem::unavailable(
+                "the identity provider cannot reach its database; try again shortly",
+                RETRY_AFTER_SECONDS,
+            );
+        }
         let problem = match &self {
             IdpError::ClientNotFound(_) => Problem::new(StatusCode::NOT_FOUND, self.to_string()),
             IdpError::NameTaken(_) => Problem::new(StatusCode::CONFLICT, self.to_string()),

@@ -3,6 +3,7 @@
 //! flags are BIGINT 0/1 and times BIGINT milliseconds.)
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use ick_api::oauth::WorkerIdentity;
 use ick_api::{Scope, ScopeSet};
@@ -57,11 +58,12 @@ macro_rules! columns {
 
 impl Store {
     /// Connects and brings the schema up to date.
-    pub async fn connect(url: &str) -> anyhow::Result<Store> {
+    pub async fn connect(url: &str, acquire_timeout: Duration) -> anyhow::Result<Store> {
         install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 16 })
+            .acquire_timeout(acquire_timeout)
             .connect(url)
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the database: {e}"))?;

@@ -264,3 +264,57 @@ fn a_config_with_an_unknown_key_is_refused_with_its_line() {
     assert!(stderr.contains("idp.yaml:4:"), "{stderr}");
     assert!(stderr.contains("token_lifetim"), "{stderr}");
 }
+
+#[tokio::test]
+async fn with_the_database_away_token_requests_fail_fast_with_503() {
+    use ick_tests::faults::{TcpProxy, postgres_addr, through};
+    let mut proxy = TcpProxy::start(postgres_addr());
+    let idp = TestIdp::start_with(ick_tests::idp::Storage::Postgres, |c| {
+        let url = c["database_url"].as_str().expect("url").to_string();
+        c["database_url"] = through(&proxy, &url).into();
+        c["database_acquire_timeout"] = "2s".into();
+    });
+    let creds = idp.create_client("away", &["builds:read"]);
+    idp.token(&creds, None).await;
+
+    proxy.cut();
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("{}/readyz", idp.url()))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .expect("/readyz answers within 1 s while the database is away");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let response = http
+        .post(idp.token_url())
+        .basic_auth(&creds.id, Some(&creds.secret))
+        .form(&[("grant_type", "client_credentials")])
+        .timeout(Duration::from_secs(6))
+        .send()
+        .await
+        .expect("the token endpoint answers within the acquire timeout");
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap_or_default()),
+        Some("5")
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "temporarily_unavailable");
+
+    proxy.restore();
+    ick_tests::eventually(Duration::from_secs(20), "tokens again", || async {
+        let r = http
+            .post(idp.token_url())
+            .basic_auth(&creds.id, Some(&creds.secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .ok()?;
+        (r.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+}

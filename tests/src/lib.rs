@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod db;
+pub mod faults;
 pub mod idp;
 pub mod process;
 pub mod smtp;

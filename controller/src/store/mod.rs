@@ -115,7 +115,11 @@ impl DerefMut for OneWrite {
 impl Store {
     /// Connects, sets SQLite up for a service (WAL, foreign keys, a busy
     /// timeout) and brings the schema up to date.
-    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Store> {
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Store> {
         install_default_drivers();
         let dialect = if url.starts_with("sqlite:") {
             Dialect::Sqlite
@@ -127,7 +131,7 @@ impl Store {
                 Dialect::Sqlite => 4,
                 Dialect::Postgres => max_connections,
             })
-            .acquire_timeout(Duration::from_secs(30));
+            .acquire_timeout(acquire_timeout);
         let options = if dialect == Dialect::Sqlite {
             options.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -243,6 +247,19 @@ where
             other => return other,
         }
     }
+}
+
+/// Seconds a caller is told to wait when the database is away.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+/// Whether `e` says the database could not be reached (stopped, out of
+/// connections past the acquire timeout, the connection broke) rather
+/// than that a query was wrong.
+pub fn unreachable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+    )
 }
 
 /// Now, in milliseconds since the epoch.

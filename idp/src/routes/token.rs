@@ -202,6 +202,16 @@ async fn grant(
     }
 
     let client = state.store.get(&client_id).await.map_err(|e| {
+        if e.is_unreachable() {
+            tracing::warn!(error = %e, "the database is away");
+            return OAuthError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "temporarily_unavailable",
+                description: "the identity provider cannot reach its database; try again shortly"
+                    .into(),
+                retry_after: Some(crate::error::RETRY_AFTER_SECONDS),
+            };
+        }
         tracing::error!(error = %e, "cannot read clients");
         OAuthError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
