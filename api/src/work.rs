@@ -9,6 +9,14 @@
 //!    `POST /work/{node_id}/output` ([`OutputBatch`]) with numbered chunks.
 //! 3. `POST /work/{node_id}/done` ([`Done`]) ends it.
 //!
+//! Beside this, a worker holds `POST /work/presence` ([`Presence`]) open:
+//! the controller answers a stream of newlines (one a second) and ends it
+//! after a few minutes, when the worker opens it again. A connection that
+//! drops without the worker saying it leaves (`POST /work/leave`,
+//! [`Leave`]) and is not opened again within `work.reconnect_grace` means
+//! the worker died: its running actions start over elsewhere at once,
+//! without waiting for their leases.
+//!
 //! Every call after the claim carries the `attempt` it was given: a call
 //! from an attempt that is no longer current answers 409 and changes
 //! nothing (the node was requeued elsewhere). Resent chunks (same `seq`)
@@ -234,6 +242,63 @@ impl Done {
     }
 }
 
+/// `POST /work/presence`: the worker holding the connection open.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Presence {
+    /// The worker's name (its token's, unless an admin's).
+    pub worker: String,
+    /// Whether it is draining (it opens the connection again while it
+    /// drains, e.g. after the controller restarted).
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// `POST /work/leave`: the worker is stopping.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Leave {
+    /// The worker's name (its token's, unless an admin's).
+    pub worker: String,
+    /// `draining` (it runs no more claims; its running actions go on
+    /// until they end or its drain timeout passes) or `gone` (it has
+    /// stopped: the pipelines waiting for it may start elsewhere unless it
+    /// is back within `work.reconnect_grace`).
+    pub state: WorkerState,
+}
+
+/// What a worker is doing, as `GET /workers` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerState {
+    /// Connected and taking work.
+    Online,
+    /// Stopping: it takes no more work and runs what it has to its end.
+    Draining,
+    /// Stopped, dead, or not heard from for `work.worker_timeout`.
+    Gone,
+}
+
+impl WorkerState {
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Online => "online",
+            WorkerState::Draining => "draining",
+            WorkerState::Gone => "gone",
+        }
+    }
+}
+
+/// `GET /workers` query: `?all=true` lists workers gone long ago too.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkersQuery {
+    /// Also the workers gone for more than an hour.
+    #[serde(default)]
+    pub all: bool,
+}
+
 /// A worker as `GET /workers` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerInfo {
@@ -249,4 +314,6 @@ pub struct WorkerInfo {
     pub last_seen: String,
     /// Nodes it is running now.
     pub running: Vec<String>,
+    /// Online, draining or gone.
+    pub state: WorkerState,
 }

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ick_api::controller::{
-    BuildList, BuildQuery, BuildStatus, BuildSummary, BuildView, DefinitionKind, NodeStatus,
-    PipelineSpec, ProjectSpec, TriggerRequest,
+    BuildList, BuildQuery, BuildStatus, BuildSummary, BuildView, DefinitionKind, LostAttempt,
+    NodeStatus, PipelineSpec, ProjectSpec, TriggerRequest,
 };
 use sqlx::AnyConnection;
 
@@ -217,6 +217,7 @@ async fn trigger_tx(
             exit_code: None,
             message: None,
             outputs: BTreeMap::new(),
+            lost_attempts: Vec::new(),
         })
         .collect();
     db::insert_graph(&mut tx, &nodes).await?;
@@ -429,7 +430,9 @@ pub async fn view(state: &AppState, build: BuildRow) -> Result<BuildView> {
     let mut conn = state.store.conn().await?;
     let nodes = db::build_nodes(&mut conn, &build.id).await?;
     let since = now_ms() - state.config.work.worker_timeout.as_millis() as i64;
-    let workers = wdb::workers(&mut conn, Some(since)).await?;
+    let mut workers = wdb::workers(&mut conn, Some(since)).await?;
+    // A draining, dead or departed worker will not take the node.
+    workers.retain(|w| crate::queue::takes_work(state, w));
     let ahead = if build.status == BuildStatus::Queued && !build.admitted {
         db::admitted_numbers(&mut conn, &build.project).await?
     } else {
@@ -441,7 +444,9 @@ pub async fn view(state: &AppState, build: BuildRow) -> Result<BuildView> {
         .map(|n| {
             let why = (n.status == NodeStatus::Queued)
                 .then(|| waiting_for(&build, n, &by_id, &workers, &ahead));
-            n.view(why)
+            let mut view = n.view(why);
+            started_again(&mut view.lost_attempts, n, &nodes);
+            view
         })
         .collect();
     // A build that has not ended and runs nothing says why, as a whole.
@@ -460,6 +465,29 @@ pub async fn view(state: &AppState, build: BuildRow) -> Result<BuildView> {
         waiting_for,
         nodes: views,
     })
+}
+
+/// Fills in where each lost attempt of `node` started again: the worker
+/// of the next lost attempt, else the first worker to take an action of
+/// its pipeline after the loss.
+fn started_again(lost: &mut [LostAttempt], node: &NodeRow, nodes: &[NodeRow]) {
+    let later: Vec<Option<String>> = lost
+        .iter()
+        .skip(1)
+        .map(|l| Some(l.worker.clone()))
+        .collect();
+    let after_last = lost.last().and_then(|last| {
+        let since = last.at.timestamp_millis();
+        nodes
+            .iter()
+            .filter(|n| n.pipeline == node.pipeline && n.worker.is_some())
+            .filter(|n| n.started_at.is_some_and(|t| t >= since))
+            .min_by_key(|n| n.started_at)
+            .and_then(|n| n.worker.clone())
+    });
+    for (l, again) in lost.iter_mut().zip(later.into_iter().chain([after_last])) {
+        l.again_on = again;
+    }
 }
 
 /// Why a queued node has not started.

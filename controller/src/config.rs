@@ -235,8 +235,9 @@ impl MailConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkConfig {
-    /// A claimed action's lease; workers renew it every third of it
-    /// (default 30 s).
+    /// A claimed action's lease; workers renew it every third of it, and
+    /// at least every 2 s (default 15 s). A worker that dies outright is
+    /// found sooner, by its dropped presence connection.
     #[serde(default = "default_lease", with = "humantime_serde")]
     pub lease: Duration,
     /// How many times a pipeline is started over after its worker was lost
@@ -249,6 +250,12 @@ pub struct WorkConfig {
     /// How often expired leases are looked for (default 1 s).
     #[serde(default = "default_reap_interval", with = "humantime_serde")]
     pub reap_interval: Duration,
+    /// A worker whose presence connection dropped (its process died, or
+    /// the network between) has this long to open it again before its
+    /// running actions start over elsewhere (default 5 s); one that said it
+    /// left has as long to come back to the pipelines waiting for it.
+    #[serde(default = "default_reconnect_grace", with = "humantime_serde")]
+    pub reconnect_grace: Duration,
 }
 
 impl Default for WorkConfig {
@@ -258,6 +265,7 @@ impl Default for WorkConfig {
             max_attempts: default_max_attempts(),
             worker_timeout: default_worker_timeout(),
             reap_interval: default_reap_interval(),
+            reconnect_grace: default_reconnect_grace(),
         }
     }
 }
@@ -287,7 +295,10 @@ fn default_acquire_timeout() -> Duration {
     Duration::from_secs(5)
 }
 fn default_lease() -> Duration {
-    Duration::from_secs(30)
+    Duration::from_secs(15)
+}
+fn default_reconnect_grace() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_max_attempts() -> u32 {
     3

@@ -50,6 +50,9 @@ pub(crate) struct AppState {
     mail_wake: Arc<tokio::sync::Notify>,
     /// Web hooks with a wrong signature, per peer address.
     hook_failures: Arc<FailureLimiter>,
+    /// When this controller started (ms since the epoch): leases that
+    /// lapsed while it was down get time for their workers to come back.
+    started_ms: i64,
 }
 
 impl FromRef<AppState> for TokenVerifier {
@@ -91,6 +94,7 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         cancel: cancel.clone(),
         mail_wake: Arc::new(tokio::sync::Notify::new()),
         hook_failures: Arc::new(FailureLimiter::new(config.webhooks.failure_window)),
+        started_ms: store::now_ms(),
     };
     let ready = Arc::new(move || {
         let store = store.clone();

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use ick_api::Scope;
 use ick_api::actions::Action;
 use ick_api::auth::Caller;
-use ick_api::controller::NodeStatus;
+use ick_api::controller::{LostAttempt, NodeStatus};
 use ick_api::oauth::WorkerIdentity;
 use ick_api::work::{
-    BuildRef, ClaimRequest, Done, Heartbeat, HeartbeatReply, MAX_WAIT_SECONDS, Outcome,
-    OutputBatch, WorkAssignment, WorkerInfo,
+    BuildRef, ClaimRequest, Done, Heartbeat, HeartbeatReply, Leave, MAX_WAIT_SECONDS, Outcome,
+    OutputBatch, Presence, WorkAssignment, WorkerInfo, WorkerState, WorkersQuery,
 };
 
 use crate::AppState;
@@ -77,6 +77,17 @@ impl Worker {
         Ok(())
     }
 
+    /// Refuses a call in the name of another worker.
+    fn check_name(&self, name: &str) -> Result<()> {
+        match self {
+            Worker::Named(me) if me.name != name => Err(ControllerError::Forbidden(format!(
+                "this token is worker {:?}'s: it may not speak for {name:?}",
+                me.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses a call about a node that another worker holds.
     fn check_holder(&self, node_id: &str, holder: Option<&str>) -> Result<()> {
         match self {
@@ -119,6 +130,12 @@ impl WorkerRegistry {
         }
     }
 
+    /// Its next claim writes it down again (it said it was leaving).
+    fn forget(&self, name: &str) {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        written.remove(name);
+    }
+
     fn wrote(&self, name: &str, fingerprint: String) {
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         written.insert(name.to_string(), (Instant::now(), fingerprint));
@@ -146,6 +163,9 @@ async fn register(state: &AppState, req: &ClaimRequest) -> Result<()> {
         slots: i64::from(req.slots),
         free_slots: i64::from(req.free_slots),
         last_seen: now_ms(),
+        state: WorkerState::Online,
+        disconnected_at: None,
+        left_at: None,
     };
     let mut w = state.store.write_one().await?;
     wdb::upsert_worker(&mut w, &row).await?;
@@ -599,10 +619,26 @@ pub async fn done(state: &AppState, worker: &Worker, node_id: &str, done: Done) 
     Ok(())
 }
 
-/// `GET /workers`.
-pub async fn workers(state: &AppState) -> Result<Vec<WorkerInfo>> {
+/// How long `GET /workers` lists a gone worker unless asked for all.
+const LISTED_WHEN_GONE: Duration = Duration::from_secs(3600);
+
+/// What a stored worker is now: gone if it said so, was not heard from
+/// for `worker_timeout`, or its presence connection stayed dropped.
+fn worker_state(w: &WorkerRow, at: &Judging) -> WorkerState {
+    let dropped = w.disconnected_at.is_some_and(|d| d < at.lost_before);
+    if w.state == WorkerState::Gone || w.last_seen < at.seen_cutoff || dropped {
+        WorkerState::Gone
+    } else {
+        w.state
+    }
+}
+
+/// `GET /workers`: those not gone for long, or `all`.
+pub async fn workers(state: &AppState, query: &WorkersQuery) -> Result<Vec<WorkerInfo>> {
+    let at = Judging::new(state);
+    let since = (!query.all).then(|| at.now - LISTED_WHEN_GONE.as_millis() as i64);
     let mut conn = state.store.conn().await?;
-    let rows = wdb::workers(&mut conn, None).await?;
+    let rows = wdb::workers(&mut conn, since).await?;
     let running = wdb::running_nodes(&mut conn).await?;
     Ok(rows
         .into_iter()
@@ -612,6 +648,7 @@ pub async fn workers(state: &AppState) -> Result<Vec<WorkerInfo>> {
                 .filter(|(name, _)| *name == w.name)
                 .map(|(_, id)| id.clone())
                 .collect(),
+            state: worker_state(&w, &at),
             name: w.name,
             labels: w.labels,
             slots: w.slots as u32,
@@ -619,6 +656,130 @@ pub async fn workers(state: &AppState) -> Result<Vec<WorkerInfo>> {
             last_seen: time(w.last_seen).to_rfc3339(),
         })
         .collect())
+}
+
+/// Whether a stored worker takes work now (for wait reasons).
+pub fn takes_work(state: &AppState, w: &WorkerRow) -> bool {
+    worker_state(w, &Judging::new(state)) == WorkerState::Online
+}
+
+/// A presence connection lasts this long; then the worker opens another
+/// (with a fresh token, so a disabled client's worker is let go).
+const PRESENCE_SESSION: Duration = Duration::from_secs(300);
+
+/// How often a presence connection carries a newline: writing is how the
+/// controller notices soon that the worker's end has closed.
+const PRESENCE_TICK: Duration = Duration::from_secs(1);
+
+/// `POST /work/presence`: a stream of newlines while the worker holds the
+/// connection. When the connection drops before the controller ends it,
+/// the worker is taken for dead unless it opens another within
+/// `work.reconnect_grace`.
+pub async fn presence(
+    state: &AppState,
+    worker: &Worker,
+    req: Presence,
+) -> Result<
+    impl futures::Stream<Item = std::result::Result<bytes::Bytes, std::convert::Infallible>> + use<>,
+> {
+    ick_api::work::check_worker(&req.worker, &[]).map_err(ControllerError::BadRequest)?;
+    worker.check_name(&req.worker)?;
+    let session = uuid::Uuid::new_v4().to_string();
+    {
+        let mut w = state.store.write_one().await?;
+        wdb::open_presence(&mut w, &req.worker, &session, req.draining, now_ms()).await?;
+        w.done().await?;
+    }
+    tracing::debug!(worker = %req.worker, "presence connection opened");
+    let guard = PresenceGuard {
+        state: state.clone(),
+        worker: req.worker,
+        session,
+        ended: false,
+    };
+    let cancel = state.cancel.clone();
+    Ok(async_stream::stream! {
+        let mut guard = guard;
+        let end = tokio::time::sleep(PRESENCE_SESSION);
+        tokio::pin!(end);
+        let mut tick = tokio::time::interval(PRESENCE_TICK);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = &mut end => break,
+                _ = tick.tick() => yield Ok(bytes::Bytes::from_static(b"\n")),
+            }
+        }
+        // Ended by us: the worker did not go away.
+        guard.end();
+    })
+}
+
+/// Records a presence connection that dropped before the controller
+/// ended it (the stream is dropped when writing to it fails).
+struct PresenceGuard {
+    state: AppState,
+    worker: String,
+    session: String,
+    ended: bool,
+}
+
+impl PresenceGuard {
+    fn end(&mut self) {
+        self.ended = true;
+    }
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        if self.ended || self.state.cancel.is_cancelled() {
+            return;
+        }
+        let (state, worker, session) = (
+            self.state.clone(),
+            std::mem::take(&mut self.worker),
+            std::mem::take(&mut self.session),
+        );
+        tokio::spawn(async move {
+            let dropped = async {
+                let mut w = state.store.write_one().await?;
+                wdb::drop_presence(&mut w, &worker, &session, now_ms()).await?;
+                w.done().await
+            };
+            match dropped.await {
+                Ok(()) => tracing::info!(%worker, "a worker's presence connection dropped"),
+                Err(e) => {
+                    tracing::warn!(%worker, error = %e, "cannot record a dropped presence connection")
+                }
+            }
+        });
+    }
+}
+
+/// `POST /work/leave`: the worker is draining, or gone.
+pub async fn leave(state: &AppState, worker: &Worker, req: Leave) -> Result<()> {
+    ick_api::work::check_worker(&req.worker, &[]).map_err(ControllerError::BadRequest)?;
+    worker.check_name(&req.worker)?;
+    if req.state == WorkerState::Online {
+        return Err(ControllerError::BadRequest(
+            "a worker leaves as draining or gone; it is online by claiming work".into(),
+        ));
+    }
+    let known = {
+        let mut w = state.store.write_one().await?;
+        let known = wdb::leave(&mut w, &req.worker, req.state, now_ms()).await?;
+        w.done().await?;
+        known
+    };
+    if !known {
+        return Err(ControllerError::NotFound(format!(
+            "no worker {:?}",
+            req.worker
+        )));
+    }
+    state.workers.forget(&req.worker);
+    tracing::info!(worker = %req.worker, state = req.state.as_str(), "a worker is leaving");
+    Ok(())
 }
 
 /// Finds expired leases and nodes stranded on a gone worker, until
@@ -642,25 +803,70 @@ pub async fn reaper(state: AppState) {
 enum Loss {
     /// The running node's lease expired.
     LeaseExpired,
+    /// The running node's worker dropped its presence connection (or left
+    /// without reporting the end) and did not come back.
+    WorkerLost,
     /// The node waits for the worker holding its workspace, which is gone.
     WorkerGone,
 }
 
-async fn reap(state: &AppState) -> Result<()> {
-    let now = now_ms();
-    let cutoff = now - state.config.work.worker_timeout.as_millis() as i64;
-    let (expired, stranded) = {
-        let mut conn = state.store.conn().await?;
-        (
-            wdb::expired_leases(&mut conn, now).await?,
-            wdb::stranded_nodes(&mut conn, cutoff).await?,
-        )
-    };
-    for o in expired {
-        requeue(state, &o.build_id, &o.id, Loss::LeaseExpired).await?;
+/// Times the reaper judges by, in ms since the epoch.
+struct Judging {
+    now: i64,
+    /// Workers not heard from since are gone.
+    seen_cutoff: i64,
+    /// Workers lost (dropped, left) before this did not come back in time.
+    lost_before: i64,
+}
+
+impl Judging {
+    fn new(state: &AppState) -> Judging {
+        let now = now_ms();
+        Judging {
+            now,
+            seen_cutoff: now - state.config.work.worker_timeout.as_millis() as i64,
+            lost_before: now - state.config.work.reconnect_grace.as_millis() as i64,
+        }
     }
-    for o in stranded {
-        requeue(state, &o.build_id, &o.id, Loss::WorkerGone).await?;
+}
+
+async fn reap(state: &AppState) -> Result<()> {
+    let at = Judging::new(state);
+    let now = at.now;
+    // For `worker_timeout` after its start, a controller leaves alone the
+    // leases granted before it started: one that lapsed while it was down
+    // says nothing of its worker, which could not renew it; the worker
+    // gets that long to come back and renew it (or report the end).
+    let settling = now < state.started_ms + state.config.work.worker_timeout.as_millis() as i64;
+    // While settling, only leases granted or renewed since the start
+    // (which end a lease after it) may have lapsed by their worker's
+    // fault, only workers lost since the start count as lost, and none
+    // as gone for not being seen, since none could reach us before.
+    let (lease_from, lost_from) = if settling {
+        (
+            state.started_ms + state.config.work.lease.as_millis() as i64,
+            state.started_ms,
+        )
+    } else {
+        (i64::MIN, i64::MIN)
+    };
+    let mut orphans = Vec::new();
+    {
+        let mut conn = state.store.conn().await?;
+        for o in wdb::expired_leases(&mut conn, now, lease_from).await? {
+            orphans.push((o, Loss::LeaseExpired));
+        }
+        for o in wdb::nodes_of_lost_workers(&mut conn, at.lost_before, lost_from).await? {
+            orphans.push((o, Loss::WorkerLost));
+        }
+        if !settling {
+            for o in wdb::stranded_nodes(&mut conn, at.seen_cutoff, at.lost_before).await? {
+                orphans.push((o, Loss::WorkerGone));
+            }
+        }
+    }
+    for (o, loss) in orphans {
+        requeue(state, &o.build_id, &o.id, loss).await?;
     }
     // Builds whose first hand-out was not recorded (a controller stopped
     // in between), and builds left unfinished by a controller that stopped
@@ -682,11 +888,77 @@ async fn reap(state: &AppState) -> Result<()> {
     Ok(())
 }
 
+/// "12:03:04 UTC", for messages.
+fn clock(ms: i64) -> String {
+    time(ms).format("%H:%M:%S UTC").to_string()
+}
+
+/// Whether `loss` still holds of `node` (under its lock), and if so what
+/// happened to its worker, and when it was last heard from.
+async fn judge(
+    state: &AppState,
+    conn: &mut sqlx::AnyConnection,
+    node: &NodeRow,
+    loss: Loss,
+) -> Result<Option<(String, i64)>> {
+    let at = Judging::new(state);
+    let Some(name) = node.worker.clone().or(node.affinity.clone()) else {
+        return Ok(None);
+    };
+    let row = wdb::worker(conn, &name).await?;
+    Ok(match loss {
+        Loss::LeaseExpired => {
+            let Some(until) = node.lease_until.filter(|l| *l < at.now) else {
+                return Ok(None);
+            };
+            if node.status != NodeStatus::Running {
+                return Ok(None);
+            }
+            let heard = until - state.config.work.lease.as_millis() as i64;
+            Some((
+                format!("worker {name} stopped answering at {}", clock(heard)),
+                heard,
+            ))
+        }
+        Loss::WorkerLost => {
+            let lost = row.as_ref().and_then(|w| w.lost_at());
+            let Some(lost) = lost.filter(|l| *l < at.lost_before) else {
+                return Ok(None);
+            };
+            if node.status != NodeStatus::Running {
+                return Ok(None);
+            }
+            let what = if row.as_ref().is_some_and(|w| w.state == WorkerState::Gone) {
+                "left without reporting the action's end"
+            } else {
+                "dropped its connection and did not come back"
+            };
+            Some((format!("worker {name} {what} at {}", clock(lost)), lost))
+        }
+        Loss::WorkerGone => {
+            if !stranded(node, row.as_ref(), &at) {
+                return Ok(None);
+            }
+            let heard = row
+                .as_ref()
+                .map(|w| w.away_since().unwrap_or(w.last_seen))
+                .unwrap_or(at.now);
+            Some((
+                format!(
+                    "worker {name}, which held the pipeline's workspace, was gone at {}",
+                    clock(heard)
+                ),
+                heard,
+            ))
+        }
+    })
+}
+
 /// A worker was lost: its pipeline goes back to its first action, or,
-/// after `max_attempts` losses, the node fails with "worker lost".
+/// after `max_attempts` losses, the node fails with "worker lost". The
+/// node records the lost attempt.
 async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) -> Result<()> {
     let max_attempts = i64::from(state.config.work.max_attempts);
-    let worker_timeout = state.config.work.worker_timeout.as_millis() as i64;
     let effects = retrying(|| async {
         let store = &state.store;
         let mut tx = store.write().await?;
@@ -697,23 +969,23 @@ async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) ->
             return Ok(Effects::default());
         };
         let now = now_ms();
-        let still = match loss {
-            Loss::LeaseExpired => node.status == NodeStatus::Running && node.lease_until.is_some_and(|l| l < now),
-            Loss::WorkerGone => stranded(&mut tx, &node, now - worker_timeout).await?,
-        };
-        if !still {
+        let Some((what, heard)) = judge(state, &mut tx, &node, loss).await? else {
             return Ok(Effects::default());
-        }
+        };
         let worker = node.worker.clone().or(node.affinity.clone()).unwrap_or_default();
         let losses = wdb::pipeline_losses(&mut tx, build_id, &node.pipeline).await? + 1;
-        wdb::count_loss(&mut tx, node_id).await?;
+        let mut lost_attempts = node.lost_attempts.clone();
+        lost_attempts.push(LostAttempt {
+            attempt: node.attempt,
+            worker: worker.clone(),
+            at: time(heard),
+            reason: what.clone(),
+            again_on: None,
+        });
+        wdb::count_loss(&mut tx, node_id, &lost_attempts).await?;
         let mut effects = Effects {
             builds: vec![build.id.clone()],
             ..Effects::default()
-        };
-        let what = match loss {
-            Loss::LeaseExpired => format!("worker {worker} stopped renewing the lease of attempt {}", node.attempt),
-            Loss::WorkerGone => format!("worker {worker}, which held the pipeline's workspace, is gone"),
         };
         let no_outputs = Default::default();
         if build.cancel_requested || losses >= max_attempts {
@@ -745,7 +1017,7 @@ async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) ->
             bdb::reset_pipeline(&mut tx, build_id, &node.pipeline, true).await?;
             bdb::recount_waiting(&mut tx, build_id, false, now).await?;
             effects.work = true;
-            tracing::warn!(build_id = %build.id, node = %node_id, %worker, pipeline = %node.pipeline, losses, "worker lost; pipeline requeued");
+            tracing::warn!(build_id = %build.id, node = %node_id, %worker, pipeline = %node.pipeline, losses, reason = %what, "worker lost; pipeline requeued");
         }
         tx.commit().await?;
         Ok(effects)
@@ -755,14 +1027,18 @@ async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) ->
     Ok(())
 }
 
-/// Whether a queued node waits for a worker not seen since `cutoff`.
-async fn stranded(conn: &mut sqlx::AnyConnection, node: &NodeRow, cutoff: i64) -> Result<bool> {
-    let Some(pinned) = &node.affinity else {
-        return Ok(false);
-    };
-    if node.status != NodeStatus::Queued || node.waiting > 0 || node.held {
-        return Ok(false);
+/// Whether a queued node waits for a worker that is gone: not seen for
+/// `worker_timeout`, or lost (it left, or its presence connection
+/// dropped) for `reconnect_grace`.
+fn stranded(node: &NodeRow, pinned_worker: Option<&WorkerRow>, at: &Judging) -> bool {
+    if node.affinity.is_none() || node.status != NodeStatus::Queued || node.waiting > 0 || node.held
+    {
+        return false;
     }
-    let alive = wdb::workers(conn, Some(cutoff)).await?;
-    Ok(!alive.iter().any(|w| &w.name == pinned))
+    match pinned_worker {
+        None => true,
+        Some(w) => {
+            w.last_seen < at.seen_cutoff || w.away_since().is_some_and(|l| l < at.lost_before)
+        }
+    }
 }

@@ -87,8 +87,9 @@ enum Command {
     Build(commands::build::BuildCommand),
     /// Print a build's output, or follow it live.
     Log(commands::log::LogArgs),
-    /// The connected workers.
-    Workers,
+    /// The workers: online, draining, or gone (those gone for more than an
+    /// hour only with --all).
+    Workers(commands::workers::WorkersArgs),
     /// Blobs in the artifact store: put, get, delete.
     #[command(subcommand)]
     Blob(commands::blob::BlobCommand),
@@ -143,7 +144,7 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
         Command::TriggerSecret(t) => trigger_secret::run(&Ick::connect(config)?, t, &out).await,
         Command::Build(b) => build::run(&Ick::connect(config)?, b, &out).await,
         Command::Log(l) => log::run(&Ick::connect(config)?, l, &out).await,
-        Command::Workers => workers::run(&Ick::connect(config)?, &out).await,
+        Command::Workers(w) => workers::run(&Ick::connect(config)?, w, &out).await,
         Command::Blob(b) => blob::run_blob(&Ick::connect(config)?, b, &out).await,
         Command::Ref(r) => blob::run_ref(&Ick::connect(config)?, r, &out).await,
         Command::Client(c) => client::run(&Ick::connect(config)?, c, &out).await,

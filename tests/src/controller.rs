@@ -128,6 +128,11 @@ impl TestController {
     /// address and database.
     pub fn restart(&mut self) {
         self.process.kill();
+        self.start_again();
+    }
+
+    /// Starts it again on the same address and database after a `kill`.
+    pub fn start_again(&mut self) {
         let text = std::fs::read_to_string(&self.config).expect("config");
         let mut config: Value = serde_yaml::from_str(&text).expect("config parses");
         config["http"]["listen"] = self.process.addr.to_string().into();

@@ -122,4 +122,35 @@ fn a_build_survives_a_worker_killed_in_the_middle_of_an_action() {
     assert_eq!(view.build.status, BuildStatus::Succeeded);
     assert_eq!(view.nodes[0].attempt, 2);
     assert_eq!(view.nodes[0].worker.as_deref(), Some(survivor.as_str()));
+
+    // The lost attempt is on record, where people look.
+    let lost = &view.nodes[0].lost_attempts;
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert_eq!(
+        (lost[0].attempt, lost[0].worker.as_str()),
+        (1, victim.as_str())
+    );
+    assert_eq!(lost[0].again_on.as_deref(), Some(survivor.as_str()));
+    let shown = ick.icktool(&["build", "show", "survive/1"]).ok();
+    let line = format!("survive/1: attempt 1 lost: worker {victim} ");
+    assert!(shown.stdout.contains(&line), "{shown}");
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("; started again on {survivor}")),
+        "{shown}"
+    );
+    // The log keeps the attempts apart, on stdout too.
+    let log = ick.icktool(&["log", "survive/1"]).ok();
+    let first = log
+        .stdout
+        .find("==> survive/1 (attempt 1)\nfirst attempt\n");
+    let lost_line = log.stdout.find("==> attempt 1 lost: worker ");
+    let second = log
+        .stdout
+        .find("==> survive/1 (attempt 2)\nsecond attempt\n");
+    assert!(
+        first.is_some() && first < lost_line && lost_line < second,
+        "{log}"
+    );
 }

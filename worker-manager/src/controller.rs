@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ick_api::work::{ClaimRequest, Done, Heartbeat, HeartbeatReply, WorkAssignment};
+use ick_api::work::{
+    ClaimRequest, Done, Heartbeat, HeartbeatReply, Leave, Presence, WorkAssignment, WorkerState,
+};
 use ick_api::{Problem, TokenSource};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -14,6 +16,12 @@ use crate::error::CallError;
 
 /// How long a call other than a claim may take before it counts as lost.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longer than the controller holds a presence connection open.
+const PRESENCE_TIMEOUT: Duration = Duration::from_secs(400);
+
+/// A worker saying it leaves does not hold up its stop for long.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client of one controller. Cheap to clone.
 #[derive(Clone)]
@@ -65,6 +73,31 @@ impl ControllerClient {
     pub async fn done(&self, node: &str, done: &Done) -> Result<(), CallError> {
         let body = to_json(done)?;
         self.post(&format!("/work/{node}/done"), body, CALL_TIMEOUT)
+            .await
+            .map(|_| ())
+    }
+
+    /// `POST /work/presence`: the open connection, whose body the caller
+    /// reads until the controller ends it (after a few minutes).
+    pub async fn presence(
+        &self,
+        worker: &str,
+        draining: bool,
+    ) -> Result<reqwest::Response, CallError> {
+        let body = to_json(&Presence {
+            worker: worker.to_string(),
+            draining,
+        })?;
+        self.post("/work/presence", body, PRESENCE_TIMEOUT).await
+    }
+
+    /// `POST /work/leave`.
+    pub async fn leave(&self, worker: &str, state: WorkerState) -> Result<(), CallError> {
+        let body = to_json(&Leave {
+            worker: worker.to_string(),
+            state,
+        })?;
+        self.post("/work/leave", body, LEAVE_TIMEOUT)
             .await
             .map(|_| ())
     }

@@ -12,6 +12,7 @@ mod controller;
 pub mod error;
 mod output;
 mod poll;
+mod presence;
 mod run;
 mod stop;
 mod workspace;
@@ -63,6 +64,10 @@ pub struct WorkerManager {
     http: Option<Running>,
     slots: Vec<JoinHandle<()>>,
     timer: JoinHandle<()>,
+    /// Holds the presence connection.
+    presence: JoinHandle<()>,
+    /// Says "draining" once the drain begins.
+    draining: JoinHandle<()>,
 }
 
 impl WorkerManager {
@@ -95,6 +100,12 @@ impl WorkerManager {
             let _ = slot.await;
         }
         self.timer.abort();
+        // "draining" is said before "gone", and the presence connection
+        // closed first, so that nothing says "online" after.
+        let _ = self.draining.await;
+        self.presence.abort();
+        let _ = self.presence.await;
+        presence::leave(&self.shared, ick_api::work::WorkerState::Gone).await;
         if let Some(http) = self.http {
             http.stop().await;
         }
@@ -151,6 +162,14 @@ pub async fn start(
         .map(|i| tokio::spawn(poll::slot(shared.clone(), i)))
         .collect();
     let timer = tokio::spawn(drain_timer(shared.clone()));
+    let presence = tokio::spawn(presence::hold(shared.clone()));
+    let draining = tokio::spawn({
+        let shared = shared.clone();
+        async move {
+            shared.shutdown.cancelled().await;
+            presence::leave(&shared, ick_api::work::WorkerState::Draining).await;
+        }
+    });
     tracing::info!(
         worker = %shared.config.name,
         slots = shared.config.slots,
@@ -163,6 +182,8 @@ pub async fn start(
         http,
         slots,
         timer,
+        presence,
+        draining,
     })
 }
 

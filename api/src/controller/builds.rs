@@ -238,11 +238,42 @@ pub struct NodeView {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub ended_at: Option<DateTime<Utc>>,
+    /// Its attempts whose worker was lost, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lost_attempts: Vec<LostAttempt>,
     /// For a queued node: why it waits (its dependencies, the project's
     /// concurrency limit, no connected worker with the labels or kind it
     /// needs, or every such worker busy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+}
+
+/// An attempt of a node whose worker was lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostAttempt {
+    /// The attempt.
+    pub attempt: i64,
+    /// The worker that was running it (or held its pipeline's workspace).
+    pub worker: String,
+    /// When the worker was last heard from.
+    pub at: DateTime<Utc>,
+    /// What happened, e.g. "worker w1 stopped answering at 12:03:04 UTC".
+    pub reason: String,
+    /// The worker its pipeline started again on, once one took it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub again_on: Option<String>,
+}
+
+impl LostAttempt {
+    /// One line for people: `attempt 1 lost: worker w1 stopped answering
+    /// at 12:03:04 UTC; started again on w2`.
+    pub fn describe(&self) -> String {
+        let then = match &self.again_on {
+            Some(w) => format!("started again on {w}"),
+            None => "not started again yet".to_string(),
+        };
+        format!("attempt {} lost: {}; {then}", self.attempt, self.reason)
+    }
 }
 
 /// `GET /builds` query: `?project=&status=&limit=&before=`.

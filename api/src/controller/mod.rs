@@ -24,7 +24,7 @@ mod notifications;
 pub mod webhooks;
 
 pub use builds::{
-    BuildList, BuildQuery, BuildStatus, BuildSummary, BuildView, NodeStatus, NodeView,
+    BuildList, BuildQuery, BuildStatus, BuildSummary, BuildView, LostAttempt, NodeStatus, NodeView,
     TriggerRequest,
 };
 pub use definitions::{

@@ -62,6 +62,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/webhooks/gitlab", post(webhooks::gitlab))
         .route("/webhooks/generic", post(webhooks::generic))
         .route("/work/claim", post(work::claim))
+        .route("/work/presence", post(work::presence))
+        .route("/work/leave", post(work::leave))
         .route("/work/{id}/heartbeat", post(work::heartbeat))
         .route("/work/{id}/output", post(work::output))
         .route("/work/{id}/done", post(work::done))

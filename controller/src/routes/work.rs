@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use ick_api::auth::Authorized;
 use ick_api::auth::scopes::WorkRun;
 use ick_api::server::JsonBody;
-use ick_api::work::{ClaimRequest, Done, Heartbeat, HeartbeatReply, OutputBatch};
+use ick_api::work::{ClaimRequest, Done, Heartbeat, HeartbeatReply, Leave, OutputBatch, Presence};
 
 use crate::AppState;
 use crate::error::Result;
@@ -56,5 +56,29 @@ pub(super) async fn done(
 ) -> Result<StatusCode> {
     let worker = queue::Worker::of(&auth.caller)?;
     queue::done(&state, &worker, &id, done).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn presence(
+    auth: Authorized<WorkRun>,
+    State(state): State<AppState>,
+    JsonBody(presence): JsonBody<Presence>,
+) -> Result<Response> {
+    let worker = queue::Worker::of(&auth.caller)?;
+    let stream = queue::presence(&state, &worker, presence).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "text/plain")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+pub(super) async fn leave(
+    auth: Authorized<WorkRun>,
+    State(state): State<AppState>,
+    JsonBody(leave): JsonBody<Leave>,
+) -> Result<StatusCode> {
+    let worker = queue::Worker::of(&auth.caller)?;
+    queue::leave(&state, &worker, leave).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use ick_api::actions::Action;
-use ick_api::controller::{BuildStatus, BuildSummary, NodeStatus, NodeView};
+use ick_api::controller::{BuildStatus, BuildSummary, LostAttempt, NodeStatus, NodeView};
 use ick_api::secret::redact_urls;
 use ick_api::work::Outcome;
 use serde_json::Value;
@@ -128,6 +128,8 @@ pub struct NodeRow {
     pub exit_code: Option<i64>,
     pub message: Option<String>,
     pub outputs: BTreeMap<String, String>,
+    /// Attempts whose worker was lost (`again_on` unset: the view sets it).
+    pub lost_attempts: Vec<LostAttempt>,
 }
 
 impl NodeRow {
@@ -151,6 +153,7 @@ impl NodeRow {
             ready_at: self.ready_at.map(time),
             started_at: self.started_at.map(time),
             ended_at: self.ended_at.map(time),
+            lost_attempts: self.lost_attempts.clone(),
             waiting_for,
         }
     }
@@ -160,7 +163,8 @@ macro_rules! node_columns {
     () => {
         "SELECT id, build_id, position, pipeline, idx, pipeline_len, kind, action, labels, deps, \
          waiting, held, status, affinity, worker, attempt, lost, lease_until, cancel_requested, \
-         chunks, ready_at, started_at, ended_at, outcome, exit_code, message, outputs FROM nodes "
+         chunks, ready_at, started_at, ended_at, outcome, exit_code, message, outputs, \
+         lost_attempts FROM nodes "
     };
 }
 
@@ -220,6 +224,10 @@ fn decode_node(row: &AnyRow) -> Result<NodeRow> {
         outputs: match outputs {
             Some(text) => from_json(&text)?,
             None => BTreeMap::new(),
+        },
+        lost_attempts: match row.try_get::<Option<String>, _>("lost_attempts")? {
+            Some(text) => from_json(&text)?,
+            None => Vec::new(),
         },
     })
 }
@@ -659,7 +667,8 @@ pub async fn reset_pipeline(
     } else {
         "UPDATE nodes SET status = 'queued', worker = NULL, affinity = NULL, lease_until = NULL, \
          cancel_requested = 0, chunks = 0, ready_at = NULL, started_at = NULL, ended_at = NULL, \
-         outcome = NULL, exit_code = NULL, message = NULL, outputs = NULL, lost = 0 \
+         outcome = NULL, exit_code = NULL, message = NULL, outputs = NULL, lost = 0, \
+         lost_attempts = NULL \
          WHERE build_id = $1 AND pipeline = $2"
     };
     sqlx::query(sql)

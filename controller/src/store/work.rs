@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use ick_api::work::{Outcome, OutputChunk, Stream};
+use ick_api::controller::LostAttempt;
+use ick_api::work::{Outcome, OutputChunk, Stream, WorkerState};
 use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
@@ -613,13 +614,15 @@ pub struct Orphan {
     pub build_id: String,
 }
 
-/// Running nodes whose lease ended before `now`.
-pub async fn expired_leases(conn: &mut AnyConnection, now: i64) -> Result<Vec<Orphan>> {
+/// Running nodes whose lease ended before `now`, of those whose lease ends
+/// at `from` or later.
+pub async fn expired_leases(conn: &mut AnyConnection, now: i64, from: i64) -> Result<Vec<Orphan>> {
     let rows = sqlx::query(
         "SELECT id, build_id FROM nodes WHERE status = 'running' AND lease_until < $1 \
-         ORDER BY lease_until LIMIT 100",
+         AND lease_until >= $2 ORDER BY lease_until LIMIT 100",
     )
     .bind(now)
+    .bind(from)
     .fetch_all(conn)
     .await?;
     rows.iter()
@@ -632,14 +635,22 @@ pub async fn expired_leases(conn: &mut AnyConnection, now: i64) -> Result<Vec<Or
         .collect()
 }
 
-/// Ready nodes pinned to a worker not seen since `cutoff`.
-pub async fn stranded_nodes(conn: &mut AnyConnection, cutoff: i64) -> Result<Vec<Orphan>> {
+/// Ready nodes pinned to a worker not seen since `cutoff`, or away (it
+/// said it was leaving, or its presence connection dropped) since before
+/// `lost_before`.
+pub async fn stranded_nodes(
+    conn: &mut AnyConnection,
+    cutoff: i64,
+    lost_before: i64,
+) -> Result<Vec<Orphan>> {
     let rows = sqlx::query(
         "SELECT n.id, n.build_id FROM nodes n LEFT JOIN workers w ON w.name = n.affinity \
          WHERE n.status = 'queued' AND n.waiting = 0 AND n.held = 0 AND n.affinity IS NOT NULL \
-         AND (w.name IS NULL OR w.last_seen < $1) LIMIT 100",
+         AND (w.name IS NULL OR w.last_seen < $1 OR w.disconnected_at < $2 \
+         OR (w.state <> 'online' AND w.left_at < $2)) LIMIT 100",
     )
     .bind(cutoff)
+    .bind(lost_before)
     .fetch_all(conn)
     .await?;
     rows.iter()
@@ -668,9 +679,16 @@ pub async fn pipeline_losses(
     Ok(row.try_get("lost")?)
 }
 
-pub async fn count_loss(conn: &mut AnyConnection, node_id: &str) -> Result<()> {
-    sqlx::query("UPDATE nodes SET lost = lost + 1 WHERE id = $1")
+/// Counts a loss of the node's worker, with the node's lost attempts as
+/// they are now (the caller holds the node's lock and appended one).
+pub async fn count_loss(
+    conn: &mut AnyConnection,
+    node_id: &str,
+    lost_attempts: &[LostAttempt],
+) -> Result<()> {
+    sqlx::query("UPDATE nodes SET lost = lost + 1, lost_attempts = $2 WHERE id = $1")
         .bind(node_id)
+        .bind(to_json(&lost_attempts)?)
         .execute(conn)
         .await?;
     Ok(())
@@ -685,15 +703,55 @@ pub struct WorkerRow {
     pub slots: i64,
     pub free_slots: i64,
     pub last_seen: i64,
+    /// What it last said of itself: online, draining or gone.
+    pub state: WorkerState,
+    /// When its presence connection dropped, while it stays dropped.
+    pub disconnected_at: Option<i64>,
+    /// When it said it left.
+    pub left_at: Option<i64>,
 }
 
-/// Records that a worker asked for work, with what it said about itself.
+impl WorkerRow {
+    /// Since when its running actions have no one to finish them, if so:
+    /// it left, or its presence connection dropped.
+    pub fn lost_at(&self) -> Option<i64> {
+        match self.state {
+            WorkerState::Gone => self.left_at.or(Some(self.last_seen)),
+            _ => self.disconnected_at,
+        }
+    }
+
+    /// Since when it takes no new work, if so: it said it was leaving
+    /// (draining or gone), or its presence connection dropped.
+    pub fn away_since(&self) -> Option<i64> {
+        let left = match self.state {
+            WorkerState::Online => None,
+            _ => self.left_at.or(Some(self.last_seen)),
+        };
+        match (left, self.disconnected_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+fn worker_state(text: &str) -> WorkerState {
+    match text {
+        "draining" => WorkerState::Draining,
+        "gone" => WorkerState::Gone,
+        _ => WorkerState::Online,
+    }
+}
+
+/// Records that a worker asked for work, with what it said about itself:
+/// it is online.
 pub async fn upsert_worker(conn: &mut AnyConnection, w: &WorkerRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO workers (name, labels, kinds, slots, free_slots, first_seen, last_seen) \
          VALUES ($1, $2, $3, $4, $5, $6, $6) \
          ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, kinds = excluded.kinds, \
-         slots = excluded.slots, free_slots = excluded.free_slots, last_seen = excluded.last_seen",
+         slots = excluded.slots, free_slots = excluded.free_slots, last_seen = excluded.last_seen, \
+         state = 'online', left_at = NULL",
     )
     .bind(&w.name)
     .bind(to_json(&w.labels)?)
@@ -716,24 +774,140 @@ pub async fn touch_worker(conn: &mut AnyConnection, name: &str, now: i64) -> Res
     Ok(())
 }
 
+/// A worker's presence connection `session` opened: it is online, or
+/// still draining.
+pub async fn open_presence(
+    conn: &mut AnyConnection,
+    name: &str,
+    session: &str,
+    draining: bool,
+    now: i64,
+) -> Result<()> {
+    let state = if draining { "draining" } else { "online" };
+    sqlx::query(
+        "INSERT INTO workers (name, labels, kinds, slots, free_slots, first_seen, last_seen, \
+         state, session) VALUES ($1, '[]', '[]', 0, 0, $2, $2, $3, $4) \
+         ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen, \
+         state = excluded.state, session = excluded.session, disconnected_at = NULL, \
+         left_at = CASE WHEN excluded.state = 'draining' THEN workers.left_at ELSE NULL END",
+    )
+    .bind(name)
+    .bind(now)
+    .bind(state)
+    .bind(session)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The presence connection `session` dropped at `now` (unless another
+/// replaced it meanwhile).
+pub async fn drop_presence(
+    conn: &mut AnyConnection,
+    name: &str,
+    session: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE workers SET disconnected_at = $3 \
+         WHERE name = $1 AND session = $2 AND disconnected_at IS NULL",
+    )
+    .bind(name)
+    .bind(session)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A worker said it is draining (since when is kept) or gone (from now);
+/// `false` if it is unknown.
+pub async fn leave(
+    conn: &mut AnyConnection,
+    name: &str,
+    state: WorkerState,
+    now: i64,
+) -> Result<bool> {
+    let gone = state == WorkerState::Gone;
+    let done = sqlx::query(
+        "UPDATE workers SET state = $2, free_slots = 0, last_seen = $3, \
+         left_at = CASE WHEN $4 = 1 THEN $3 ELSE COALESCE(left_at, $3) END, \
+         session = CASE WHEN $4 = 1 THEN NULL ELSE session END \
+         WHERE name = $1",
+    )
+    .bind(name)
+    .bind(state.as_str())
+    .bind(now)
+    .bind(i64::from(gone))
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+macro_rules! worker_columns {
+    () => {
+        "SELECT name, labels, kinds, slots, free_slots, last_seen, state, disconnected_at, \
+         left_at FROM workers "
+    };
+}
+
+fn decode_worker(r: &sqlx::any::AnyRow) -> Result<WorkerRow> {
+    Ok(WorkerRow {
+        name: r.try_get("name")?,
+        labels: from_json(r.try_get("labels")?)?,
+        kinds: from_json(r.try_get("kinds")?)?,
+        slots: r.try_get("slots")?,
+        free_slots: r.try_get("free_slots")?,
+        last_seen: r.try_get("last_seen")?,
+        state: worker_state(r.try_get("state")?),
+        disconnected_at: r.try_get("disconnected_at")?,
+        left_at: r.try_get("left_at")?,
+    })
+}
+
 /// Workers, by name; only those seen since `since` if given.
 pub async fn workers(conn: &mut AnyConnection, since: Option<i64>) -> Result<Vec<WorkerRow>> {
-    let rows = sqlx::query(
-        "SELECT name, labels, kinds, slots, free_slots, last_seen FROM workers \
-         WHERE last_seen >= $1 ORDER BY name",
-    )
+    let rows = sqlx::query(concat!(
+        worker_columns!(),
+        "WHERE last_seen >= $1 ORDER BY name"
+    ))
     .bind(since.unwrap_or(i64::MIN))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(decode_worker).collect()
+}
+
+/// One worker.
+pub async fn worker(conn: &mut AnyConnection, name: &str) -> Result<Option<WorkerRow>> {
+    let row = sqlx::query(concat!(worker_columns!(), "WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(decode_worker).transpose()
+}
+
+/// Running nodes whose worker was lost before `before` (and, if `from` is
+/// later, not before `from`): its presence connection dropped, or it
+/// left without reporting their end.
+pub async fn nodes_of_lost_workers(
+    conn: &mut AnyConnection,
+    before: i64,
+    from: i64,
+) -> Result<Vec<Orphan>> {
+    let rows = sqlx::query(
+        "SELECT n.id, n.build_id FROM nodes n JOIN workers w ON w.name = n.worker \
+         WHERE n.status = 'running' AND ((w.disconnected_at < $1 AND w.disconnected_at >= $2) \
+         OR (w.state = 'gone' AND w.left_at < $1 AND w.left_at >= $2)) LIMIT 100",
+    )
+    .bind(before)
+    .bind(from)
     .fetch_all(conn)
     .await?;
     rows.iter()
         .map(|r| {
-            Ok(WorkerRow {
-                name: r.try_get("name")?,
-                labels: from_json(r.try_get("labels")?)?,
-                kinds: from_json(r.try_get("kinds")?)?,
-                slots: r.try_get("slots")?,
-                free_slots: r.try_get("free_slots")?,
-                last_seen: r.try_get("last_seen")?,
+            Ok(Orphan {
+                id: r.try_get("id")?,
+                build_id: r.try_get("build_id")?,
             })
         })
         .collect()

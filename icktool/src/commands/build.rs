@@ -182,6 +182,19 @@ fn show(view: &BuildView) -> String {
         &["action", "what", "status", "worker", "exit", "note"],
         rows,
     ));
+    let lost: Vec<String> = view
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.lost_attempts
+                .iter()
+                .map(move |l| format!("  {}: {}\n", node_label(n), l.describe()))
+        })
+        .collect();
+    if !lost.is_empty() {
+        text.push_str("\nlost attempts:\n");
+        text.extend(lost);
+    }
     text
 }
 

@@ -58,15 +58,44 @@ pub async fn run(ick: &Ick, args: LogArgs, out: &Out) -> anyhow::Result<Exit> {
     // As `--follow` prints: the output on stdout, which action it came
     // from on stderr, so that `icktool log B > out.txt` keeps the output
     // alone.
-    for run in chunks.chunk_by(|a, b| (&a.node, a.attempt) == (&b.node, b.attempt)) {
+    // A node run more than once has each attempt under a header on stdout
+    // too, so that a rerun's lines do not run on from a lost attempt's.
+    let runs: Vec<&[LogChunk]> = chunks
+        .chunk_by(|a, b| (&a.node, a.attempt) == (&b.node, b.attempt))
+        .collect();
+    for (i, run) in runs.iter().enumerate() {
         let first = &run[0];
-        eprintln!(
+        let header = format!(
             "==> {}/{} (attempt {})",
             first.pipeline,
             first.index + 1,
             first.attempt
         );
-        let text: String = run.iter().map(|c| c.data.as_str()).collect();
+        let same_node = |r: Option<&&[LogChunk]>| r.is_some_and(|r| r[0].node == first.node);
+        let several =
+            same_node(i.checked_sub(1).and_then(|p| runs.get(p))) || same_node(runs.get(i + 1));
+        let mut text = String::new();
+        if several {
+            text.push_str(&header);
+            text.push('\n');
+        } else {
+            eprintln!("{header}");
+        }
+        text.extend(run.iter().map(|c| c.data.as_str()));
+        if several {
+            let lost = view
+                .nodes
+                .iter()
+                .filter(|n| n.id == first.node)
+                .flat_map(|n| &n.lost_attempts)
+                .find(|l| l.attempt == first.attempt);
+            if let Some(lost) = lost {
+                if !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&format!("==> {}\n", lost.describe()));
+            }
+        }
         write_stdout(&text)?;
     }
     Ok(Exit::Ok)

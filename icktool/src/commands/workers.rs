@@ -1,13 +1,23 @@
 //! `icktool workers`.
 
-use ick_api::work::WorkerInfo;
+use ick_api::work::{WorkerInfo, WorkersQuery};
 
 use crate::Exit;
 use crate::connection::{Ick, Service};
 use crate::output::{Out, ago};
 
-pub async fn run(ick: &Ick, out: &Out) -> anyhow::Result<Exit> {
-    let workers: Vec<WorkerInfo> = ick.get(Service::Controller, "/workers").await?;
+#[derive(clap::Args)]
+pub struct WorkersArgs {
+    /// Also the workers gone for more than an hour.
+    #[arg(long)]
+    all: bool,
+}
+
+pub async fn run(ick: &Ick, args: WorkersArgs, out: &Out) -> anyhow::Result<Exit> {
+    let query = WorkersQuery { all: args.all };
+    let workers: Vec<WorkerInfo> = ick
+        .get_query(Service::Controller, "/workers", &query)
+        .await?;
     let rows = workers
         .iter()
         .map(|w| {
@@ -16,6 +26,7 @@ pub async fn run(ick: &Ick, out: &Out) -> anyhow::Result<Exit> {
                 .unwrap_or_else(|_| w.last_seen.clone());
             vec![
                 w.name.clone(),
+                w.state.as_str().to_string(),
                 format!("{}/{}", w.running.len(), w.slots),
                 w.labels.join(", "),
                 w.kinds.join(", "),
@@ -25,7 +36,7 @@ pub async fn run(ick: &Ick, out: &Out) -> anyhow::Result<Exit> {
         .collect();
     out.list(
         &workers,
-        &["name", "busy", "labels", "kinds", "last seen"],
+        &["name", "state", "busy", "labels", "kinds", "last seen"],
         rows,
         "no workers have connected",
     )?;
