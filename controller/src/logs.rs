@@ -7,31 +7,81 @@ use std::time::Duration;
 
 use axum::response::sse::Event;
 use futures::Stream;
-use ick_api::controller::{LogChunk, LogEvent, NodeEvent, NodeStatus};
+use ick_api::controller::{LogChunk, LogCursor, LogEvent, NodeEvent, NodeStatus};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::error::Result;
 use crate::hub::ALL_BUILDS;
+use crate::store::Store;
 use crate::store::builds as bdb;
 use crate::store::logs::{self as ldb, Progress};
 
 /// How often a follower looks even if nothing woke it.
 const REPOLL: Duration = Duration::from_secs(1);
 
-/// `GET /builds/{id}/log`: every chunk (or one node's), in order.
-pub async fn read(state: &AppState, build_id: &str, node: Option<&str>) -> Result<Vec<LogChunk>> {
+/// Chunks read from the database at a time, when a whole log is read.
+const PAGE: u32 = 1000;
+
+/// `GET /builds/{id}/log?limit=N`: a page of the log (or of one node's),
+/// and the cursor of the next page when there may be one.
+pub async fn read_page(
+    state: &AppState,
+    build_id: &str,
+    node: Option<&str>,
+    after: Option<LogCursor>,
+    limit: u32,
+) -> Result<(Vec<LogChunk>, Option<LogCursor>)> {
     let mut conn = state.store.conn().await?;
-    ldb::build_log(&mut conn, build_id, node).await
+    let page = ldb::log_page(&mut conn, build_id, node, after, None, limit).await?;
+    let next = (page.len() == limit as usize)
+        .then(|| page.last().map(|(c, _)| *c))
+        .flatten();
+    Ok((page.into_iter().map(|(_, c)| c).collect(), next))
 }
 
-/// The log as text: each node's output under a header line.
-pub fn as_text(chunks: &[LogChunk]) -> String {
-    let mut text = String::new();
-    let mut current: Option<(&str, i64)> = None;
-    for c in chunks {
-        if current != Some((c.node.as_str(), c.attempt)) {
-            if !text.is_empty() && !text.ends_with('\n') {
+/// The whole log (or one node's, or what was stored by `until`), a page
+/// at a time, so that no one holds it whole.
+pub fn pages(
+    store: Store,
+    build_id: String,
+    node: Option<String>,
+    until: Option<i64>,
+) -> impl Stream<Item = Result<Vec<LogChunk>>> {
+    async_stream::try_stream! {
+        let mut after = None;
+        loop {
+            let page = {
+                let mut conn = store.conn().await?;
+                ldb::log_page(&mut conn, &build_id, node.as_deref(), after, until, PAGE).await?
+            };
+            let full = page.len() == PAGE as usize;
+            after = page.last().map(|(c, _)| *c);
+            if !page.is_empty() {
+                yield page.into_iter().map(|(_, c)| c).collect::<Vec<_>>();
+            }
+            if !full {
+                break;
+            }
+        }
+    }
+}
+
+/// The log as text, a chunk at a time: each node's attempt under a
+/// header line.
+#[derive(Default)]
+pub struct TextLog {
+    current: Option<(String, i64)>,
+    ends_line: bool,
+    started: bool,
+}
+
+impl TextLog {
+    /// Appends `c` to `text`, after a header if it starts another
+    /// attempt of a node.
+    pub fn push(&mut self, c: &LogChunk, text: &mut String) {
+        if self.current.as_ref() != Some(&(c.node.clone(), c.attempt)) {
+            if self.started && !self.ends_line {
                 text.push('\n');
             }
             text.push_str(&format!(
@@ -40,11 +90,14 @@ pub fn as_text(chunks: &[LogChunk]) -> String {
                 c.index + 1,
                 c.attempt
             ));
-            current = Some((c.node.as_str(), c.attempt));
+            self.current = Some((c.node.clone(), c.attempt));
         }
         text.push_str(&c.data);
+        self.started = true;
+        if !c.data.is_empty() {
+            self.ends_line = c.data.ends_with('\n');
+        }
     }
-    text
 }
 
 fn event(e: LogEvent) -> Event {

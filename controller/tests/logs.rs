@@ -13,6 +13,7 @@ use reqwest::{Method, StatusCode};
 
 on_both_storages!(
     the_log_keeps_each_chunks_stream_and_order,
+    the_log_reads_page_by_page_in_the_same_order,
     the_log_stream_replays_and_follows_a_running_build_until_it_ends,
 );
 
@@ -193,4 +194,100 @@ async fn the_log_stream_replays_and_follows_a_running_build_until_it_ends(storag
             "end Succeeded",
         ]
     );
+}
+
+async fn the_log_reads_page_by_page_in_the_same_order(storage: Storage) {
+    let env = Env::start(storage).await;
+    env.admin
+        .pipeline("a", "actions: [{shell: one}, {shell: two}]")
+        .await;
+    env.admin.pipeline("b", "actions: [{shell: three}]").await;
+    env.admin.project("p", "pipelines: [a, b]").await;
+    let build = env.admin.trigger("p").await;
+    let w = env.worker("w1");
+    for _ in 0..3 {
+        let a = w.claim_within(SOON).await;
+        let lines: Vec<String> = (0..7)
+            .map(|i| format!("{} {} line {i}\n", a.pipeline, a.index))
+            .collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        w.output(&a, 0, &lines).await;
+        w.finish(&a, 0, 7).await;
+    }
+    let path = format!("/builds/{}/log", build.id);
+    let whole: Vec<LogChunk> = env.admin.get(&path).await;
+    assert_eq!(whole.len(), 21);
+
+    // Pages of 4, each pointing at the next, read the same chunks.
+    let mut paged: Vec<LogChunk> = Vec::new();
+    let mut next = Some(format!("{path}?limit=4"));
+    let mut pages = 0;
+    while let Some(url) = next {
+        let r = env
+            .admin
+            .request(Method::GET, &url)
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(r.status(), StatusCode::OK);
+        next = r
+            .headers()
+            .get("link")
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| l.strip_prefix('<'))
+            .and_then(|l| l.split_once(">; rel=\"next\""))
+            .map(|(u, _)| u.to_string());
+        let page: Vec<LogChunk> = r.json().await.expect("json");
+        assert!(page.len() <= 4);
+        paged.extend(page);
+        pages += 1;
+        assert!(pages < 20, "the pages never end");
+    }
+    assert_eq!(paged, whole);
+    assert_eq!(pages, 6, "21 chunks in pages of 4");
+
+    // One node's, as text, from a cursor.
+    let node = &whole[7].node;
+    let r = env
+        .admin
+        .request(Method::GET, &format!("{path}?node={node}&limit=3"))
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .expect("text page");
+    let cursor = r
+        .headers()
+        .get(ick_api::controller::NEXT_PAGE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .expect("a cursor");
+    let text = r.text().await.expect("text");
+    assert_eq!(
+        text,
+        "==> a action 2 (attempt 1)\na 1 line 0\na 1 line 1\na 1 line 2\n"
+    );
+    let rest: Vec<LogChunk> = env
+        .admin
+        .get(&format!("{path}?node={node}&after={cursor}&limit=100"))
+        .await;
+    assert_eq!(rest.len(), 4);
+    assert_eq!(rest[0].data, "a 1 line 3\n");
+
+    // Bad cursors and limits are refused.
+    for bad in [
+        "?limit=0",
+        "?limit=10001",
+        "?after=1.1.1",
+        "?after=nonsense&limit=3",
+        "?after=1.-1.1&limit=3",
+    ] {
+        let r = env
+            .admin
+            .request(Method::GET, &format!("{path}{bad}"))
+            .send()
+            .await
+            .expect("answers");
+        let problem: Problem = json(r, StatusCode::BAD_REQUEST).await;
+        assert!(problem.detail.is_some(), "{bad}: {problem:?}");
+    }
 }

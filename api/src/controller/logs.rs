@@ -6,6 +6,71 @@ use serde::{Deserialize, Serialize};
 use crate::controller::{BuildSummary, NodeStatus};
 use crate::work::Stream;
 
+/// `GET /builds/{id}/log` query: `?node=ID&after=CURSOR&limit=N`.
+///
+/// Without `limit`, the whole log (streamed, never held whole by the
+/// controller). With it, at most `limit` chunks (1 to [`MAX_LOG_PAGE`])
+/// after `after`, and when there may be more, a `Link: <…>; rel="next"`
+/// header whose URL reads the next page; [`NEXT_PAGE_HEADER`] carries its
+/// cursor alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogQuery {
+    /// Only this node's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The cursor of the last chunk read ([`LogCursor`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// At most this many chunks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// The largest page of a log read.
+pub const MAX_LOG_PAGE: u32 = 10_000;
+
+/// The header that carries the cursor of the next page of a log read.
+pub const NEXT_PAGE_HEADER: &str = "ick-next-after";
+
+/// Where a chunk is in a log's order: its node's position in the graph,
+/// its attempt, its number. Written `POSITION.ATTEMPT.SEQ`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogCursor {
+    /// The node's position in the build's graph.
+    pub position: i64,
+    /// The attempt.
+    pub attempt: i64,
+    /// The chunk's number in the attempt.
+    pub seq: i64,
+}
+
+impl std::fmt::Display for LogCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.position, self.attempt, self.seq)
+    }
+}
+
+impl std::str::FromStr for LogCursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("{s:?} is not a log cursor (POSITION.ATTEMPT.SEQ, as the last page gave)");
+        let mut parts = s
+            .split('.')
+            .map(|p| p.parse::<i64>().ok().filter(|n| *n >= 0));
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(Some(position)), Some(Some(attempt)), Some(Some(seq)), None) => Ok(LogCursor {
+                position,
+                attempt,
+                seq,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// A piece of a node's output. `GET /builds/{id}/log[?node=ID]` answers a
 /// JSON array of them, each node's chunks in order (`attempt`, then `seq`),
 /// nodes in graph order; with `Accept: text/plain`, the text alone.
@@ -91,5 +156,27 @@ impl LogEvent {
             "end" => serde_json::from_str(data).map(LogEvent::End),
             _ => return None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_bad_ones_are_refused() {
+        let c: LogCursor = "3.2.17".parse().expect("parses");
+        assert_eq!(
+            c,
+            LogCursor {
+                position: 3,
+                attempt: 2,
+                seq: 17
+            }
+        );
+        assert_eq!(c.to_string(), "3.2.17");
+        for bad in ["", "3", "3.2", "3.2.1.0", "a.b.c", "-1.0.0", "3..1"] {
+            assert!(bad.parse::<LogCursor>().is_err(), "{bad:?}");
+        }
     }
 }

@@ -31,6 +31,8 @@ pub use definitions::{
     Applied, Change, DefinitionKind, Notify, NotifyOn, PipelineSpec, ProjectSpec, Revision, Stored,
     StoredPipeline, StoredProject, is_valid_name,
 };
-pub use logs::{LogChunk, LogEvent, NodeEvent};
+pub use logs::{
+    LogChunk, LogCursor, LogEvent, LogQuery, MAX_LOG_PAGE, NEXT_PAGE_HEADER, NodeEvent,
+};
 pub use notifications::{Notification, NotificationList, NotificationQuery, NotificationStatus};
 pub use webhooks::{GenericPush, TriggerSecret, TriggerSpec, WebhookAnswer, WebhookOutcome};

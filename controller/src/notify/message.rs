@@ -72,13 +72,47 @@ fn parameter<'a>(details: &'a Details, name: &str) -> Option<&'a str> {
     details.parameters.get(name).and_then(Value::as_str)
 }
 
+/// The build's text log as a mail attaches it, written a piece at a time
+/// (it is read from the database a page at a time): as it is, or, once
+/// larger than [`GZIP_OVER`], compressed as it comes.
+#[derive(Default)]
+pub struct LogFile {
+    raw: Vec<u8>,
+    gz: Option<GzEncoder<Vec<u8>>>,
+}
+
+impl LogFile {
+    /// Appends `text`.
+    pub fn write(&mut self, text: &str) {
+        if let Some(gz) = &mut self.gz {
+            let _ = gz.write_all(text.as_bytes());
+            return;
+        }
+        self.raw.extend_from_slice(text.as_bytes());
+        if self.raw.len() > GZIP_OVER {
+            let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+            let _ = gz.write_all(&self.raw);
+            self.raw = Vec::new();
+            self.gz = Some(gz);
+        }
+    }
+
+    /// Whether it is compressed, and its bytes.
+    fn finish(self) -> (bool, Vec<u8>) {
+        match self.gz {
+            Some(gz) => (true, gz.finish().unwrap_or_default()),
+            None => (false, self.raw),
+        }
+    }
+}
+
 /// The subject, body and attachment of the mail about `n`. `log` is the
 /// build's whole text log; `failed_output` the failed action's chunks.
 pub fn render(
     n: &NotificationRow,
     details: &Details,
     public_url: &str,
-    log: String,
+    log: LogFile,
     failed_output: &[LogChunk],
 ) -> Rendered {
     let word = status_word(n.build_status);
@@ -134,23 +168,17 @@ pub fn render(
             }
         }
     }
-    let (attachment_name, attachment_type, attachment) = if log.len() > GZIP_OVER {
-        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-        let bytes = gz
-            .write_all(log.as_bytes())
-            .and_then(|()| gz.finish())
-            .unwrap_or_default();
-        (
+    let (attachment_name, attachment_type, attachment) = match log.finish() {
+        (true, bytes) => (
             format!("build-{}.log.gz", n.number),
             "application/gzip",
             bytes,
-        )
-    } else {
-        (
+        ),
+        (false, bytes) => (
             format!("build-{}.log", n.number),
             "text/plain; charset=utf-8",
-            log.into_bytes(),
-        )
+            bytes,
+        ),
     };
     body.push_str(&format!(
         "\nThe build's whole log is attached ({attachment_name}).\n"
@@ -275,6 +303,15 @@ mod tests {
         }
     }
 
+    fn text_log(text: &str) -> LogFile {
+        let mut log = LogFile::default();
+        // In pieces, as pages come.
+        for piece in text.as_bytes().chunks(100_000) {
+            log.write(std::str::from_utf8(piece).expect("ascii"));
+        }
+        log
+    }
+
     #[test]
     fn a_failure_mail_names_the_action_and_quotes_its_last_lines() {
         let output: String = (1..=80).map(|i| format!("line {i}\n")).collect();
@@ -282,7 +319,7 @@ mod tests {
             &row(BuildStatus::Failed),
             &details(true),
             "https://ick.example.org/",
-            "the log".into(),
+            text_log("the log"),
             &[chunk(&output)],
         );
         assert_eq!(r.subject, "[ick] hello #7 FAILED");
@@ -312,7 +349,7 @@ mod tests {
             &row(BuildStatus::Succeeded),
             &details(false),
             "http://i",
-            log.clone(),
+            text_log(&log),
             &[],
         );
         assert_eq!(r.subject, "[ick] hello #7 succeeded");
@@ -340,7 +377,7 @@ mod tests {
             &row(BuildStatus::Cancelled),
             &details(false),
             "http://i",
-            String::new(),
+            LogFile::default(),
             &[],
         );
         assert_eq!(r.subject, "[ick] hello #7 cancelled");

@@ -211,21 +211,34 @@ async fn deliver(
     n: &NotificationRow,
 ) -> std::result::Result<(), Failure> {
     let details: Details = from_json(&n.details)?;
-    let (log, failed_output): (Vec<LogChunk>, Vec<LogChunk>) = {
+    let failed_output: Vec<LogChunk> = {
         let mut conn = state.store.conn().await.map_err(Failure::from)?;
-        let log = ldb::build_log_until(&mut conn, &n.build_id, details.ended_at).await?;
-        let failed = match &details.failed {
+        match &details.failed {
             Some(f) => ldb::node_log_from(&mut conn, &f.node, f.attempt, 0).await?,
             None => vec![],
-        };
-        (log, failed)
+        }
     };
+    // The log a page at a time, compressed as it comes once large.
+    let mut log = message::LogFile::default();
+    let mut text_log = crate::logs::TextLog::default();
+    let pages = crate::logs::pages(
+        state.store.clone(),
+        n.build_id.clone(),
+        None,
+        Some(details.ended_at),
+    );
+    futures::pin_mut!(pages);
+    while let Some(page) = futures::StreamExt::next(&mut pages).await {
+        let mut text = String::new();
+        for c in &page? {
+            text_log.push(c, &mut text);
+        }
+        log.write(&text);
+    }
     let row = n.clone();
     let public_url = mailer.public_url.clone();
-    // Joining and compressing a large log is CPU work.
     let rendered = tokio::task::spawn_blocking(move || {
-        let text = crate::logs::as_text(&log);
-        message::render(&row, &details, &public_url, text, &failed_output)
+        message::render(&row, &details, &public_url, log, &failed_output)
     })
     .await
     .map_err(|e| Failure {

@@ -1,24 +1,20 @@
 //! `/builds/{id}/log` and its stream: scope `builds:read`.
 
-use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderValue;
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
 use ick_api::auth::Authorized;
 use ick_api::auth::scopes::BuildsRead;
-use serde::Deserialize;
+use ick_api::controller::{LogChunk, LogCursor, LogQuery, MAX_LOG_PAGE, NEXT_PAGE_HEADER};
 
 use crate::AppState;
 use crate::error::{ControllerError, Result};
 use crate::{builds, logs};
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct LogQuery {
-    /// Only this node's output.
-    node: Option<String>,
-}
 
 async fn check_node(state: &AppState, build_id: &str, node: Option<&str>) -> Result<()> {
     if let Some(node) = node {
@@ -42,15 +38,113 @@ pub(super) async fn read(
 ) -> Result<Response> {
     let build = builds::get(&state, &id).await?;
     check_node(&state, &build.id, query.node.as_deref()).await?;
-    let chunks = logs::read(&state, &build.id, query.node.as_deref()).await?;
-    if super::accepts(&headers, "text/plain") {
+    let text = super::accepts(&headers, "text/plain");
+    let after = query
+        .after
+        .as_deref()
+        .map(str::parse::<LogCursor>)
+        .transpose()
+        .map_err(ControllerError::BadRequest)?;
+    let content_type = if text {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    let Some(limit) = query.limit else {
+        if after.is_some() {
+            return Err(ControllerError::BadRequest(
+                "after= pages a log: give limit= too".into(),
+            ));
+        }
+        let pages = logs::pages(state.store.clone(), build.id, query.node, None);
         return Ok((
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            logs::as_text(&chunks),
+            [(header::CONTENT_TYPE, content_type)],
+            Body::from_stream(encode(pages, text)),
         )
             .into_response());
+    };
+    if !(1..=MAX_LOG_PAGE).contains(&limit) {
+        return Err(ControllerError::BadRequest(format!(
+            "limit must be from 1 to {MAX_LOG_PAGE}"
+        )));
     }
-    Ok(Json(chunks).into_response())
+    let (chunks, next) =
+        logs::read_page(&state, &build.id, query.node.as_deref(), after, limit).await?;
+    let body = if text {
+        let mut log = logs::TextLog::default();
+        let mut out = String::new();
+        for c in &chunks {
+            log.push(c, &mut out);
+        }
+        out.into_bytes()
+    } else {
+        serde_json::to_vec(&chunks).map_err(ControllerError::internal)?
+    };
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    if let Some(next) = next {
+        // The node, when given, is one of the build's (a UUID).
+        let node = query
+            .node
+            .as_deref()
+            .map(|n| format!("node={n}&"))
+            .unwrap_or_default();
+        let link = format!(
+            "</builds/{}/log?{node}after={next}&limit={limit}>; rel=\"next\"",
+            build.id
+        );
+        let headers = response.headers_mut();
+        for (name, value) in [(NEXT_PAGE_HEADER, next.to_string()), ("link", link)] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+    }
+    Ok(response)
+}
+
+/// A whole log as the body: a JSON array, or text, written page by page.
+fn encode(
+    pages: impl futures::Stream<Item = Result<Vec<LogChunk>>> + Send + 'static,
+    text: bool,
+) -> impl futures::Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + 'static {
+    async_stream::stream! {
+        let mut log = logs::TextLog::default();
+        let mut first = true;
+        if !text {
+            yield Ok(Bytes::from_static(b"["));
+        }
+        futures::pin_mut!(pages);
+        while let Some(page) = pages.next().await {
+            let page = match page {
+                Ok(page) => page,
+                Err(e) => {
+                    // The status is sent: end the body short, which the
+                    // reader sees as a broken transfer, not as a log.
+                    tracing::warn!(error = %e, "reading a log failed");
+                    yield Err(std::io::Error::other(e.to_string()));
+                    return;
+                }
+            };
+            let mut out = Vec::new();
+            for c in &page {
+                if text {
+                    let mut s = String::new();
+                    log.push(c, &mut s);
+                    out.extend_from_slice(s.as_bytes());
+                } else {
+                    if !first {
+                        out.push(b',');
+                    }
+                    first = false;
+                    out.extend(serde_json::to_vec(c).unwrap_or_default());
+                }
+            }
+            yield Ok(Bytes::from(out));
+        }
+        if !text {
+            yield Ok(Bytes::from_static(b"]"));
+        }
+    }
 }
 
 pub(super) async fn follow(

@@ -1,6 +1,6 @@
 //! Reading stored output.
 
-use ick_api::controller::{LogChunk, NodeStatus};
+use ick_api::controller::{LogChunk, LogCursor, NodeStatus};
 use ick_api::work::Stream;
 use sqlx::{AnyConnection, Row};
 
@@ -48,24 +48,51 @@ pub async fn build_log(
     rows.iter().map(decode).collect()
 }
 
-/// A build's output stored until `until` (the build's end), in the order
-/// of [`build_log`]: what a build's run wrote, without a later retry's.
-pub async fn build_log_until(
+/// A page of a build's output (or one node's) in the order of
+/// [`build_log`]: at most `limit` chunks after `after`, with their
+/// cursors; with `until`, only what was stored by then (the build's end:
+/// what a run wrote, without a later retry's).
+pub async fn log_page(
     conn: &mut AnyConnection,
     build_id: &str,
-    until: i64,
-) -> Result<Vec<LogChunk>> {
+    node: Option<&str>,
+    after: Option<LogCursor>,
+    until: Option<i64>,
+    limit: u32,
+) -> Result<Vec<(LogCursor, LogChunk)>> {
+    let after = after.unwrap_or(LogCursor {
+        position: -1,
+        attempt: 0,
+        seq: 0,
+    });
     let rows = sqlx::query(
-        "SELECT c.node_id, n.pipeline, n.idx, c.attempt, c.seq, c.stream, c.data \
+        "SELECT c.node_id, n.pipeline, n.idx, n.position, c.attempt, c.seq, c.stream, c.data \
          FROM chunks c JOIN nodes n ON n.id = c.node_id \
-         WHERE c.build_id = $1 AND c.at <= $2 \
-         ORDER BY n.position, c.attempt, c.seq",
+         WHERE c.build_id = $1 AND ($2 = '' OR c.node_id = $2) AND c.at <= $3 \
+         AND (n.position > $4 OR (n.position = $4 AND (c.attempt > $5 \
+           OR (c.attempt = $5 AND c.seq > $6)))) \
+         ORDER BY n.position, c.attempt, c.seq LIMIT $7",
     )
     .bind(build_id)
-    .bind(until)
+    .bind(node.unwrap_or(""))
+    .bind(until.unwrap_or(i64::MAX))
+    .bind(after.position)
+    .bind(after.attempt)
+    .bind(after.seq)
+    .bind(i64::from(limit))
     .fetch_all(conn)
     .await?;
-    rows.iter().map(decode).collect()
+    rows.iter()
+        .map(|r| {
+            let chunk = decode(r)?;
+            let cursor = LogCursor {
+                position: r.try_get("position")?,
+                attempt: chunk.attempt,
+                seq: chunk.seq,
+            };
+            Ok((cursor, chunk))
+        })
+        .collect()
 }
 
 /// An attempt's chunks from number `from` on.
