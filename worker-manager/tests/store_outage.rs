@@ -15,7 +15,7 @@ use ick_tests::store::CuttingProxy;
 
 /// Size of the big file in the workspace: large enough that the store can
 /// be killed while its bytes are on the way.
-const BIG: u64 = 300 << 20;
+const BIG: u64 = 200 << 20;
 
 /// How long the store stays dead while a build archives.
 const OUTAGE: Duration = Duration::from_secs(3);
@@ -52,15 +52,50 @@ fn digest_of(path: &Path) -> Digest {
     }
 }
 
-/// Kills the store, keeps it dead for `outage`, starts it again on the
-/// same port and data; answers when it listens again.
-fn outage(env: &mut Env, outage: Duration) -> Instant {
+/// Once `bytes` (counted by a proxy) says a good part of the transfer of
+/// the build `build_id` is done, kills the store, keeps it dead for
+/// `outage` and starts it again on the same port and data. Answers the
+/// bytes counted at the kill, what `kept` said of the store just after the
+/// restart, and how long after the restart the transfer went on; fails at
+/// once, with the node's message, if the build ends instead.
+async fn kill_mid_transfer(
+    env: &mut Env,
+    build_id: &str,
+    outage: Duration,
+    bytes: impl Fn() -> u64,
+    kept: impl Fn(&Env) -> u64,
+) -> (u64, u64, Duration) {
+    eventually(SOON, "the transfer to be under way", || async {
+        (bytes() > BIG / 4).then_some(())
+    })
+    .await;
     tokio::task::block_in_place(|| {
         env.store.kill();
         std::thread::sleep(outage);
         env.store.restart();
     });
-    Instant::now()
+    let restarted = Instant::now();
+    let kept = kept(env);
+    let at_kill = bytes();
+    assert!(at_kill < BIG, "killed mid-transfer ({at_kill} bytes in)");
+    eventually(SOON, "the transfer to go on after the restart", || async {
+        if bytes() > at_kill + (1 << 20) {
+            return Some(());
+        }
+        let view = env.admin.build(build_id).await;
+        assert!(
+            !view.build.status.is_finished(),
+            "the transfer did not go on: the build ended {:?}: {:?}",
+            view.build.status,
+            view.nodes
+                .iter()
+                .filter_map(|n| n.message.as_deref())
+                .collect::<Vec<_>>()
+        );
+        None
+    })
+    .await;
+    (at_kill, kept, restarted.elapsed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,21 +114,15 @@ async fn archive_rides_out_a_store_restart_and_resumes_its_upload() {
         .await;
     let build = env.admin.trigger(&project).await;
 
-    // Kill it once a good part of the tar is in the session.
-    let data = eventually(SOON, "the upload to be under way", || async {
-        session_data(&env).filter(|p| size_of(p) > BIG / 4)
-    })
+    // What had been handed to the store when it died, and what it kept.
+    let (forwarded, held, resumed_after) = kill_mid_transfer(
+        &mut env,
+        &build.id,
+        OUTAGE,
+        || proxy.bytes_up(),
+        |env| session_data(env).map_or(0, |p| size_of(&p)),
+    )
     .await;
-    let restarted = outage(&mut env, OUTAGE);
-    // What the store had taken off the wire when it died, and what it kept.
-    let forwarded = proxy.bytes_up();
-    let held = size_of(&data);
-    assert!(held < BIG, "killed mid-upload ({held} bytes in)");
-    eventually(SOON, "the upload to go on after the restart", || async {
-        (size_of(&data) > held || !data.exists()).then_some(())
-    })
-    .await;
-    let resumed_after = restarted.elapsed();
 
     let view = env.admin.wait_build(&build.id, SOON * 4).await;
     assert_succeeded(&view);
@@ -160,7 +189,7 @@ async fn populate_rides_out_a_store_restart_and_resumes_its_download() {
     std::fs::remove_file(&tar).expect("remove the tar");
 
     let proxy = CuttingProxy::start(env.store.process.addr).await;
-    let worker = env.worker().store(&proxy.url).start();
+    let _worker = env.worker().store(&proxy.url).start();
     let project = env
         .project(
             "outage-populate",
@@ -172,22 +201,14 @@ async fn populate_rides_out_a_store_restart_and_resumes_its_download() {
         .await;
     let build = env.admin.trigger(&project).await;
 
-    let big = eventually(SOON, "the download to be under way", || async {
-        worker
-            .workspaces()
-            .into_iter()
-            .map(|w| w.join("big"))
-            .find(|p| size_of(p) > BIG / 4)
-    })
+    let (_, _, resumed_after) = kill_mid_transfer(
+        &mut env,
+        &build.id,
+        LONG_OUTAGE,
+        || proxy.bytes_down(),
+        |_| 0,
+    )
     .await;
-    let restarted = outage(&mut env, LONG_OUTAGE);
-    let held = size_of(&big);
-    assert!(held < BIG, "killed mid-download ({held} bytes in)");
-    eventually(SOON, "the download to go on after the restart", || async {
-        (size_of(&big) > held || !big.exists()).then_some(())
-    })
-    .await;
-    let resumed_after = restarted.elapsed();
 
     let view = env.admin.wait_build(&build.id, SOON * 4).await;
     assert_succeeded(&view);
