@@ -279,6 +279,14 @@ mod tests {
                 .to_string()
                 .contains("not valid")
         );
+        let mut bad = config.clone();
+        bad.artifact_store_outage = Duration::ZERO;
+        assert!(
+            bad.check()
+                .expect_err("refused")
+                .to_string()
+                .contains("artifact_store_outage")
+        );
         let mut bad = config;
         bad.workspace_root = "relative".into();
         assert!(

@@ -259,6 +259,7 @@ async fn a_store_away_longer_than_the_outage_limit_fails_the_build_clearly() {
     assert_eq!(view.build.status, BuildStatus::Failed);
     let archive = view.pipeline("outage-too-long")[1];
     let message = archive.message.clone().unwrap_or_default();
+    eprintln!("the node's message: {message}");
     assert!(
         message.starts_with(&format!(
             "archive failed: artifact store at {url} unreachable for 2s: "
