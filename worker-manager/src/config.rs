@@ -25,6 +25,11 @@ pub struct Config {
     pub controller: String,
     /// The artifact store's base URL.
     pub artifact_store: String,
+    /// How long `archive` and `populate` wait out an artifact store that
+    /// is away (restarting, unreachable) before they fail (default 5
+    /// minutes); a transfer resumes where the store stopped.
+    #[serde(default = "default_store_outage", with = "humantime_serde")]
+    pub artifact_store_outage: Duration,
     /// How the worker gets its tokens.
     pub idp: IdpConfig,
     /// Labels projects may ask for with `runs_on:`, e.g. `arch=amd64`.
@@ -152,6 +157,9 @@ fn default_kill_grace() -> Duration {
 fn default_drain_timeout() -> Duration {
     Duration::from_secs(300)
 }
+fn default_store_outage() -> Duration {
+    Duration::from_secs(300)
+}
 fn default_flush() -> Duration {
     Duration::from_millis(100)
 }
@@ -209,6 +217,9 @@ impl Config {
         if self.heartbeat_interval < Duration::from_millis(100) {
             anyhow::bail!("heartbeat_interval must be at least 100ms");
         }
+        if self.artifact_store_outage.is_zero() {
+            anyhow::bail!("artifact_store_outage must be more than 0s");
+        }
         if self.claim_wait > Duration::from_secs(ick_api::work::MAX_WAIT_SECONDS) {
             anyhow::bail!(
                 "claim_wait must be at most {}s",
@@ -259,6 +270,7 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/worker-manager.yaml");
         let config = Config::load(&path).expect("the example config loads");
         assert_eq!(config.output.chunk_size, ByteSize(64 * 1024));
+        assert_eq!(config.artifact_store_outage, Duration::from_secs(300));
         let mut bad = config.clone();
         bad.name = "has space".into();
         assert!(
@@ -266,6 +278,14 @@ mod tests {
                 .expect_err("refused")
                 .to_string()
                 .contains("not valid")
+        );
+        let mut bad = config.clone();
+        bad.artifact_store_outage = Duration::ZERO;
+        assert!(
+            bad.check()
+                .expect_err("refused")
+                .to_string()
+                .contains("artifact_store_outage")
         );
         let mut bad = config;
         bad.workspace_root = "relative".into();

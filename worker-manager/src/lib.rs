@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use futures::FutureExt;
 use ick_api::TokenSource;
-use ick_api::blobs::BlobClient;
+use ick_api::blobs::{BlobClient, RetryPolicy};
 use ick_api::server::{Running, finish_router, health_routes, serve};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +35,15 @@ use workspace::Workspaces;
 
 /// The scopes a worker-manager asks for.
 pub const SCOPES: &str = "work:run blobs:read blobs:write";
+
+/// Waits between tries while the artifact store is away: 0.2 s doubling
+/// to 5 s, so a store back after a restart is found within seconds; how
+/// long to go on is `artifact_store_outage`.
+const STORE_BACKOFF: RetryPolicy = RetryPolicy {
+    attempts: u32::MAX,
+    first_delay: std::time::Duration::from_millis(200),
+    max_delay: std::time::Duration::from_secs(5),
+};
 
 /// What the slots share.
 pub(crate) struct Shared {
@@ -130,7 +139,9 @@ pub async fn start(
         Some(SCOPES.to_string()),
     ));
     let controller = ControllerClient::new(http.clone(), &config.controller, tokens.clone());
-    let blobs = BlobClient::new(http, &config.artifact_store, tokens);
+    let blobs = BlobClient::new(http, &config.artifact_store, tokens)
+        .retry_policy(STORE_BACKOFF)
+        .outage_timeout(config.artifact_store_outage);
     let name = claim_name(&config.name)?;
     let workspaces = Workspaces::open(config.workspace_root.clone(), config.systree_root()).await?;
     let sandbox_user = sandbox_user(&config).await?;

@@ -22,6 +22,7 @@ async fn a_worker_manager_runs_in_process_and_stops_when_asked() {
         name: "in-process".into(),
         controller: env.controller.url().into(),
         artifact_store: env.store.url().into(),
+        artifact_store_outage: Duration::from_secs(300),
         idp: IdpConfig {
             token_url: env.idp.token_url(),
             client_id: creds.id.clone(),

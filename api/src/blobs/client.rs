@@ -19,7 +19,7 @@ use crate::token_source::{TokenError, TokenSource};
 use super::digest::{Digest, Hasher};
 use super::range::{ByteRange, parse_content_range};
 use super::refname::{RefName, RefPrefix};
-use super::retry::RetryPolicy;
+use super::retry::{Backoff, RetryPolicy};
 use super::wire::{BlobInfo, RefInfo, RefList, SetRef};
 
 /// Size of the pieces read from a reader or file and sent.
@@ -66,6 +66,20 @@ pub enum BlobError {
     /// No byte arrived for this long.
     #[error("the transfer stalled: nothing arrived for {0:?}")]
     Stalled(Duration),
+    /// Transient failures went on for the whole outage limit
+    /// ([`BlobClient::outage_timeout`]).
+    #[error("artifact store at {url} unreachable for {}: {cause}", humantime_serde::re::humantime::format_duration(*.outage))]
+    Unreachable {
+        /// The store's base URL.
+        url: String,
+        /// The limit that passed.
+        outage: Duration,
+        /// The last failure, in short.
+        cause: String,
+        /// The last failure.
+        #[source]
+        last: Box<BlobError>,
+    },
 }
 
 impl BlobError {
@@ -90,6 +104,27 @@ impl BlobError {
         }
     }
 
+    pub(super) fn unreachable(url: &str, outage: Duration, last: BlobError) -> BlobError {
+        // A broken connection says why at the bottom of its chain
+        // ("Connection refused"); the top only repeats the URL.
+        let cause = match &last {
+            BlobError::Transport { source, .. } => {
+                let mut root: &dyn std::error::Error = source;
+                while let Some(next) = root.source() {
+                    root = next;
+                }
+                root.to_string()
+            }
+            other => other.to_string(),
+        };
+        BlobError::Unreachable {
+            url: url.to_string(),
+            outage,
+            cause,
+            last: Box::new(last),
+        }
+    }
+
     pub(super) fn io(context: impl Into<String>) -> impl FnOnce(io::Error) -> BlobError {
         let context = context.into();
         move |source| BlobError::Io { context, source }
@@ -109,13 +144,14 @@ enum Auth {
 /// and check the digest at the end. Files go through upload sessions that
 /// resume where they stopped ([`BlobClient::upload_file`],
 /// [`BlobClient::download_file`]). Transient failures are retried with
-/// [`RetryPolicy`].
+/// [`RetryPolicy`], or for as long as [`BlobClient::outage_timeout`] says.
 #[derive(Clone)]
 pub struct BlobClient {
     pub(super) http: reqwest::Client,
     base: Arc<str>,
     auth: Auth,
-    pub(super) retry: RetryPolicy,
+    retry: RetryPolicy,
+    outage: Option<Duration>,
     pub(super) chunk_size: u64,
     pub(super) idle_timeout: Duration,
 }
@@ -145,6 +181,7 @@ impl BlobClient {
             base: base_url.trim_end_matches('/').into(),
             auth,
             retry: RetryPolicy::default(),
+            outage: None,
             chunk_size: 64 * 1024 * 1024,
             idle_timeout: Duration::from_secs(60),
         }
@@ -153,6 +190,17 @@ impl BlobClient {
     /// Replaces the retry policy.
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Retries transient failures (a store restarting, a broken network)
+    /// until they have gone on for `outage` in a row, however many tries
+    /// that takes, instead of giving up after `retry.attempts`; the waits
+    /// between tries are still the retry policy's. Progress (a chunk
+    /// acknowledged, bytes downloaded) starts the clock again. Then the
+    /// error is [`BlobError::Unreachable`].
+    pub fn outage_timeout(mut self, outage: Duration) -> Self {
+        self.outage = Some(outage);
         self
     }
 
@@ -225,23 +273,23 @@ impl BlobClient {
             .map_err(|source| BlobError::Transport { url, source })
     }
 
-    /// Runs `op` until it succeeds, fails for good, or has failed
-    /// `retry.attempts` times in a row.
+    /// The retries of one operation, by this client's policy.
+    pub(super) fn backoff(&self) -> Backoff {
+        Backoff::new(self.retry, self.outage, &self.base)
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or its transient
+    /// failures spend the retries.
     pub(super) async fn retrying<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, BlobError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, BlobError>>,
     {
-        let mut failures = 0;
+        let mut backoff = self.backoff();
         loop {
             match op().await {
                 Ok(value) => return Ok(value),
-                Err(e) if e.is_transient() && failures + 1 < self.retry.attempts => {
-                    failures += 1;
-                    let delay = self.retry.delay(failures);
-                    tracing::warn!(error = %e, failures, ?delay, "{what} failed; trying again");
-                    tokio::time::sleep(delay).await;
-                }
+                Err(e) if e.is_transient() => backoff.wait(e, what).await?,
                 Err(e) => return Err(e),
             }
         }
@@ -338,7 +386,7 @@ impl BlobClient {
         let mut offset = start;
         let mut hasher = hasher;
         let mut size: Option<u64> = None;
-        let mut failures = 0;
+        let mut backoff = self.backoff();
         loop {
             if size == Some(offset) {
                 break;
@@ -347,15 +395,16 @@ impl BlobClient {
             let attempt = self
                 .fetch_once(&url, writer, &mut offset, &mut hasher, &mut size)
                 .await;
+            if offset > before {
+                backoff.progressed();
+            }
             match attempt {
                 Ok(()) if size == Some(offset) => break,
                 Ok(()) => {
                     let e = BlobError::Protocol("the download ended early".into());
-                    self.wait_after(e, &mut failures, offset > before).await?;
+                    backoff.wait(e, "download").await?;
                 }
-                Err(e) if e.is_transient() => {
-                    self.wait_after(e, &mut failures, offset > before).await?;
-                }
+                Err(e) if e.is_transient() => backoff.wait(e, "download").await?,
                 Err(e) => return Err(e),
             }
         }
@@ -371,27 +420,6 @@ impl BlobClient {
             });
         }
         Ok(offset)
-    }
-
-    /// Counts a failure (starting over if there was progress) and waits,
-    /// or gives up with `error` when the retries are spent.
-    pub(super) async fn wait_after(
-        &self,
-        error: BlobError,
-        failures: &mut u32,
-        progressed: bool,
-    ) -> Result<(), BlobError> {
-        if progressed {
-            *failures = 0;
-        }
-        *failures += 1;
-        if *failures >= self.retry.attempts {
-            return Err(error);
-        }
-        let delay = self.retry.delay(*failures);
-        tracing::warn!(error = %error, failures = *failures, ?delay, "transfer interrupted; resuming");
-        tokio::time::sleep(delay).await;
-        Ok(())
     }
 
     async fn fetch_once<W>(

@@ -25,6 +25,7 @@ mod digest;
 mod range;
 mod refname;
 mod retry;
+mod stream;
 mod transfer;
 mod wire;
 

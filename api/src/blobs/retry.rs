@@ -2,6 +2,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::time::Instant;
+
+use super::client::BlobError;
+
 /// Exponential backoff with jitter. The count of attempts starts over
 /// whenever a transfer makes progress, so a long transfer over a flaky link
 /// is not given up because of failures spread over hours.
@@ -53,6 +57,62 @@ impl RetryPolicy {
     }
 }
 
+/// The retries of one operation: counts the failures since its last
+/// progress and, with an outage limit, how long they have lasted.
+#[derive(Debug)]
+pub(super) struct Backoff {
+    policy: RetryPolicy,
+    /// With a limit, failures are retried until the store has been away
+    /// this long, however many tries that takes.
+    outage: Option<Duration>,
+    /// Where the store is, for the final error.
+    store: String,
+    failures: u32,
+    since: Option<Instant>,
+}
+
+impl Backoff {
+    pub(super) fn new(policy: RetryPolicy, outage: Option<Duration>, store: &str) -> Backoff {
+        Backoff {
+            policy,
+            outage,
+            store: store.to_string(),
+            failures: 0,
+            since: None,
+        }
+    }
+
+    /// The operation moved on: the next failure starts a new count.
+    pub(super) fn progressed(&mut self) {
+        self.failures = 0;
+        self.since = None;
+    }
+
+    /// After a failure worth another try (the caller decides which are):
+    /// waits, or answers the error to give up with when the tries (or the
+    /// outage limit) are spent.
+    pub(super) async fn wait(&mut self, error: BlobError, what: &str) -> Result<(), BlobError> {
+        self.failures += 1;
+        let since = *self.since.get_or_insert_with(Instant::now);
+        let delay = self.policy.delay(self.failures);
+        let delay = match self.outage {
+            Some(limit) => {
+                let away = since.elapsed();
+                if away >= limit {
+                    return Err(BlobError::unreachable(&self.store, limit, error));
+                }
+                // The last try comes at the limit, not a whole delay after.
+                delay.min(limit - away)
+            }
+            None if self.failures >= self.policy.attempts => return Err(error),
+            None => delay,
+        };
+        tracing::warn!(error = %error, failures = self.failures, ?delay, "{what} failed; trying again");
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +132,61 @@ mod tests {
         );
         assert!(p.delay(30) <= Duration::from_secs(8));
         assert!(p.delay(30) >= Duration::from_secs(6));
+    }
+
+    fn cut() -> BlobError {
+        BlobError::Stalled(Duration::from_secs(1))
+    }
+
+    fn quick() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 2,
+            first_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(40),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_limit_retries_until_the_store_was_away_that_long() {
+        let limit = Duration::from_millis(400);
+        let mut backoff = Backoff::new(quick(), Some(limit), "http://store");
+        let start = Instant::now();
+        let mut tries = 0;
+        let error = loop {
+            match backoff.wait(cut(), "test").await {
+                Ok(()) => tries += 1,
+                Err(e) => break e,
+            }
+        };
+        // Far more than `attempts`: the waits are capped, the time counts.
+        assert!(tries > 8, "{tries} tries");
+        assert!(start.elapsed() >= limit);
+        assert_eq!(
+            error.to_string(),
+            "artifact store at http://store unreachable for 400ms: the transfer stalled: nothing arrived for 1s"
+        );
+        assert!(!error.is_transient());
+    }
+
+    #[tokio::test]
+    async fn progress_starts_the_outage_clock_again() {
+        let limit = Duration::from_millis(300);
+        let mut backoff = Backoff::new(quick(), Some(limit), "http://store");
+        // Away 200 ms, back, then away 200 ms again: never 300 ms in a row.
+        for _ in 0..2 {
+            let round = Instant::now();
+            while round.elapsed() < Duration::from_millis(200) {
+                backoff.wait(cut(), "test").await.expect("within the limit");
+            }
+            backoff.progressed();
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_limit_the_attempts_count() {
+        let mut backoff = Backoff::new(quick(), None, "http://store");
+        backoff.wait(cut(), "test").await.expect("a try left");
+        let error = backoff.wait(cut(), "test").await.expect_err("spent");
+        assert!(matches!(error, BlobError::Stalled(_)), "{error}");
     }
 }

@@ -12,6 +12,7 @@ use tokio_util::io::ReaderStream;
 use super::client::{BlobClient, BlobError, DigestQuery, READ_CHUNK, check, hashing, json, lock};
 use super::digest::{Digest, Hasher};
 use super::range::ChunkRange;
+use super::retry::Backoff;
 use super::wire::{BlobInfo, UPLOAD_OFFSET};
 
 /// An open upload session: the URL chunks are sent to. Keep it (it is
@@ -67,6 +68,13 @@ fn upload_offset(response: &reqwest::Response) -> Result<u64, BlobError> {
         .ok_or_else(|| BlobError::Protocol("no Upload-Offset in the answer".into()))
 }
 
+/// Whether a failed chunk may be sent again from the offset the store
+/// holds: a cut, or a 416 when the store holds other than we thought
+/// (an older request of ours still wrote after we gave up on it).
+pub(super) fn resumable(error: &BlobError) -> bool {
+    error.is_transient() || error.status() == Some(StatusCode::RANGE_NOT_SATISFIABLE)
+}
+
 fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
@@ -96,11 +104,62 @@ impl BlobClient {
 
     /// How many bytes the session holds (`HEAD /uploads/{id}`).
     pub async fn upload_offset(&self, session: &UploadSession) -> Result<u64, BlobError> {
-        self.retrying("HEAD upload", || async {
-            let response = self.send(&[], |_| self.http.head(&session.url)).await?;
-            upload_offset(&response)
-        })
-        .await
+        self.retrying("HEAD upload", || self.upload_offset_once(session))
+            .await
+    }
+
+    async fn upload_offset_once(&self, session: &UploadSession) -> Result<u64, BlobError> {
+        let response = self.send(&[], |_| self.http.head(&session.url)).await?;
+        upload_offset(&response)
+    }
+
+    /// After a chunk failed with `error`: waits as `backoff` says, then
+    /// asks the store how much of the session it holds, within the same
+    /// retries (the store may be restarting).
+    pub(super) async fn held_after(
+        &self,
+        session: &UploadSession,
+        error: BlobError,
+        backoff: &mut Backoff,
+    ) -> Result<u64, BlobError> {
+        backoff.wait(error, "PATCH upload").await?;
+        loop {
+            match self.upload_offset_once(session).await {
+                Ok(held) => return Ok(held),
+                Err(e) if e.is_transient() => backoff.wait(e, "HEAD upload").await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `PATCH /uploads/{id}` of `len` bytes at `start`; answers the offset
+    /// the store then holds, which must be the chunk's end.
+    pub(super) async fn patch(
+        &self,
+        session: &UploadSession,
+        start: u64,
+        len: u64,
+        body: reqwest::Body,
+    ) -> Result<u64, BlobError> {
+        let range = ChunkRange::new(start, len);
+        let token = self.token().await?;
+        let request = self
+            .http
+            .patch(&session.url)
+            .bearer_auth(token)
+            .header(header::CONTENT_RANGE, range.header())
+            .header(header::CONTENT_LENGTH, len)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(body);
+        let response = check(self.execute(request).await?, &[]).await?;
+        let held = upload_offset(&response)?;
+        if held != start + len {
+            return Err(BlobError::Protocol(format!(
+                "sent up to byte {} but the session holds {held}",
+                start + len
+            )));
+        }
+        Ok(held)
     }
 
     /// Abandons a session and the bytes it holds; `false` if it was gone.
@@ -141,37 +200,35 @@ impl BlobClient {
             )));
         }
         let mut hashed = hash_file(path, Hashed::default(), held).await?;
-        let mut failures = 0;
+        let mut backoff = self.backoff();
         while hashed.offset < size {
             let len = self.chunk_size.min(size - hashed.offset);
-            match self.send_chunk(session, path, &hashed, len).await {
+            let error = match self.send_chunk(session, path, &hashed, len).await {
                 Ok(next) => {
                     hashed = next;
-                    failures = 0;
+                    backoff.progressed();
+                    continue;
                 }
-                Err(e)
-                    if e.is_transient()
-                        || e.status() == Some(StatusCode::RANGE_NOT_SATISFIABLE) =>
-                {
-                    let before = hashed.offset;
-                    let held = self.upload_offset(session).await?;
-                    if held > size {
-                        return Err(BlobError::Protocol(format!(
-                            "the session holds {held} bytes, more than the file's {size}"
-                        )));
-                    }
-                    // Go on from the last acknowledged state when we can,
-                    // else hash again from the start.
-                    let from = if held >= hashed.offset {
-                        hashed
-                    } else {
-                        Hashed::default()
-                    };
-                    hashed = hash_file(path, from, held).await?;
-                    self.wait_after(e, &mut failures, held > before).await?;
-                }
+                Err(e) if resumable(&e) => e,
                 Err(e) => return Err(e),
+            };
+            let held = self.held_after(session, error, &mut backoff).await?;
+            if held > size {
+                return Err(BlobError::Protocol(format!(
+                    "the session holds {held} bytes, more than the file's {size}"
+                )));
             }
+            if held > hashed.offset {
+                backoff.progressed();
+            }
+            // Go on from the last acknowledged state when we can, else
+            // hash again from the start.
+            let from = if held >= hashed.offset {
+                hashed
+            } else {
+                Hashed::default()
+            };
+            hashed = hash_file(path, from, held).await?;
         }
         self.complete_upload(session, hashed.hasher.finish(), size)
             .await
@@ -198,29 +255,14 @@ impl BlobClient {
             ReaderStream::with_capacity(file.take(len), READ_CHUNK),
             sent.clone(),
         );
-        let range = ChunkRange::new(from.offset, len);
-        let token = self.token().await?;
-        let request = self
-            .http
-            .patch(&session.url)
-            .bearer_auth(token)
-            .header(header::CONTENT_RANGE, range.header())
-            .header(header::CONTENT_LENGTH, len)
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(reqwest::Body::wrap_stream(body));
-        let response = check(self.execute(request).await?, &[]).await?;
-        let held = upload_offset(&response)?;
+        let held = self
+            .patch(session, from.offset, len, reqwest::Body::wrap_stream(body))
+            .await?;
         let (hasher, n) = std::mem::take(&mut *lock(&sent));
         if n != len {
             return Err(BlobError::Protocol(format!(
                 "{} changed while it was being sent",
                 path.display()
-            )));
-        }
-        if held != from.offset + len {
-            return Err(BlobError::Protocol(format!(
-                "sent up to byte {} but the session holds {held}",
-                from.offset + len
             )));
         }
         Ok(Hashed {
@@ -232,7 +274,7 @@ impl BlobClient {
     /// `PUT /uploads/{id}?digest=`: the store checks the digest and makes
     /// the blob. If an earlier try made it but its answer was lost, the
     /// session is gone and the blob is there: that is success too.
-    async fn complete_upload(
+    pub(super) async fn complete_upload(
         &self,
         session: &UploadSession,
         digest: Digest,

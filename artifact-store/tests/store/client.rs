@@ -9,7 +9,7 @@ use ick_api::blobs::{
     BlobClient, BlobError, Digest, RefName, RefPrefix, RetryPolicy, UploadSession,
 };
 use ick_api::{Secret, TokenSource};
-use ick_tests::store::{Backend, CuttingProxy, Direction, pattern};
+use ick_tests::store::{Backend, CuttingProxy, Direction, PatternReader, pattern};
 use reqwest::{StatusCode, header};
 
 use crate::common::{Env, on_both_backends};
@@ -105,6 +105,36 @@ async fn client_file_upload_resumes_after_the_connection_is_cut(backend: Backend
     env.assert_holds(&[&info.digest]);
 }
 
+async fn client_stream_upload_resumes_after_the_connection_is_cut(backend: Backend) {
+    let env = Env::start(backend).await;
+    let proxy = CuttingProxy::start(env.addr()).await;
+    let client = client_via(&env, &proxy.url);
+    let len = 14 << 20;
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut PatternReader::new(66, len), &mut bytes)
+        .await
+        .expect("pattern");
+    // Kill the connection in the middle of the third 4 MiB chunk.
+    proxy.cut_once_at(Direction::Up, 10 << 20);
+    let info = client
+        .upload_stream(PatternReader::new(66, len))
+        .await
+        .expect("upload despite the cut");
+    assert_eq!(proxy.cuts(), 1, "the connection was cut");
+    assert_eq!(info.digest, Digest::of(&bytes));
+    assert_eq!(info.size, len);
+    // Resumed from what the store holds: hardly a byte sent twice.
+    assert!(
+        proxy.bytes_up() < len + (1 << 20),
+        "{} bytes went up for a 14 MiB stream",
+        proxy.bytes_up()
+    );
+    let got = env.get(&format!("/blobs/{}", info.digest)).await;
+    assert_eq!(got.bytes().await.expect("body").as_ref(), bytes.as_slice());
+    assert!(env.store.upload_files().is_empty(), "the session is done");
+    env.assert_holds(&[&info.digest]);
+}
+
 async fn client_file_download_resumes_after_the_connection_is_cut(backend: Backend) {
     let env = Env::start(backend).await;
     let bytes = pattern(62, 12 << 20);
@@ -191,7 +221,8 @@ async fn client_refuses_bytes_that_do_not_match_the_digest() {
     let mut corrupt = bytes.clone();
     corrupt[50_000] ^= 1;
     std::fs::write(&file, &corrupt).expect("corrupt the blob");
-    let client = client_via(&env, env.store.url());
+    // However long the store may be away, wrong bytes are not tried again.
+    let client = client_via(&env, env.store.url()).outage_timeout(Duration::from_secs(300));
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("blob");
     match client.download_file(&info.digest, &path).await {
@@ -237,11 +268,34 @@ async fn client_reports_refusals_without_retrying_them() {
     .retry_policy(fast_retries());
     let err = gone.stat(&Digest::of(b"")).await.expect_err("unreachable");
     assert!(err.is_transient(), "{err}");
+
+    // With an outage limit, a store that stays away is given up after it,
+    // saying so; a refusal still fails at once, not after the limit.
+    let gone = gone.outage_timeout(Duration::from_millis(500));
+    let err = gone.stat(&Digest::of(b"")).await.expect_err("unreachable");
+    assert!(matches!(err, BlobError::Unreachable { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("artifact store at http://127.0.0.1:1 unreachable for 500ms: "),
+        "{err}"
+    );
+    let patient = client.outage_timeout(Duration::from_secs(300));
+    let refused = tokio::time::timeout(
+        Duration::from_secs(30),
+        patient.upload_stream(std::io::Cursor::new(b"x".to_vec())),
+    )
+    .await
+    .expect("a refusal is not waited out");
+    assert_eq!(
+        refused.expect_err("refused").status(),
+        Some(StatusCode::FORBIDDEN)
+    );
 }
 
 on_both_backends!(
     client_uploads_from_a_reader_of_unknown_size,
     client_file_upload_resumes_after_the_connection_is_cut,
+    client_stream_upload_resumes_after_the_connection_is_cut,
     client_file_download_resumes_after_the_connection_is_cut,
     client_download_continues_from_a_partial_file,
     client_resumes_an_upload_session_of_an_earlier_process,

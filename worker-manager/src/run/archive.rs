@@ -24,9 +24,6 @@ use crate::workspace::{blocking, inside};
 /// Bytes in flight between the tar writer and the upload.
 const PIPE: usize = 256 * 1024;
 
-/// Tries of an upload cut by a transient failure (the tar is made again).
-const TRIES: u32 = 3;
-
 pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
     let spec: ArchiveSpec = if rc.a.action.spec.is_null() {
         ArchiveSpec::default()
@@ -56,25 +53,9 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
         }
     })
     .await?;
-    let work = async {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match upload(rc, &source).await {
-                Ok(info) => return Ok(info),
-                Err(e) if e.is_transient() && tries < TRIES => {
-                    rc.out
-                        .line(
-                            Stream::Stderr,
-                            &format!("ick: upload failed ({e}); trying again"),
-                        )
-                        .await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    };
-    let info = match rc.guard(work).await {
+    // The upload rides out cuts and store restarts itself (the session
+    // resumes), so the tar is made once.
+    let info = match rc.guard(upload(rc, &source)).await {
         Ok(Ok(info)) => info,
         Ok(Err(e)) => return Err(ActionError::new(format!("archive failed: {e}"))),
         Err(interrupted) => return Ok(interrupted),
@@ -109,7 +90,8 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
     })
 }
 
-/// Streams a tar of `source` to the store while it is made.
+/// Streams a tar of `source` to the store while it is made, through an
+/// upload session: the blob exists only once the whole tar is in.
 async fn upload(rc: &RunCtx, source: &Path) -> Result<BlobInfo, BlobError> {
     let (writer, reader) = tokio::io::duplex(PIPE);
     let complete = Arc::new(AtomicBool::new(false));
@@ -120,7 +102,7 @@ async fn upload(rc: &RunCtx, source: &Path) -> Result<BlobInfo, BlobError> {
     let bridge = SyncIoBridge::new(writer);
     let path = source.to_path_buf();
     let tar = tokio::task::spawn_blocking(move || write_tar(bridge, &path, &complete));
-    let uploaded = rc.blobs.upload(reader).await;
+    let uploaded = rc.blobs.upload_stream(reader).await;
     let written = tar.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
     match (uploaded, written) {
         (Ok(info), Ok(())) => Ok(info),
