@@ -59,6 +59,10 @@ pub struct AccessClaims {
     pub jti: String,
     /// The OAuth2 client the token was issued to.
     pub client_id: String,
+    /// That client's name when the token was issued, for people to read
+    /// (`triggered by`); ids stay the identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
     /// The scopes, space-separated.
     pub scope: String,
     /// For a client with `work:run`: the worker it is, as an admin set it

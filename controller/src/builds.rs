@@ -464,6 +464,7 @@ pub async fn view(state: &AppState, build: BuildRow) -> Result<BuildView> {
         build: build.summary(),
         waiting_for,
         nodes: views,
+        mail_configured: state.config.mail.is_some(),
     })
 }
 
@@ -591,6 +592,16 @@ pub async fn list(state: &AppState, query: &BuildQuery) -> Result<BuildList> {
         page.limit + 1,
     )
     .await?;
+    // A project that never was must not read as one without builds; a
+    // deleted project's builds are still listed.
+    if let Some(project) = &query.project
+        && rows.is_empty()
+        && defs::get(&mut conn, DefinitionKind::Project, project)
+            .await?
+            .is_none()
+    {
+        return Err(ControllerError::NotFound(format!("no project {project:?}")));
+    }
     let (rows, next) = page.cut(rows, |b| b.seq);
     Ok(BuildList {
         next,

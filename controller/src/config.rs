@@ -173,8 +173,9 @@ impl MailConfig {
         self.timeout * 4
     }
 
-    /// Refuses a half-configured mail section.
-    fn check(&self, public_url: Option<&str>) -> anyhow::Result<()> {
+    /// Refuses a half-configured mail section (`public_url` is the
+    /// controller's, which links in mail need).
+    pub fn check(&self, public_url: Option<&str>) -> anyhow::Result<()> {
         if self.host.trim().is_empty() {
             anyhow::bail!("mail.host is empty");
         }

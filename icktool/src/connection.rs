@@ -29,6 +29,24 @@ impl Service {
             Service::ArtifactStore => "artifact store",
         }
     }
+
+    /// The name its `/healthz` gives (the binary's).
+    pub fn binary(self) -> &'static str {
+        match self {
+            Service::Controller => "ick-controller",
+            Service::Idp => "ick-idp",
+            Service::ArtifactStore => "ick-artifact-store",
+        }
+    }
+
+    /// The key of the icktool config that holds its URL.
+    pub fn config_key(self) -> &'static str {
+        match self {
+            Service::Controller => "controller",
+            Service::Idp => "idp",
+            Service::ArtifactStore => "artifact_store",
+        }
+    }
 }
 
 /// A service refused a request: its problem, and who said it.
@@ -84,11 +102,12 @@ impl Ick {
 
     /// The base URL of `service`, or an error naming the missing key.
     pub fn base(&self, service: Service) -> anyhow::Result<&str> {
-        let (value, key) = match service {
-            Service::Controller => (self.settings.controller.as_deref(), "controller"),
-            Service::Idp => (Some(self.settings.idp.as_str()), "idp"),
-            Service::ArtifactStore => (self.settings.artifact_store.as_deref(), "artifact_store"),
+        let value = match service {
+            Service::Controller => self.settings.controller.as_deref(),
+            Service::Idp => Some(self.settings.idp.as_str()),
+            Service::ArtifactStore => self.settings.artifact_store.as_deref(),
         };
+        let key = service.config_key();
         match value {
             Some(url) => Ok(url),
             None => bail!(

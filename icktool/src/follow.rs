@@ -3,6 +3,11 @@
 //! stderr, so that `icktool log --follow BUILD > out.txt` keeps the output
 //! alone. A broken stream is opened again, and what was already printed is
 //! not printed twice.
+//!
+//! With `--output json` (or `yaml`) stdout gets the events instead, one
+//! JSON object a line (`{"event": "chunk", "data": {…}}`; YAML: one
+//! document each), the last one `end`; stderr then says only what went
+//! wrong.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -12,9 +17,11 @@ use futures::StreamExt;
 use ick_api::controller::{BuildStatus, BuildSummary, BuildView, LogChunk, LogEvent, NodeEvent};
 use reqwest::{Method, StatusCode};
 
+use serde::Serialize;
+
 use crate::Exit;
 use crate::connection::{Ick, Refused, Service, chain};
-use crate::output::duration;
+use crate::output::{Format, Out, duration, without_status};
 
 /// The controller sends a keep-alive every 15 s; a stream silent for this
 /// long is dead.
@@ -69,10 +76,33 @@ struct Printer {
     partial: HashMap<String, String>,
     /// Why the build waits, as last said.
     waiting: Option<String>,
+    /// Text for people, or events for scripts.
+    format: Format,
+}
+
+/// One event for scripts: a line of `--output json`.
+#[derive(Serialize)]
+struct Event<'a, T: Serialize> {
+    event: &'a str,
+    data: &'a T,
+}
+
+/// Prints one event for scripts (JSON line or YAML document).
+pub fn emit<T: Serialize>(format: Format, event: &str, data: &T) {
+    let event = Event { event, data };
+    let text = match format {
+        Format::Yaml => serde_yaml::to_string(&event)
+            .ok()
+            .map(|t| format!("---\n{t}")),
+        _ => serde_json::to_string(&event).ok().map(|t| format!("{t}\n")),
+    };
+    if let Some(text) = text {
+        let _ = crate::output::write_stdout(&text);
+    }
 }
 
 impl Printer {
-    fn new(view: &BuildView, node: Option<&str>) -> Printer {
+    fn new(view: &BuildView, node: Option<&str>, format: Format) -> Printer {
         let mut pipelines: Vec<&str> = view.nodes.iter().map(|n| n.pipeline.as_str()).collect();
         pipelines.dedup();
         let labels = view
@@ -90,7 +120,12 @@ impl Printer {
             states: HashMap::new(),
             partial: HashMap::new(),
             waiting: None,
+            format,
         }
+    }
+
+    fn human(&self) -> bool {
+        self.format == Format::Table
     }
 
     /// Whether an action it follows runs (then there is nothing to ask).
@@ -114,8 +149,16 @@ impl Printer {
         if let Some(reason) = reason
             && self.waiting.as_ref() != Some(&reason)
         {
-            let _ = std::io::stdout().flush();
-            eprintln!("(waiting: {reason})");
+            if self.human() {
+                let _ = std::io::stdout().flush();
+                eprintln!("(waiting: {reason})");
+            } else {
+                emit(
+                    self.format,
+                    "waiting",
+                    &serde_json::json!({ "reason": reason }),
+                );
+            }
             self.waiting = Some(reason);
         }
     }
@@ -136,6 +179,10 @@ impl Printer {
             return;
         }
         self.printed.insert(key, chunk.seq);
+        if !self.human() {
+            emit(self.format, "chunk", &chunk);
+            return;
+        }
         let mut stdout = std::io::stdout().lock();
         if !self.prefix {
             let _ = stdout.write_all(chunk.data.as_bytes());
@@ -168,6 +215,11 @@ impl Printer {
         if !changed {
             return;
         }
+        if !self.human() {
+            emit(self.format, "node", &event);
+            self.states.insert(event.node.clone(), event);
+            return;
+        }
         let label = self.label(&event.node);
         let description = self
             .labels
@@ -198,8 +250,10 @@ impl Printer {
                 {
                     line.push_str(&format!(" (exit code {code})"));
                 }
+                // Messages may begin with the status ("skipped: …"):
+                // not twice.
                 if let Some(message) = &event.message {
-                    line.push_str(&format!(": {message}"));
+                    line.push_str(&format!(": {}", without_status(status.as_str(), message)));
                 }
                 Some(line)
             }
@@ -212,13 +266,24 @@ impl Printer {
     }
 }
 
-/// Follows build `id` (or one node of it) until it ends; answers how it
-/// ended.
+/// Follows build `id` (or one node of it) until it ends, printing for
+/// people; answers how it ended.
 pub async fn follow(ick: &Ick, id: &str, node: Option<&str>) -> anyhow::Result<BuildSummary> {
+    follow_as(ick, id, node, &Out::new(Format::Table)).await
+}
+
+/// The same, printing as `out` says: text, or events for scripts (the
+/// last one `end`, with the summary).
+pub async fn follow_as(
+    ick: &Ick,
+    id: &str,
+    node: Option<&str>,
+    out: &Out,
+) -> anyhow::Result<BuildSummary> {
     let view: BuildView = ick
         .get(Service::Controller, &format!("/builds/{id}"))
         .await?;
-    let mut printer = Printer::new(&view, node);
+    let mut printer = Printer::new(&view, node, out.format);
     let path = format!("/builds/{id}/log/stream");
     let mut failures = 0;
     loop {
@@ -276,6 +341,9 @@ pub async fn follow(ick: &Ick, id: &str, node: Option<&str>) -> anyhow::Result<B
                     Some(Ok(LogEvent::Chunk(chunk))) => printer.chunk(chunk),
                     Some(Ok(LogEvent::Node(event))) => printer.node(event),
                     Some(Ok(LogEvent::End(summary))) => {
+                        if !printer.human() {
+                            emit(printer.format, "end", &summary);
+                        }
                         let _ = std::io::stdout().flush();
                         return Ok(summary);
                     }

@@ -12,11 +12,13 @@ mod definitions;
 mod follow;
 mod output;
 mod up;
+mod up_config;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::output::Format;
 
@@ -53,7 +55,8 @@ impl From<Exit> for ExitCode {
 )]
 pub struct Args {
     /// The config file: service URLs and client credentials
-    /// [default: ~/.config/icktool/config.yaml].
+    /// [default: ~/.config/icktool/config.yaml]; for `up`, the services'
+    /// settings (`mail:`), from the command line only.
     #[arg(long, global = true, env = "ICKTOOL_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// How to print results: a table for people, json or yaml for scripts.
@@ -104,7 +107,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    // `up --config` is the services' config, never the ICKTOOL_CONFIG
+    // that `up` itself tells people to export.
+    let given = matches.value_source("config") == Some(ValueSource::CommandLine);
+    let mut args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    if matches!(args.command, Command::Up(_)) && !given {
+        args.config = None;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,7 +143,7 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
     let out = output::Out::new(args.output);
     let config = args.config.as_deref();
     match args.command {
-        Command::Up(up_args) => up::run(up_args).await,
+        Command::Up(up_args) => up::run(up_args, config).await,
         Command::Completions(c) => completions::run(c),
         Command::Status => status::run(config, &out).await,
         Command::Apply(a) => apply::run(&Ick::connect(config)?, a, &out).await,

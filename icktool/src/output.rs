@@ -128,6 +128,15 @@ pub fn time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// `message` without a leading `STATUS:` (node messages may begin with
+/// their status, which is shown beside them already).
+pub fn without_status<'a>(status: &str, message: &'a str) -> &'a str {
+    message
+        .strip_prefix(status)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .map_or(message, str::trim_start)
+}
+
 /// An optional value, or `-`.
 pub fn or_dash(value: Option<impl ToString>) -> String {
     value.map_or_else(|| "-".to_string(), |v| v.to_string())
@@ -136,6 +145,14 @@ pub fn or_dash(value: Option<impl ToString>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_is_not_said_twice() {
+        assert_eq!(without_status("skipped", "skipped: a failed"), "a failed");
+        assert_eq!(without_status("cancelled", "cancelled: by x"), "by x");
+        assert_eq!(without_status("failed", "exit code 3"), "exit code 3");
+        assert_eq!(without_status("failed", "failedness"), "failedness");
+    }
 
     #[test]
     fn durations_read_well() {

@@ -13,20 +13,25 @@
 //! (every service's log), and `icktool.yaml`: the admin client's config
 //! (mode 0600), created on first start and kept after. A worker client is
 //! made too; its secret is renewed at each start and never written down.
+//!
+//! `--config FILE` ([`UpConfig`]) adds what a one-host user may need of
+//! the services' settings: the controller's `mail:`.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context, bail};
+use ick_api::oauth::WorkerIdentity;
 use ick_api::server::Running;
 use ick_api::{Scope, ScopeSet, Secret};
-use ick_idp::clients::WorkerAttributes;
+use ick_idp::bootstrap::Bootstrap;
 use serde_json::json;
 
 use crate::Exit;
 use crate::config::ConfigFile;
 use crate::connection::Ick;
+use crate::up_config::UpConfig;
 
 /// The admin client `up` creates: every scope.
 const ADMIN_CLIENT: &str = "icktool-admin";
@@ -115,6 +120,7 @@ fn init_logging(dir: &Path) -> anyhow::Result<PathBuf> {
         .with_filter(file_filter);
     let stderr_layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(ick_api::server::stderr_colours())
         .with_filter(LevelFilter::WARN);
     let _ = tracing_subscriber::registry()
         .with(file_layer)
@@ -142,46 +148,17 @@ fn config<T: serde::de::DeserializeOwned>(
 /// The admin client of the existing `icktool.yaml` if the IDP still knows
 /// it with that secret; else a new one (or the old one with a new secret).
 async fn admin_client(
-    store: &ick_idp::store::Store,
+    clients: &Bootstrap,
     config_path: &Path,
-    audience: &str,
 ) -> anyhow::Result<(String, Secret, bool)> {
     if let Ok(existing) = ConfigFile::read(config_path)
         && let (Some(id), Some(secret)) = (existing.client_id, existing.client_secret)
-        && let Some(record) = store.get(&id).await?
-        && record.enabled
-        && ick_idp::clients::secret_matches(secret.expose(), &record.secret_sha256)
+        && clients.still_valid(&id, &secret).await?
     {
         return Ok((id, secret, false));
     }
-    let (id, secret) = client_with_new_secret(
-        store,
-        ADMIN_CLIENT,
-        ScopeSet::all(),
-        audience,
-        WorkerAttributes::default(),
-    )
-    .await?;
+    let (id, secret) = clients.issue(ADMIN_CLIENT, ScopeSet::all(), None).await?;
     Ok((id, secret, true))
-}
-
-/// Creates `name`, or gives it a new secret (and `scopes`, `worker`) if
-/// it exists.
-async fn client_with_new_secret(
-    store: &ick_idp::store::Store,
-    name: &str,
-    scopes: ScopeSet,
-    audience: &str,
-    worker: WorkerAttributes,
-) -> anyhow::Result<(String, Secret)> {
-    let made = match store.find(name).await? {
-        Some(record) => {
-            ick_idp::clients::update(store, &record.id, Some(scopes), Some(true), worker).await?;
-            ick_idp::clients::rotate(store, &record.id).await?
-        }
-        None => ick_idp::clients::create(store, name, scopes, audience, worker).await?,
-    };
-    Ok((made.client.id, Secret::new(made.client_secret)))
 }
 
 /// A worker `up` starts, with its IDP client.
@@ -208,10 +185,14 @@ impl Suite {
     }
 }
 
-pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
+pub async fn run(args: UpArgs, config_file: Option<&Path>) -> anyhow::Result<Exit> {
     if args.workers == 0 {
         bail!("--workers must be at least 1: nothing would run the builds");
     }
+    let up_config = match config_file {
+        Some(path) => UpConfig::load(path)?,
+        None => UpConfig::default(),
+    };
     let stop = ick_api::server::shutdown_signal();
     let listeners = bind(args.port)?;
     private_dir(&args.dir)?;
@@ -252,29 +233,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
         }),
     )?;
     let (admin_id, admin_secret, workers, created) = {
-        let store = idp_config.open_store().await?;
-        let audience = idp_config.default_audience.clone();
-        let (admin_id, admin_secret, created) =
-            admin_client(&store, &config_path, &audience).await?;
+        let clients = Bootstrap::open(&idp_config).await?;
+        let (admin_id, admin_secret, created) = admin_client(&clients, &config_path).await?;
         let worker_scopes: ScopeSet = [Scope::WorkRun, Scope::BlobsRead, Scope::BlobsWrite]
             .into_iter()
             .collect();
         // A client per worker, naming it (the one all workers shared
         // before is gone).
-        if let Some(shared) = store.find(WORKER_CLIENT).await? {
-            store.delete(&shared.id).await?;
-        }
+        clients.remove(WORKER_CLIENT).await?;
         let mut workers = Vec::new();
         for i in 1..=args.workers {
             let name = worker_name(&dir, i);
-            let worker = WorkerAttributes {
-                name: Some(name.clone()),
-                labels: Some(Vec::new()),
+            let worker = WorkerIdentity {
+                name: name.clone(),
+                labels: Vec::new(),
             };
             let client = format!("{WORKER_CLIENT}-{i}");
-            let (id, secret) =
-                client_with_new_secret(&store, &client, worker_scopes.clone(), &audience, worker)
-                    .await?;
+            let (id, secret) = clients
+                .issue(&client, worker_scopes.clone(), Some(worker))
+                .await?;
             workers.push(WorkerClient { name, id, secret });
         }
         (admin_id, admin_secret, workers, created)
@@ -291,6 +268,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
         idp_config,
         (&idp_url, &controller_url, &store_url),
         &workers,
+        up_config.clone(),
     )
     .await;
     if let Err(e) = started {
@@ -314,7 +292,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
          controller      {controller_url}\n  \
          IDP             {idp_url}\n  \
          artifact store  {store_url}\n  \
-         workers         {workers}\n\n\
+         workers         {workers}\n  \
+         mail            {mail}\n\n\
          In another terminal:{path_note}\n\n  \
          export ICKTOOL_CONFIG={config_shown}\n  \
          icktool status\n  \
@@ -333,6 +312,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<Exit> {
             .join(", "),
         log = log.display(),
         path_note = path_note(),
+        mail = match &up_config.mail {
+            Some(mail) => format!("through {}:{}", mail.host, mail.port()),
+            None =>
+                "none: `notify:` waits in the outbox (give --config FILE with `mail:`)".to_string(),
+        },
     );
 
     let settings = file.resolve(&config_path)?;
@@ -409,12 +393,13 @@ async fn start_all(
     idp_config: ick_idp::Config,
     (idp_url, controller_url, store_url): (&str, &str, &str),
     workers: &[WorkerClient],
+    settings: UpConfig,
 ) -> anyhow::Result<()> {
     suite
         .services
         .push(("IDP", ick_idp::start(idp_config, listeners.idp).await?));
 
-    let controller: ick_controller::Config = config(
+    let mut controller: ick_controller::Config = config(
         "controller",
         json!({
             "http": {"listen": listeners.controller.local_addr()?.to_string()},
@@ -422,6 +407,10 @@ async fn start_all(
             "database_url": format!("sqlite://{}?mode=rwc", dir.join("controller.db").display()),
         }),
     )?;
+    if settings.mail.is_some() {
+        controller.public_url = Some(settings.public_url.unwrap_or(controller_url.to_string()));
+        controller.mail = settings.mail;
+    }
     suite.services.push((
         "controller",
         ick_controller::start(controller, listeners.controller).await?,

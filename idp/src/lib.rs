@@ -2,6 +2,7 @@
 //! JWTs by the client-credentials grant; every Ick service checks them
 //! against the JWKS published here.
 
+pub mod bootstrap;
 pub mod clients;
 pub mod config;
 pub mod error;

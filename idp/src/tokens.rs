@@ -27,6 +27,7 @@ pub fn issue(
         nbf: Some(now),
         jti: uuid::Uuid::new_v4().to_string(),
         client_id: client.id.clone(),
+        client_name: Some(client.name.clone()),
         scope: scopes.to_string(),
         // Only tokens that may run work name the worker.
         ick_worker: scopes

@@ -49,6 +49,7 @@ fn claims(idp: &TestIdp) -> AccessClaims {
         nbf: Some(now()),
         jti: "j".into(),
         client_id: "forger".into(),
+        client_name: None,
         scope: "builds:read".into(),
         ick_worker: None,
     }

@@ -190,3 +190,109 @@ fn up_refuses_a_port_in_use_and_changes_nothing() {
     run.fails(2, &format!("port {port} is in use"));
     assert!(!cwd.path().join("state").exists(), "no state was made");
 }
+
+#[test]
+fn up_with_a_mail_config_sends_mail_and_its_warnings_have_no_colours() {
+    use ick_tests::smtp::TestSmtp;
+    let cwd = tempfile::tempdir().expect("tempdir");
+    // The mail server is down at first: the warning about it must reach
+    // the (non-terminal) stderr without ANSI colours.
+    let mut smtp = TestSmtp::start();
+    smtp.stop();
+    let config = cwd.path().join("up.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "mail:\n  host: 127.0.0.1\n  port: {}\n  tls: none\n  from: 'Ick <ick@example.org>'\n  \
+             retry: 200ms\n  poll_interval: 100ms\n",
+            smtp.port()
+        ),
+    )
+    .expect("write up.yaml");
+    let mut up = Up::start(
+        cwd.path(),
+        &["--dir", "state", "--port", "0", "--config", "up.yaml"],
+    );
+    up.wait_for("Stop with Ctrl-C.", Duration::from_secs(60));
+    assert!(
+        up.output().contains(&format!(
+            "mail            through 127.0.0.1:{}",
+            smtp.port()
+        )),
+        "{}",
+        up.output()
+    );
+    let icktool_config = cwd.path().join("state/icktool.yaml");
+    std::fs::write(
+        cwd.path().join("n.yaml"),
+        "pipeline: p\nactions: [{shell: 'echo mailed'}]\n---\n\
+         project: n\npipelines: [p]\nnotify: {to: [dev@example.org], on: [success]}\n",
+    )
+    .expect("definitions");
+    icktool(
+        &icktool_config,
+        &["apply", "-f", s(&cwd.path().join("n.yaml"))],
+        &[],
+    )
+    .ok();
+    icktool(&icktool_config, &["trigger", "n", "--follow"], &[]).ok();
+    let shown = icktool(&icktool_config, &["build", "show", "n"], &[]).ok();
+    assert!(
+        !shown.stderr.contains("warning"),
+        "mail is configured: {shown}"
+    );
+    wait_for(Duration::from_secs(60), "the failed send's warning", || {
+        std::fs::read_to_string(&up.err)
+            .ok()
+            .filter(|e| e.contains("sending a notification failed"))
+    });
+    let stderr = std::fs::read_to_string(&up.err).expect("stderr");
+    assert!(!stderr.contains('\u{1b}'), "no ANSI escapes: {stderr:?}");
+
+    smtp.restart();
+    let mail = wait_for(Duration::from_secs(60), "the mail", || {
+        smtp.received().into_iter().next()
+    })
+    .parse();
+    assert_eq!(mail.to, vec!["dev@example.org".to_string()]);
+    assert!(mail.subject.contains("n #1"), "{mail:?}");
+    // Its link is the controller's loopback URL, as `up` printed it.
+    let controller = config_of(&cwd.path().join("state"))["controller"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        mail.text.contains(&format!("{controller}/builds/")),
+        "{mail:?}"
+    );
+    up.interrupt();
+}
+
+#[test]
+fn up_refuses_a_bad_config_and_changes_nothing() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    std::fs::write(cwd.path().join("nofrom.yaml"), "mail: {host: 127.0.0.1}\n").expect("write");
+    std::fs::write(
+        cwd.path().join("icktool.yaml"),
+        "controller: http://127.0.0.1:1\n",
+    )
+    .expect("write");
+    let args =
+        |file: &str| ["up", "--dir", "state", "--port", "0", "--config", file].map(String::from);
+    let run = |file: &str| {
+        let args = args(file);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::icktool_bare(&args, &[], cwd.path())
+    };
+    run("nofrom.yaml").fails(2, "missing field `from`");
+    run("icktool.yaml").fails(2, "unknown field `controller`");
+    run("missing.yaml").fails(2, "missing.yaml");
+    assert!(!cwd.path().join("state").exists(), "no state was made");
+    // ICKTOOL_CONFIG is the client's config, which `up` does not read.
+    common::icktool_bare(
+        &["up", "--workers", "0"],
+        &[("ICKTOOL_CONFIG", "icktool.yaml")],
+        cwd.path(),
+    )
+    .fails(2, "--workers must be at least 1");
+}

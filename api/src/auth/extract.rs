@@ -17,12 +17,22 @@ pub struct Caller {
     pub subject: String,
     /// The token's `client_id`.
     pub client_id: String,
+    /// The token's `client_name`, if the IDP named the client.
+    pub client_name: Option<String>,
     /// The granted scopes.
     pub scopes: ScopeSet,
     /// The token's `exp`, seconds since the epoch.
     pub expires_at: i64,
     /// The worker the token names (`ick_worker`), for clients with `work:run`.
     pub worker: Option<crate::oauth::WorkerIdentity>,
+}
+
+impl Caller {
+    /// Who the caller is, for people: its client's name as the token
+    /// gives it, else the client's id.
+    pub fn display_name(&self) -> &str {
+        self.client_name.as_deref().unwrap_or(&self.subject)
+    }
 }
 
 /// A marker type naming the scope an endpoint needs.

@@ -211,6 +211,7 @@ impl TokenVerifier {
         let caller = Caller {
             subject: claims.sub,
             client_id: claims.client_id,
+            client_name: claims.client_name,
             scopes,
             expires_at: claims.exp,
             worker: claims.ick_worker,

@@ -169,7 +169,8 @@ pub struct BuildSummary {
     /// The parameters its actions get: the project's defaults and the
     /// trigger's overrides.
     pub parameters: BTreeMap<String, Value>,
-    /// Who triggered it (the token's `sub`).
+    /// Who triggered it, as recorded then: the client's name (the
+    /// token's `client_name`, else its `sub`), or `webhook:FORGE`.
     pub triggered_by: String,
     /// When it was triggered.
     pub created_at: DateTime<Utc>,
@@ -191,6 +192,15 @@ pub struct BuildView {
     /// One node per action, in graph order (pipelines before those that
     /// need them, actions in pipeline order).
     pub nodes: Vec<NodeView>,
+    /// Whether the controller sends mail (its `mail:` is configured);
+    /// without it, the notifications of a project's `notify:` wait in the
+    /// outbox. Absent from older controllers: taken as true.
+    #[serde(default = "mail_configured_default")]
+    pub mail_configured: bool,
+}
+
+fn mail_configured_default() -> bool {
+    true
 }
 
 impl BuildView {

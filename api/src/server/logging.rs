@@ -25,6 +25,12 @@ impl FromStr for LogFormat {
     }
 }
 
+/// Whether lines to stderr may carry colours: only on a terminal, and not
+/// when `NO_COLOR` is set to anything but "" (<https://no-color.org>).
+pub fn stderr_colours() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the process's tracing subscriber; `RUST_LOG` filters (default
 /// `info`). Calling it twice keeps the first.
 pub fn init_logging(format: LogFormat) {
@@ -32,7 +38,7 @@ pub fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(stderr_colours());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -16,6 +16,6 @@ pub use config::{HttpConfig, TlsFiles, load_yaml};
 pub use health::{Readiness, health_routes};
 pub use json::{JsonBody, JsonBodyRejection};
 pub use limiter::FailureLimiter;
-pub use logging::{LogFormat, init_logging};
+pub use logging::{LogFormat, init_logging, stderr_colours};
 pub use problem_layer::finish_router;
 pub use serve::{Running, serve, shutdown_signal};

@@ -226,6 +226,7 @@ async fn forge(env: &Env, issuer: &str, exp: i64, scope: &str) -> String {
         nbf: Some(now - 1000),
         jti: "j".into(),
         client_id: "forger".into(),
+        client_name: None,
         scope: scope.into(),
         ick_worker: None,
     };

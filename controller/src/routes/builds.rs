@@ -27,7 +27,7 @@ pub(super) async fn trigger(
             ControllerError::BadRequest(format!("the trigger request is not valid JSON: {e}"))
         })?
     };
-    let build = builds::trigger(&state, &name, request, &auth.caller.subject).await?;
+    let build = builds::trigger(&state, &name, request, auth.caller.display_name()).await?;
     let location = format!("/builds/{}", build.id);
     Ok((
         StatusCode::CREATED,

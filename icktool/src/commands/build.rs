@@ -2,12 +2,14 @@
 //! build: its id, `PROJECT/NUMBER`, or `PROJECT` for its latest build.
 
 use anyhow::bail;
-use ick_api::controller::{BuildList, BuildQuery, BuildSummary, BuildView, NodeView};
+use ick_api::controller::{
+    BuildList, BuildQuery, BuildSummary, BuildView, NodeView, StoredProject,
+};
 use reqwest::{Method, StatusCode};
 
 use crate::Exit;
 use crate::connection::{Ick, Refused, Service, segment};
-use crate::output::{Out, ago, duration, or_dash};
+use crate::output::{Out, ago, duration, or_dash, without_status};
 
 #[derive(clap::Subcommand)]
 pub enum BuildCommand {
@@ -69,6 +71,9 @@ pub async fn run(ick: &Ick, command: BuildCommand, out: &Out) -> anyhow::Result<
         BuildCommand::Show { build } => {
             let view = resolve(ick, &build).await?;
             out.print(&view, || show(&view))?;
+            if !view.mail_configured {
+                warn_if_notify_waits(ick, &view.build.project).await;
+            }
         }
         BuildCommand::Cancel { build } => {
             let view = resolve(ick, &build).await?;
@@ -166,7 +171,10 @@ fn show(view: &BuildView) -> String {
             let note = n
                 .waiting_for
                 .clone()
-                .or_else(|| n.message.clone())
+                .or_else(|| {
+                    let message = n.message.as_deref()?;
+                    Some(without_status(n.status.as_str(), message).to_string())
+                })
                 .unwrap_or_default();
             vec![
                 node_label(n),
@@ -198,6 +206,23 @@ fn show(view: &BuildView) -> String {
     text
 }
 
+/// Warns (stderr) when the project notifies someone but the controller
+/// sends no mail: its `notify:` would otherwise fail silently.
+async fn warn_if_notify_waits(ick: &Ick, project: &str) {
+    let path = format!("/projects/{}", segment(project));
+    let Ok(stored) = ick.get::<StoredProject>(Service::Controller, &path).await else {
+        return;
+    };
+    let to = &stored.spec.notify.to;
+    if !to.is_empty() {
+        eprintln!(
+            "warning: project {project} notifies {}, but the controller has no `mail:` \
+             configured: its notifications wait in the outbox, unsent",
+            to.join(", ")
+        );
+    }
+}
+
 /// Finds a build by id, `PROJECT/NUMBER` (or `PROJECT#NUMBER`), or
 /// `PROJECT` (its latest build).
 pub async fn resolve(ick: &Ick, reference: &str) -> anyhow::Result<BuildView> {
@@ -213,10 +238,7 @@ pub async fn resolve(ick: &Ick, reference: &str) -> anyhow::Result<BuildView> {
     match ick.get::<BuildView>(Service::Controller, &path).await {
         Ok(view) => return Ok(view),
         Err(e) => {
-            let not_found = e
-                .downcast_ref::<Refused>()
-                .is_some_and(|r| r.problem.status_code() == StatusCode::NOT_FOUND);
-            if !not_found || !ick_api::controller::is_valid_name(reference) {
+            if !is_not_found(&e) || !ick_api::controller::is_valid_name(reference) {
                 return Err(e);
             }
         }
@@ -226,14 +248,24 @@ pub async fn resolve(ick: &Ick, reference: &str) -> anyhow::Result<BuildView> {
         limit: Some(1),
         ..BuildQuery::default()
     };
-    let list: BuildList = ick
-        .get_query(Service::Controller, "/builds", &query)
-        .await?;
-    match list.builds.first() {
+    let latest = match ick
+        .get_query::<BuildList, _>(Service::Controller, "/builds", &query)
+        .await
+    {
+        Ok(list) => list.builds.into_iter().next(),
+        Err(e) if is_not_found(&e) => None,
+        Err(e) => return Err(e),
+    };
+    match latest {
         Some(latest) => {
             ick.get(Service::Controller, &format!("/builds/{}", latest.id))
                 .await
         }
         None => bail!("no build {reference:?}: no such id, and no project of that name has builds"),
     }
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Refused>()
+        .is_some_and(|r| r.problem.status_code() == StatusCode::NOT_FOUND)
 }

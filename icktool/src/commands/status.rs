@@ -43,6 +43,9 @@ struct ServiceStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     latency_ms: Option<u128>,
+    /// Something answers at the URL, but not this service.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    wrong_service: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -99,19 +102,42 @@ async fn probe(ick: &Ick, service: Service, url: &str) -> ServiceStatus {
         version: None,
         error: None,
         latency_ms: None,
+        wrong_service: false,
     };
     match get("/healthz").await {
         Ok(response) if response.status().is_success() => {
             status.reachable = true;
             status.latency_ms = Some(started.elapsed().as_millis());
-            if let Ok(h) = response.json::<Health>().await {
-                status.version = Some(format!("{} {}", h.service, h.version));
+            // Any web server answers 200: only the service's own name
+            // says that the URL is the right one (a controller URL that
+            // points at the IDP must not read as "ok").
+            match response.json::<Health>().await {
+                Ok(h) if h.service == service.binary() => {
+                    status.version = Some(format!("{} {}", h.service, h.version));
+                }
+                Ok(h) => {
+                    status.error = Some(format!(
+                        "this is {}, not the {}: check `{}` in the config",
+                        h.service,
+                        service.name(),
+                        service.config_key()
+                    ));
+                    status.wrong_service = true;
+                }
+                Err(_) => {
+                    status.error = Some(format!(
+                        "it answers, but not as Ick's {}: check `{}` in the config",
+                        service.name(),
+                        service.config_key()
+                    ));
+                    status.wrong_service = true;
+                }
             }
         }
         Ok(response) => status.error = Some(format!("/healthz answered {}", response.status())),
         Err(e) => status.error = Some(chain(&e)),
     }
-    if status.reachable {
+    if status.reachable && !status.wrong_service {
         match get("/readyz").await {
             Ok(r) if r.status().is_success() => status.ready = true,
             Ok(r) => {
@@ -147,6 +173,7 @@ fn human(status: &Status) -> String {
         .iter()
         .map(|s| {
             let state = match (s.reachable, s.ready) {
+                _ if s.wrong_service => "wrong service".to_string(),
                 (true, true) => "ok".to_string(),
                 (true, false) => "not ready".to_string(),
                 _ => "unreachable".to_string(),

@@ -5,7 +5,7 @@ use reqwest::Method;
 
 use crate::Exit;
 use crate::connection::{Ick, Service, segment};
-use crate::follow::{ended, follow};
+use crate::follow::{emit, ended, follow_as};
 use crate::output::Out;
 
 #[derive(clap::Args)]
@@ -49,13 +49,19 @@ pub async fn run(ick: &Ick, args: TriggerArgs, out: &Out) -> anyhow::Result<Exit
         })?;
         return Ok(Exit::Ok);
     }
-    eprintln!(
-        "build {} #{} triggered ({}); following its log",
-        build.project, build.number, build.id
-    );
-    let end = follow(ick, &build.id, None).await?;
+    if out.human() {
+        eprintln!(
+            "build {} #{} triggered ({}); following its log",
+            build.project, build.number, build.id
+        );
+    } else {
+        emit(out.format, "triggered", &build);
+    }
+    let end = follow_as(ick, &build.id, None, out).await?;
     let (text, exit) = ended(&end);
-    eprintln!("{text}");
+    if out.human() {
+        eprintln!("{text}");
+    }
     Ok(exit)
 }
 

@@ -1,0 +1,68 @@
+//! Clients made before the IDP serves, for a program that embeds it
+//! (`icktool up`): its first admin client and its workers' clients cannot
+//! be asked of the API, since no token exists yet to ask with. Callers see
+//! clients, ids and secrets, never the store.
+
+use ick_api::oauth::WorkerIdentity;
+use ick_api::{ScopeSet, Secret};
+
+use crate::Config;
+use crate::clients::{self, WorkerAttributes};
+use crate::store::Store;
+
+/// The IDP's clients, opened from its config (before or without serving).
+pub struct Bootstrap {
+    store: Store,
+    audience: String,
+}
+
+impl Bootstrap {
+    /// Opens the store of `config` (creating its data directory).
+    pub async fn open(config: &Config) -> anyhow::Result<Bootstrap> {
+        Ok(Bootstrap {
+            store: config.open_store().await?,
+            audience: config.default_audience.clone(),
+        })
+    }
+
+    /// Whether client `id` exists, is enabled, and has `secret`.
+    pub async fn still_valid(&self, id: &str, secret: &Secret) -> anyhow::Result<bool> {
+        Ok(self.store.get(id).await?.is_some_and(|record| {
+            record.enabled && clients::secret_matches(secret.expose(), &record.secret_sha256)
+        }))
+    }
+
+    /// Creates client `name` with `scopes` (and, for a worker, its name
+    /// and labels), or gives the existing one those and a new secret,
+    /// enabled. Answers its id and secret.
+    pub async fn issue(
+        &self,
+        name: &str,
+        scopes: ScopeSet,
+        worker: Option<WorkerIdentity>,
+    ) -> anyhow::Result<(String, Secret)> {
+        let worker = match worker {
+            Some(w) => WorkerAttributes {
+                name: Some(w.name),
+                labels: Some(w.labels),
+            },
+            None => WorkerAttributes::default(),
+        };
+        let made = match self.store.find(name).await? {
+            Some(record) => {
+                clients::update(&self.store, &record.id, Some(scopes), Some(true), worker).await?;
+                clients::rotate(&self.store, &record.id).await?
+            }
+            None => clients::create(&self.store, name, scopes, &self.audience, worker).await?,
+        };
+        Ok((made.client.id, Secret::new(made.client_secret)))
+    }
+
+    /// Removes client `name`, if there is one.
+    pub async fn remove(&self, name: &str) -> anyhow::Result<()> {
+        if let Some(record) = self.store.find(name).await? {
+            self.store.delete(&record.id).await?;
+        }
+        Ok(())
+    }
+}
