@@ -103,6 +103,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `up` runs worker-managers in this process; each supervises its
+    // actions' processes with this program, started again as a supervisor.
+    if let Some(code) = ick_worker_manager::supervise_if_asked() {
+        return code;
+    }
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
