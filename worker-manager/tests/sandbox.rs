@@ -94,14 +94,7 @@ async fn sandboxed_actions_have_no_capabilities_no_root_and_their_own_session() 
     env.admin
         .pipeline(
             "systree",
-            r#"actions:
-  - shell: |
-      mkdir -p root/usr/bin root/etc
-      cp /bin/bash root/usr/bin/bash
-      ln -s usr/bin root/bin
-      for lib in $(ldd /bin/bash | grep -o '/[^ ]*'); do cp --parents -L "$lib" root/; done
-  - archive: {path: root, ref: test/systree}
-"#,
+            &common::systree_pipeline(&["bash"], "test/systree"),
         )
         .await;
     env.admin

@@ -112,16 +112,7 @@ async fn a_killed_worker_manager_leaves_nothing_of_its_sandboxed_actions_running
     env.admin
         .pipeline(
             "systree",
-            r#"actions:
-  - shell: |
-      mkdir -p root/usr/bin root/etc
-      ln -s usr/bin root/bin
-      for p in bash sleep setsid; do
-        cp "$(command -v $p)" root/usr/bin/
-        for lib in $(ldd "$(command -v $p)" | grep -o '/[^ ]*'); do cp --parents -L "$lib" root/; done
-      done
-  - archive: {path: root, ref: test/detached-systree}
-"#,
+            &common::systree_pipeline(&["bash", "sleep", "setsid"], "test/detached-systree"),
         )
         .await;
     env.admin

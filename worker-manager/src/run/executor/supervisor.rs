@@ -361,7 +361,11 @@ fn supervise(args: Vec<OsString>) -> Result<(), String> {
         }
     };
     let pid = child.id() as i32;
-    writeln!(writer, "started {pid}").map_err(|e| e.to_string())?;
+    if let Err(e) = writeln!(writer, "started {pid}") {
+        // No one to report to: the process must not run unwatched.
+        kill_tree(pid);
+        return Err(format!("cannot tell the worker-manager: {e}"));
+    }
     if let (Some(mut pipe), Some(bytes)) = (child.stdin.take(), input) {
         std::thread::spawn(move || {
             let _ = pipe.write_all(&bytes);
