@@ -483,3 +483,25 @@ async fn a_second_worker_of_the_same_name_refuses_to_start_and_harms_nothing() {
     let log = env.text(&build.id, ick_api::work::Stream::Stdout).await;
     assert!(log.contains("finished"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actions_supervisor_runs_as_the_worker_without_the_actions_environment() {
+    let env = Env::start().await;
+    let _worker = env.worker().start();
+    // Its parent is the supervisor: the worker's binary, with an empty
+    // environment (an action's `env:` could say LD_PRELOAD).
+    env.project(
+        "parent",
+        r#"  - env: {LD_PRELOAD: "", SEEN: "yes"}
+    shell: |
+      echo "parent: $(tr '\0' '\n' < /proc/$PPID/cmdline | sed -n 2p)"
+      echo "parent env: $(tr -cd '\0' < /proc/$PPID/environ | wc -c)"
+      echo "own: $SEEN"
+"#,
+    )
+    .await;
+    let view = env.run("parent", SOON).await;
+    assert_eq!(view.build.status, BuildStatus::Succeeded, "{:#?}", view.nodes);
+    let log = env.text(&view.build.id, ick_api::work::Stream::Stdout).await;
+    assert_eq!(log, "parent: --ick-supervise\nparent env: 0\nown: yes\n");
+}

@@ -19,12 +19,17 @@
 //! Messages, one line each, from the supervisor: `started PID` (the
 //! process, also its process group), `failed NOTFOUND|OTHER MESSAGE` (it
 //! could not be started), `exited CODE` or `signaled SIGNAL` (how it
-//! ended). From the worker-manager: with `--stdin`, `LENGTH\n` and the
-//! bytes for the process's standard input; then nothing until it closes.
+//! ended). From the worker-manager: the process's environment, as
+//! `LENGTH\n` and `NAME=VALUE` entries each ended by a NUL byte; with
+//! `--stdin`, `LENGTH\n` and the bytes for the process's standard input;
+//! then nothing until it closes. The supervisor itself runs with an empty
+//! environment: it runs as the worker, and what an action's `env:` says
+//! (`LD_PRELOAD`, …) is for the action, which may run as the sandbox user.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -140,7 +145,6 @@ impl Supervised {
             .args(&proc.args)
             .current_dir(&proc.cwd)
             .env_clear()
-            .envs(proc.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -162,12 +166,17 @@ impl Supervised {
         let stream = tokio::net::UnixStream::from_std(ours)
             .map_err(|e| other(format!("cannot use the socket pair: {e}")))?;
         let (read, mut control) = stream.into_split();
-        if let Some(bytes) = &proc.stdin {
-            // A process that does not read its input is its business.
+        let mut environment = Vec::new();
+        for (name, value) in &proc.env {
+            environment.extend_from_slice(format!("{name}={value}\0").as_bytes());
+        }
+        let blocks = [Some(&environment), proc.stdin.as_ref()];
+        for block in blocks.into_iter().flatten() {
+            // A supervisor that went away says so below.
             let _ = control
-                .write_all(format!("{}\n", bytes.len()).as_bytes())
+                .write_all(format!("{}\n", block.len()).as_bytes())
                 .await;
-            let _ = control.write_all(bytes).await;
+            let _ = control.write_all(block).await;
         }
         let mut lines = tokio::io::BufReader::new(read).lines();
         let first = lines.next_line().await.ok().flatten().unwrap_or_default();
@@ -321,24 +330,31 @@ fn supervise(args: Vec<OsString>) -> Result<(), String> {
         .map_err(|e| format!("no control socket: {e}"))?;
     let mut reader = BufReader::new(control.try_clone().map_err(|e| e.to_string())?);
     let mut writer = control;
+    let environment = read_block(&mut reader).map_err(|e| format!("the environment: {e}"))?;
     let input = match request.stdin {
-        true => {
-            let mut length = String::new();
-            reader
-                .read_line(&mut length)
-                .map_err(|e| format!("cannot read the input's length: {e}"))?;
-            let length: usize = length.trim().parse().map_err(|_| "a bad input length")?;
-            let mut bytes = vec![0; length];
-            reader
-                .read_exact(&mut bytes)
-                .map_err(|e| format!("cannot read the input: {e}"))?;
-            Some(bytes)
-        }
+        true => Some(read_block(&mut reader).map_err(|e| format!("the input: {e}"))?),
         false => None,
     };
     let mut command = std::process::Command::new(&request.program);
     command
         .args(&request.args)
+        .env_clear()
+        .envs(
+            environment
+                .split(|b| *b == 0)
+                .filter_map(|entry| {
+                    entry
+                        .iter()
+                        .position(|b| *b == b'=')
+                        .map(|i| entry.split_at(i))
+                })
+                .map(|(name, value)| {
+                    (
+                        OsString::from_vec(name.to_vec()),
+                        OsString::from_vec(value[1..].to_vec()),
+                    )
+                }),
+        )
         .env(MARKER_VAR, &request.marker)
         .stdin(match input {
             Some(_) => Stdio::piped(),
@@ -401,6 +417,20 @@ fn supervise(args: Vec<OsString>) -> Result<(), String> {
             Err(_) => return Ok(()),
         }
     }
+}
+
+/// Reads `LENGTH\n` and that many bytes.
+fn read_block(reader: &mut impl BufRead) -> Result<Vec<u8>, String> {
+    let mut length = String::new();
+    reader
+        .read_line(&mut length)
+        .map_err(|e| format!("cannot read its length: {e}"))?;
+    let length: usize = length.trim().parse().map_err(|_| "a bad length")?;
+    let mut bytes = vec![0; length];
+    reader
+        .read_exact(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    Ok(bytes)
 }
 
 /// Kills every process below this one: the group of the process, then its
