@@ -501,7 +501,14 @@ async fn an_actions_supervisor_runs_as_the_worker_without_the_actions_environmen
     )
     .await;
     let view = env.run("parent", SOON).await;
-    assert_eq!(view.build.status, BuildStatus::Succeeded, "{:#?}", view.nodes);
-    let log = env.text(&view.build.id, ick_api::work::Stream::Stdout).await;
+    assert_eq!(
+        view.build.status,
+        BuildStatus::Succeeded,
+        "{:#?}",
+        view.nodes
+    );
+    let log = env
+        .text(&view.build.id, ick_api::work::Stream::Stdout)
+        .await;
     assert_eq!(log, "parent: --ick-supervise\nparent env: 0\nown: yes\n");
 }
