@@ -485,7 +485,7 @@ async fn a_second_worker_of_the_same_name_refuses_to_start_and_harms_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_actions_supervisor_runs_as_the_worker_without_the_actions_environment() {
+async fn an_actions_supervisor_has_none_of_its_environment_and_outlasts_sigterm() {
     let env = Env::start().await;
     let _worker = env.worker().start();
     // Its parent is the supervisor: the worker's binary, with an empty
@@ -497,6 +497,10 @@ async fn an_actions_supervisor_runs_as_the_worker_without_the_actions_environmen
       echo "parent: $(tr '\0' '\n' < /proc/$PPID/cmdline | sed -n 2p)"
       echo "parent env: $(tr -cd '\0' < /proc/$PPID/environ | wc -c)"
       echo "own: $SEEN"
+      # SIGTERM meant for the worker does not end it before the action.
+      kill -TERM $PPID
+      sleep 0.2
+      kill -0 $PPID && echo "supervisor: still there"
 "#,
     )
     .await;
@@ -510,5 +514,8 @@ async fn an_actions_supervisor_runs_as_the_worker_without_the_actions_environmen
     let log = env
         .text(&view.build.id, ick_api::work::Stream::Stdout)
         .await;
-    assert_eq!(log, "parent: --ick-supervise\nparent env: 0\nown: yes\n");
+    assert_eq!(
+        log,
+        "parent: --ick-supervise\nparent env: 0\nown: yes\nsupervisor: still there\n"
+    );
 }

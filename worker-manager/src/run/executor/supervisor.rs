@@ -37,7 +37,7 @@ use std::process::{ExitCode, ExitStatus, Stdio};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{SigSet, Signal, kill, killpg};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -321,6 +321,22 @@ fn parse(args: Vec<OsString>) -> Result<Request, String> {
 
 fn supervise(args: Vec<OsString>) -> Result<(), String> {
     let request = parse(args)?;
+    // Signals meant for the worker-manager (a `pkill`, a service manager
+    // stopping its group) must not end the supervisor before its
+    // processes: it ends when told, or when they have. Blocked here, in
+    // every thread; the standard library clears the mask of the process.
+    let mut stops = SigSet::empty();
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        stops.add(signal);
+    }
+    stops
+        .thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| format!("cannot become a subreaper: {e}"))?;
     let control = std::io::stdin()
