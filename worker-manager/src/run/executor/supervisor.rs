@@ -321,22 +321,6 @@ fn parse(args: Vec<OsString>) -> Result<Request, String> {
 
 fn supervise(args: Vec<OsString>) -> Result<(), String> {
     let request = parse(args)?;
-    // Signals meant for the worker-manager (a `pkill`, a service manager
-    // stopping its group) must not end the supervisor before its
-    // processes: it ends when told, or when they have. Blocked here, in
-    // every thread; the standard library clears the mask of the process.
-    let mut stops = SigSet::empty();
-    for signal in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
-        stops.add(signal);
-    }
-    stops
-        .thread_block()
-        .map_err(|e| format!("cannot block signals: {e}"))?;
     nix::sys::prctl::set_child_subreaper(true)
         .map_err(|e| format!("cannot become a subreaper: {e}"))?;
     let control = std::io::stdin()
@@ -393,6 +377,24 @@ fn supervise(args: Vec<OsString>) -> Result<(), String> {
         }
     };
     let pid = child.id() as i32;
+    // Signals meant for the worker-manager (a `pkill`, a service manager
+    // stopping its group) must not end the supervisor before its
+    // processes: it ends when told, or when they have. Blocked once the
+    // process has started (it would inherit the mask), in this thread and
+    // the ones started below.
+    let mut stops = SigSet::empty();
+    for signal in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        stops.add(signal);
+    }
+    if let Err(e) = stops.thread_block() {
+        kill_tree(pid);
+        return Err(format!("cannot block signals: {e}"));
+    }
     if let Err(e) = writeln!(writer, "started {pid}") {
         // No one to report to: the process must not run unwatched.
         kill_tree(pid);
