@@ -107,6 +107,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `up` runs worker-managers in this process; each supervises its
+    // actions' processes with this program, started again as a supervisor.
+    if let Some(code) = ick_worker_manager::supervise_if_asked() {
+        return code;
+    }
     let matches = Args::command().get_matches();
     // `up --config` is the services' config, never the ICKTOOL_CONFIG
     // that `up` itself tells people to export.

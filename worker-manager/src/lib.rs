@@ -33,6 +33,15 @@ pub use config::Config;
 use controller::ControllerClient;
 use workspace::Workspaces;
 
+/// Runs this process as an action's supervisor if it was started as one
+/// (see `run/executor/supervisor.rs`), and then says how it exits. A
+/// program that runs a worker-manager calls this first thing in `main`, so
+/// that a worker-manager killed with `kill -9` leaves none of its actions
+/// running; without it, they are stopped when the worker starts again.
+pub fn supervise_if_asked() -> Option<std::process::ExitCode> {
+    run::executor::supervisor::run_if_asked()
+}
+
 /// The scopes a worker-manager asks for.
 pub const SCOPES: &str = "work:run blobs:read blobs:write";
 
@@ -53,6 +62,8 @@ pub(crate) struct Shared {
     pub workspaces: Workspaces,
     /// Whom sandboxed actions run as (none: the worker's own user).
     pub sandbox_user: Option<run::owner::SandboxUser>,
+    /// What supervises each action's processes, if this program can.
+    pub supervisor: Option<run::executor::supervisor::SupervisorProgram>,
     /// Slots running an action.
     pub busy: AtomicU32,
     /// The last claim was answered.
@@ -146,15 +157,25 @@ pub async fn start(
     let workspaces = Workspaces::open(config.workspace_root.clone(), config.systree_root()).await?;
     let sandbox_user = sandbox_user(&config).await?;
     // Processes of actions that a killed predecessor of this worker left.
-    let orphans = run::leftovers::end_orphans(format!("{}/", config.name), config.kill_grace).await;
+    let orphans =
+        run::executor::leftovers::end_orphans(format!("{}/", config.name), config.kill_grace).await;
     if orphans > 0 {
         tracing::warn!(
             orphans,
             "stopped processes left by an earlier run of this worker"
         );
     }
+    let supervisor = run::executor::supervisor::SupervisorProgram::find().await;
+    if supervisor.is_none() {
+        tracing::warn!(
+            "this program cannot supervise actions (it does not call \
+             ick_worker_manager::supervise_if_asked): if it is killed, what its actions \
+             left running is stopped only when a worker of this name starts again"
+        );
+    }
     let shared = Arc::new(Shared {
         controller,
+        supervisor,
         blobs,
         workspaces,
         sandbox_user,

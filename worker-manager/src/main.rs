@@ -23,11 +23,21 @@ struct Args {
     log_format: LogFormat,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before anything else: a supervisor needs no runtime, no logging.
+    if let Some(code) = ick_worker_manager::supervise_if_asked() {
+        return code;
+    }
     let args = Args::parse();
     init_logging(args.log_format);
-    match run(args).await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ick-worker-manager: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ick-worker-manager: {e:#}");

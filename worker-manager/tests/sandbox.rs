@@ -94,14 +94,7 @@ async fn sandboxed_actions_have_no_capabilities_no_root_and_their_own_session() 
     env.admin
         .pipeline(
             "systree",
-            r#"actions:
-  - shell: |
-      mkdir -p root/usr/bin root/etc
-      cp /bin/bash root/usr/bin/bash
-      ln -s usr/bin root/bin
-      for lib in $(ldd /bin/bash | grep -o '/[^ ]*'); do cp --parents -L "$lib" root/; done
-  - archive: {path: root, ref: test/systree}
-"#,
+            &common::systree_pipeline(&["bash"], "test/systree"),
         )
         .await;
     env.admin
@@ -161,4 +154,54 @@ actions:
         node_text(&log, &boxed[7].id),
         format!("owner: {worker_ids}\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_tree_without_bash_is_refused_before_the_action_starts() {
+    let env = Env::start().await;
+    let _worker = env.worker().start();
+    env.admin
+        .pipeline(
+            "no-bash-tree",
+            r#"actions:
+  - shell: |
+      mkdir -p root/etc root/bin
+      echo box > root/etc/hostname
+  - archive: {path: root, ref: test/no-bash}
+"#,
+        )
+        .await;
+    env.admin
+        .pipeline(
+            "no-bash",
+            r#"needs: [no-bash-tree]
+actions:
+  - populate: {ref: test/no-bash, into: systree}
+  - where: container
+    shell: echo it ran
+"#,
+        )
+        .await;
+    env.admin
+        .project("no-bash", "pipelines: [no-bash-tree, no-bash]")
+        .await;
+    let view = env.run("no-bash", common::SOON).await;
+    assert_eq!(view.build.status, ick_api::controller::BuildStatus::Failed);
+    let node = &view.pipeline("no-bash")[1];
+    assert_eq!(
+        node.outcome,
+        Some(ick_api::work::Outcome::Error),
+        "{node:#?}"
+    );
+    let message = node.message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("cannot run bash: the system tree ")
+            && message.contains("has no executable bash in any of ")
+            && message.ends_with("(shell actions run `bash -e`: the tree needs /bin/bash)"),
+        "{message}"
+    );
+    let log = env.log(&view.build.id).await;
+    let all: String = log.iter().map(|c| c.data.as_str()).collect();
+    assert!(!all.contains("it ran"), "{all}");
+    assert!(!all.contains("execvp"), "{all}");
 }

@@ -32,6 +32,103 @@ async fn wait_pids(env: &Env, build_id: &str, count: usize) -> Vec<u32> {
     .await
 }
 
+/// Every way a process can leave its action: in the background, in a new
+/// session, by a double fork (its parent gone), and ignoring SIGTERM.
+const DETACHED: &str = r#"      sleep 120 &
+      setsid sleep 120 &
+      ( ( sleep 120 & ) & )
+      bash -c 'trap "" TERM; while true; do sleep 1; done' &
+      echo ready
+      wait
+"#;
+
+/// The live processes whose environment holds `entry` (`NAME=VALUE`).
+fn marked(entry: &str) -> Vec<u32> {
+    let entry = entry.as_bytes();
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = dir.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next());
+        if matches!(state, None | Some("Z")) {
+            continue;
+        }
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if environ.split(|b| *b == 0).any(|e| e == entry) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Builds `project`, whose action has `KILL_TEST: mark` in its `env:`
+/// and prints `ready` once all is started; kills the worker with SIGKILL,
+/// and checks that within 2 s no process of the action is left (found by
+/// that variable in their environment).
+async fn kill_the_worker_under(env: &Env, project: &str, mark: &str, at_least: usize) {
+    let mut worker = env.worker().start();
+    let build = env.admin.trigger(project).await;
+    env.wait_log(&build.id, "ready").await;
+    let entry = format!("KILL_TEST={mark}");
+    let running = eventually(SOON, "the action's processes to start", || async {
+        let found = marked(&entry);
+        (found.len() >= at_least).then_some(found)
+    })
+    .await;
+    let killed = Instant::now();
+    worker.kill();
+    eventually(
+        Duration::from_secs(2),
+        "no process of the killed worker's action to be left",
+        || async { marked(&entry).is_empty().then_some(()) },
+    )
+    .await;
+    println!(
+        "{project}: {} processes, the last gone {:?} after kill -9 of the worker-manager",
+        running.len(),
+        killed.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_manager_leaves_nothing_of_its_host_actions_running() {
+    let env = Env::start().await;
+    let mark = uuid::Uuid::new_v4().to_string();
+    let actions = format!("  - env: {{KILL_TEST: {mark}}}\n    shell: |\n{DETACHED}");
+    env.project("detached", &actions).await;
+    // bash, its three sleeps and the looping bash with its sleep.
+    kill_the_worker_under(&env, "detached", &mark, 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_manager_leaves_nothing_of_its_sandboxed_actions_running() {
+    let env = Env::start().await;
+    let mark = uuid::Uuid::new_v4().to_string();
+    // A system tree with what the action runs, and their libraries.
+    env.admin
+        .pipeline(
+            "systree",
+            &common::systree_pipeline(&["bash", "sleep", "setsid"], "test/detached-systree"),
+        )
+        .await;
+    env.admin
+        .pipeline(
+            "detached",
+            &format!(
+                "needs: [systree]\nactions:\n  - populate: {{ref: test/detached-systree, into: systree}}\n  - where: container\n    env: {{KILL_TEST: {mark}}}\n    shell: |\n{DETACHED}"
+            ),
+        )
+        .await;
+    env.admin
+        .project("detached-sandbox", "pipelines: [systree, detached]")
+        .await;
+    kill_the_worker_under(&env, "detached-sandbox", &mark, 6).await;
+}
+
 async fn assert_all_gone(pids: &[u32]) {
     eventually(
         Duration::from_secs(5),
@@ -192,17 +289,17 @@ async fn a_worker_killed_mid_action_is_replaced_and_the_build_finishes() {
         .map(|c| c.attempt)
         .collect();
     assert_eq!(finished, vec![2], "the second attempt finished it");
-    // What the killed worker left running, it stops when it starts again.
+    // Nothing of the killed worker's action outlived it.
     assert!(
-        sleep_alive(pids[0]),
+        !sleep_alive(pids[0]),
         "the killed worker's action outlived it"
     );
     first.restart();
-    assert_all_gone(&pids).await;
     assert!(
-        first
+        !first
             .log()
-            .contains("stopped processes left by an earlier run")
+            .contains("stopped processes left by an earlier run"),
+        "nothing was left to stop"
     );
 }
 
@@ -385,4 +482,40 @@ async fn a_second_worker_of_the_same_name_refuses_to_start_and_harms_nothing() {
     );
     let log = env.text(&build.id, ick_api::work::Stream::Stdout).await;
     assert!(log.contains("finished"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_actions_supervisor_has_none_of_its_environment_and_outlasts_sigterm() {
+    let env = Env::start().await;
+    let _worker = env.worker().start();
+    // Its parent is the supervisor: the worker's binary, with an empty
+    // environment (an action's `env:` could say LD_PRELOAD).
+    env.project(
+        "parent",
+        r#"  - env: {LD_PRELOAD: "", SEEN: "yes"}
+    shell: |
+      echo "parent: $(tr '\0' '\n' < /proc/$PPID/cmdline | sed -n 2p)"
+      echo "parent env: $(tr -cd '\0' < /proc/$PPID/environ | wc -c)"
+      echo "own: $SEEN"
+      # SIGTERM meant for the worker does not end it before the action.
+      kill -TERM $PPID
+      sleep 0.2
+      kill -0 $PPID && echo "supervisor: still there"
+"#,
+    )
+    .await;
+    let view = env.run("parent", SOON).await;
+    assert_eq!(
+        view.build.status,
+        BuildStatus::Succeeded,
+        "{:#?}",
+        view.nodes
+    );
+    let log = env
+        .text(&view.build.id, ick_api::work::Stream::Stdout)
+        .await;
+    assert_eq!(
+        log,
+        "parent: --ick-supervise\nparent env: 0\nown: yes\nsupervisor: still there\n"
+    );
 }

@@ -16,8 +16,8 @@ use ick_api::actions::GitSpec;
 use ick_api::work::Stream;
 use serde_json::Value;
 
+use super::executor::{Executor, Host, Proc, ProcEnd};
 use super::gitdir::{self, Prepared};
-use super::process::{self, Proc, ProcEnd};
 use super::{Ending, RunCtx};
 use crate::error::ActionError;
 use crate::workspace::{blocking, inside};
@@ -190,14 +190,14 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
         "FETCH_HEAD",
     ]));
     for step in steps {
-        match process::run(step, &rc.limits()).await? {
+        match Host.run(rc, step).await? {
             ProcEnd::Exited { code: 0, .. } => {}
             other => return Ok(rc.ending(other)),
         }
     }
     let mut rev = git(&["rev-parse", "HEAD"]);
     rev.capture_stdout = true;
-    let commit = match process::run(rev, &rc.limits()).await? {
+    let commit = match Host.run(rc, rev).await? {
         ProcEnd::Exited {
             code: 0, stdout, ..
         } => String::from_utf8_lossy(&stdout).trim().to_string(),

@@ -3,15 +3,13 @@
 
 mod archive;
 pub mod env;
+pub mod executor;
 mod git;
 mod gitdir;
-pub mod leftovers;
 pub mod owner;
 mod plugin;
 mod populate;
-pub mod process;
 mod python;
-mod sandbox;
 mod shell;
 mod untar;
 
@@ -31,7 +29,9 @@ use crate::error::{ActionError, CallError};
 use crate::output::{Destination, Output, OutputWriter, backoff};
 use crate::stop::{Stop, StopReason};
 use crate::workspace::Dirs;
-use process::{Limits, ProcEnd};
+use executor::leftovers::{Guards, Since};
+use executor::supervisor::SupervisorProgram;
+use executor::{Limits, ProcEnd};
 
 pub use plugin::kinds as plugin_kinds;
 
@@ -93,6 +93,10 @@ pub struct RunCtx {
     pub plugin_dir: Option<PathBuf>,
     /// Whom sandboxed processes run as (none: the worker's own user).
     pub sandbox_user: Option<owner::SandboxUser>,
+    /// What starts a supervisor per process (none: this program cannot).
+    pub supervisor: Option<SupervisorProgram>,
+    /// The supervisors of the action's processes, until its end.
+    pub guards: Arc<Guards>,
 }
 
 impl RunCtx {
@@ -104,6 +108,8 @@ impl RunCtx {
             deadline: self.deadline,
             grace: self.grace,
             marker: &self.marker,
+            supervisor: self.supervisor.as_ref(),
+            guards: &self.guards,
         }
     }
 
@@ -234,7 +240,8 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
     // Every process of the action carries this marker, and starts after
     // `since`.
     let marker = format!("{}/{}", shared.config.name, uuid::Uuid::new_v4());
-    let since = Some(leftovers::Since::now());
+    let since = Since::now();
+    let guards = Arc::new(Guards::default());
     let (dirs, result) = match shared.workspaces.prepare(&a).await {
         Ok(dirs) => {
             let rc = RunCtx {
@@ -248,6 +255,8 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
                 blobs: shared.blobs.clone(),
                 plugin_dir: shared.config.plugin_dir.clone(),
                 sandbox_user: shared.sandbox_user,
+                supervisor: shared.supervisor.clone(),
+                guards: guards.clone(),
             };
             (Some(dirs), execute(&rc).await)
         }
@@ -277,7 +286,7 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
             None => false,
         }
     };
-    let sweep = leftovers::end_leftovers(None, since, marker, shared.config.kill_grace);
+    let sweep = executor::clean_up(since, marker, shared.config.kill_grace, &guards);
     let (reported, ()) = tokio::join!(reporting, sweep);
     let ended = started.elapsed();
     heartbeat.abort();

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use ick_api::actions::BUILTIN_KINDS;
 
-use super::{Ending, RunCtx, process};
+use super::executor::{Executor, Host, Proc};
+use super::{Ending, RunCtx};
 use crate::error::ActionError;
 
 /// The prefix of a plugin's file name.
@@ -74,12 +75,12 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
     let input = serde_json::to_vec(&rc.a.action)
         .map_err(|e| ActionError::new(format!("cannot encode the action: {e}")))?;
     let env = rc.host_env().await;
-    let mut proc = process::Proc::new(
+    let mut proc = Proc::new(
         path.into_os_string(),
         Vec::<String>::new(),
         rc.dirs.workspace.clone(),
         env,
     );
     proc.stdin = Some(input);
-    Ok(rc.ending(process::run(proc, &rc.limits()).await?))
+    Ok(rc.ending(Host.run(rc, proc).await?))
 }

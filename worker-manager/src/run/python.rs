@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use super::{Ending, RunCtx, sandbox};
+use super::executor::{self, Executor};
+use super::{Ending, RunCtx};
 use crate::error::ActionError;
 
 /// Runs the script (its first argument) with `params` defined.
@@ -21,13 +22,15 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
             rc.a.action.spec
         )));
     };
-    let mut proc = sandbox::command(
-        rc,
-        "python3",
-        vec!["-c".into(), RUNNER.into(), script.into()],
-    )
-    .await?;
+    let executor = executor::for_action(rc);
+    let mut proc = executor
+        .prepare(
+            rc,
+            "python3",
+            vec!["-c".into(), RUNNER.into(), script.into()],
+        )
+        .await?;
     // Output shows up in the log as it is written.
     proc.env.push(("PYTHONUNBUFFERED".into(), "1".into()));
-    Ok(rc.ending(sandbox::run(rc, proc).await?))
+    Ok(rc.ending(executor.run(rc, proc).await?))
 }

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::{Ending, RunCtx, sandbox};
+use super::executor::{self, Executor};
+use super::{Ending, RunCtx};
 use crate::error::ActionError;
 
 pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
@@ -12,6 +13,9 @@ pub async fn run(rc: &RunCtx) -> Result<Ending, ActionError> {
             rc.a.action.spec
         )));
     };
-    let proc = sandbox::command(rc, "bash", vec!["-e".into(), "-c".into(), script.into()]).await?;
-    Ok(rc.ending(sandbox::run(rc, proc).await?))
+    let executor = executor::for_action(rc);
+    let proc = executor
+        .prepare(rc, "bash", vec!["-e".into(), "-c".into(), script.into()])
+        .await?;
+    Ok(rc.ending(executor.run(rc, proc).await?))
 }

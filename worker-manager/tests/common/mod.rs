@@ -108,6 +108,25 @@ impl Env {
     }
 }
 
+/// A pipeline's text: it makes a system tree holding the host's
+/// `programs` and their libraries (in `/usr/bin`, with `/bin` a link to
+/// it), and archives it under `reference`.
+pub fn systree_pipeline(programs: &[&str], reference: &str) -> String {
+    format!(
+        r#"actions:
+  - shell: |
+      mkdir -p root/usr/bin root/etc
+      ln -s usr/bin root/bin
+      for p in {programs}; do
+        cp "$(command -v $p)" root/usr/bin/
+        for lib in $(ldd "$(command -v $p)" | grep -o '/[^ ]*'); do cp --parents -L "$lib" root/; done
+      done
+  - archive: {{path: root, ref: {reference}}}
+"#,
+        programs = programs.join(" ")
+    )
+}
+
 /// The text of one stream.
 pub fn text(chunks: &[LogChunk], stream: Stream) -> String {
     chunks

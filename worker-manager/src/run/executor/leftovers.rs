@@ -1,6 +1,7 @@
 //! Finding and stopping what an action left running: its process group,
 //! and processes that left the group (`setsid`, daemons) but carry the
-//! action's marker ([`MARKER_VAR`]) in their environment, found in `/proc`.
+//! action's marker ([`MARKER_VAR`]) in their environment, found in `/proc`;
+//! and, last, whatever its supervisors still hold.
 
 use std::time::Duration;
 
@@ -9,6 +10,29 @@ use nix::unistd::Pid;
 use tokio::time::Instant;
 
 use super::process::MARKER_VAR;
+use super::supervisor::Supervised;
+
+/// The supervisors of an action's processes, kept until the action's end:
+/// then whatever is left below them, that the sweeps did not stop, is
+/// killed.
+#[derive(Default)]
+pub struct Guards(std::sync::Mutex<Vec<Supervised>>);
+
+impl Guards {
+    /// Keeps `supervised` until [`Guards::release`].
+    pub fn keep(&self, supervised: Supervised) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(supervised);
+    }
+
+    /// Lets every supervisor go, killing what is left below it.
+    pub async fn release(&self) {
+        let all = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        futures::future::join_all(all.into_iter().map(Supervised::release)).await;
+    }
+}
 
 /// Stops every process left of an action: its process group and whatever
 /// carries its marker, started after `since`. SIGTERM first, SIGKILL
@@ -165,33 +189,21 @@ pub fn find_processes(
         else {
             continue;
         };
-        if pid == me || pid < first_new {
+        if pid == me || pid == 2 || pid < first_new {
             continue;
         }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Some(stat) = Stat::of(pid) else {
             continue;
         };
-        // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        if !stat.is_user_process() {
             continue;
-        };
-        let mut fields = after.split_whitespace();
-        let (Some(state), Some(ppid), Some(pgrp)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        if state == "Z" || state == "X" || pid == 2 || ppid == "2" {
-            continue; // dead, or a kernel thread
         }
-        // starttime is the 22nd field; `fields` started at the 3rd and has
-        // given three: skip to the 22nd.
-        let started = fields.nth(16).and_then(|t| t.parse::<u64>().ok());
-        if let (Some(since), Some(started)) = (since_ticks, started)
+        if let (Some(since), Some(started)) = (since_ticks, stat.started)
             && started < since
         {
             continue;
         }
-        if pgid.is_some() && pgrp.parse::<i32>().ok() == pgid {
+        if pgid.is_some() && Some(stat.pgrp) == pgid {
             found.push(pid);
             continue;
         }
@@ -203,6 +215,53 @@ pub fn find_processes(
         }
     }
     found
+}
+
+/// The live children of `parent`. Blocking: it reads `/proc`.
+pub fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| Stat::of(*pid).is_some_and(|s| s.ppid == parent && s.is_user_process()))
+        .collect()
+}
+
+/// What `/proc/PID/stat` tells of a process.
+struct Stat {
+    state: char,
+    ppid: i32,
+    pgrp: i32,
+    /// In clock ticks since boot.
+    started: Option<u64>,
+}
+
+impl Stat {
+    fn of(pid: i32) -> Option<Stat> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // pid (comm) state ppid pgrp …; comm may hold spaces and parentheses.
+        let after = &stat[stat.rfind(')')? + 1..];
+        let mut fields = after.split_whitespace();
+        let state = fields.next()?.chars().next()?;
+        let ppid = fields.next()?.parse().ok()?;
+        let pgrp = fields.next()?.parse().ok()?;
+        // starttime is the 22nd field; `fields` started at the 3rd and has
+        // given three: skip to the 22nd.
+        let started = fields.nth(16).and_then(|t| t.parse::<u64>().ok());
+        Some(Stat {
+            state,
+            ppid,
+            pgrp,
+            started,
+        })
+    }
+
+    /// Alive, and not a kernel thread.
+    fn is_user_process(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X') && self.ppid != 2
+    }
 }
 
 /// A process's environment. A process in the middle of `exec` shows an

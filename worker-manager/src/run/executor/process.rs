@@ -4,12 +4,14 @@
 //!
 //! Every process of an action carries a marker in its environment
 //! ([`MARKER_VAR`]), so that one that left the group (`setsid`, a daemon)
-//! is still found, in `/proc`, and stopped with the rest.
+//! is still found, in `/proc`, and stopped with the rest. Each runs under
+//! a supervisor (see `supervisor`) that kills what is left of it if the
+//! worker-manager dies.
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,10 +19,12 @@ use ick_api::work::Stream;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStderr, ChildStdout};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
-use super::leftovers::{Since, end_leftovers};
+use super::leftovers::{Guards, Since, end_leftovers};
+use super::supervisor::{Supervised, SupervisorProgram};
 use crate::error::ActionError;
 use crate::output::OutputWriter;
 use crate::stop::{Stop, StopReason};
@@ -109,59 +113,26 @@ pub struct Limits<'a> {
     pub grace: Duration,
     /// The value of [`MARKER_VAR`] for this action.
     pub marker: &'a str,
+    /// What starts a supervisor per process (none: this program cannot).
+    pub supervisor: Option<&'a SupervisorProgram>,
+    /// Where supervisors wait for the action's end.
+    pub guards: &'a Guards,
 }
 
 /// Runs `proc` to its end, or until it must stop.
 pub async fn run(proc: Proc, limits: &Limits<'_>) -> Result<ProcEnd, ActionError> {
-    let mut command = tokio::process::Command::new(&proc.program);
-    command
-        .args(&proc.args)
-        .current_dir(&proc.cwd)
-        .env_clear()
-        .envs(proc.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env(MARKER_VAR, limits.marker)
-        .stdin(if proc.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    if let Some((uid, gid)) = proc.user {
-        // As root, the standard library also drops the supplementary groups.
-        command.uid(uid).gid(gid);
-    }
     let since = Since::now();
-    let mut child = command.spawn().map_err(|e| {
-        let program = proc.program.to_string_lossy();
-        ActionError::new(match e.kind() {
-            std::io::ErrorKind::NotFound => format!(
-                "cannot run {program}: there is no such program (or interpreter) on this worker"
-            ),
-            _ => format!("cannot run {program}: {e}"),
-        })
-    })?;
-    let pgid = child.id().map(|id| id as i32);
-    if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), proc.stdin) {
-        tokio::spawn(async move {
-            // A process that does not read its input is its business.
-            let _ = stdin.write_all(&bytes).await;
-        });
-    }
+    let (mut child, stdout, stderr) = start(&proc, limits).await?;
+    let pgid = child.pgid();
     let captured = proc.capture_stdout;
-    let stdout = child.stdout.take().map(|pipe| {
+    let stdout = stdout.map(|pipe| {
         if captured {
             tokio::spawn(capture(pipe))
         } else {
             tokio::spawn(forward(pipe, Stream::Stdout, limits.out.clone()))
         }
     });
-    let stderr = child
-        .stderr
-        .take()
-        .map(|pipe| tokio::spawn(forward(pipe, Stream::Stderr, limits.out.clone())));
+    let stderr = stderr.map(|pipe| tokio::spawn(forward(pipe, Stream::Stderr, limits.out.clone())));
 
     let deadline = async {
         match limits.deadline {
@@ -232,6 +203,8 @@ pub async fn run(proc: Proc, limits: &Limits<'_>) -> Result<ProcEnd, ActionError
             }
         }
     };
+    // The supervisor stays until the action's end: see `Guards`.
+    child.keep(limits.guards);
     if let Some(end) = interrupted {
         return Ok(end);
     }
@@ -258,6 +231,90 @@ pub async fn run(proc: Proc, limits: &Limits<'_>) -> Result<ProcEnd, ActionError
             stdout,
         },
     })
+}
+
+/// A started process: on its own, or under a supervisor.
+enum Running {
+    Direct(Child),
+    Supervised(Supervised),
+}
+
+impl Running {
+    /// Its process group (its pid).
+    fn pgid(&self) -> Option<i32> {
+        match self {
+            Running::Direct(child) => child.id().map(|id| id as i32),
+            Running::Supervised(s) => Some(s.pid),
+        }
+    }
+
+    /// Its end. Cancel-safe.
+    async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            Running::Direct(child) => child.wait().await,
+            Running::Supervised(s) => s.wait().await,
+        }
+    }
+
+    /// Hands a supervisor to the action's guards.
+    fn keep(self, guards: &Guards) {
+        if let Running::Supervised(s) = self {
+            guards.keep(s);
+        }
+    }
+}
+
+/// Starts `proc`: under a supervisor when this program can run one.
+async fn start(
+    proc: &Proc,
+    limits: &Limits<'_>,
+) -> Result<(Running, Option<ChildStdout>, Option<ChildStderr>), ActionError> {
+    let program = proc.program.to_string_lossy();
+    let refused = |not_found: bool, e: &dyn std::fmt::Display| {
+        ActionError::new(match not_found {
+            true => format!(
+                "cannot run {program}: there is no such program (or interpreter) on this worker"
+            ),
+            false => format!("cannot run {program}: {e}"),
+        })
+    };
+    if let Some(supervisor) = limits.supervisor {
+        return match Supervised::start(supervisor, proc, limits.marker).await {
+            Ok((s, out, err)) => Ok((Running::Supervised(s), Some(out), Some(err))),
+            Err(e) => Err(refused(e.not_found, &e.message)),
+        };
+    }
+    let mut command = tokio::process::Command::new(&proc.program);
+    command
+        .args(&proc.args)
+        .current_dir(&proc.cwd)
+        .env_clear()
+        .envs(proc.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env(MARKER_VAR, limits.marker)
+        .stdin(if proc.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some((uid, gid)) = proc.user {
+        // As root, the standard library also drops the supplementary groups.
+        command.uid(uid).gid(gid);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| refused(e.kind() == std::io::ErrorKind::NotFound, &e))?;
+    if let (Some(mut stdin), Some(bytes)) = (child.stdin.take(), proc.stdin.clone()) {
+        tokio::spawn(async move {
+            // A process that does not read its input is its business.
+            let _ = stdin.write_all(&bytes).await;
+        });
+    }
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    Ok((Running::Direct(child), out, err))
 }
 
 /// Sends a pipe's bytes to the output as they come.
