@@ -153,19 +153,24 @@ pub async fn update(
     enabled: Option<bool>,
     worker: WorkerAttributes,
 ) -> Result<ClientInfo, IdpError> {
-    let mut record = existing(store, id_or_name).await?;
-    if let Some(scopes) = scopes {
-        record.scopes = scopes;
+    let id = existing(store, id_or_name).await?.id;
+    let changed = store
+        .change(&id, |record| {
+            if let Some(scopes) = scopes {
+                record.scopes = scopes;
+            }
+            if let Some(enabled) = enabled {
+                record.enabled = enabled;
+            }
+            set_worker(record, worker)?;
+            record.updated_at = now_ms();
+            Ok(())
+        })
+        .await?;
+    match changed {
+        Some(record) => Ok(ClientInfo::from(&record)),
+        None => Err(IdpError::ClientNotFound(id_or_name.to_string())),
     }
-    if let Some(enabled) = enabled {
-        record.enabled = enabled;
-    }
-    set_worker(&mut record, worker)?;
-    record.updated_at = now_ms();
-    if !store.update(&record).await? {
-        return Err(IdpError::ClientNotFound(id_or_name.to_string()));
-    }
-    Ok(ClientInfo::from(&record))
 }
 
 /// Gives a client a new secret; the old one stops working at once.
@@ -174,7 +179,10 @@ pub async fn rotate(store: &Store, id_or_name: &str) -> Result<ClientWithSecret,
     let secret = new_secret()?;
     record.secret_sha256 = hash_secret(secret.expose());
     record.updated_at = now_ms();
-    if !store.update(&record).await? {
+    if !store
+        .set_secret(&record.id, &record.secret_sha256, record.updated_at)
+        .await?
+    {
         return Err(IdpError::ClientNotFound(id_or_name.to_string()));
     }
     Ok(ClientWithSecret {

@@ -45,6 +45,8 @@ impl ClientRecord {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite has one writer and no `FOR UPDATE`.
+    sqlite: bool,
 }
 
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -79,7 +81,7 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"))?;
-        Ok(Store { pool })
+        Ok(Store { pool, sqlite })
     }
 
     /// Whether the database answers.
@@ -150,20 +152,67 @@ impl Store {
         rows.iter().map(decode).collect()
     }
 
-    /// Replaces what may change; `false` if there is no such client.
-    pub async fn update(&self, client: &ClientRecord) -> Result<bool, IdpError> {
-        let result = sqlx::query(
-            "UPDATE clients SET secret_sha256 = $1, scopes = $2, enabled = $3, updated_at = $4, \
-             worker = $5 WHERE id = $6",
+    /// Changes a client's scopes, state or worker with `change`, applied
+    /// to the client as it is in the same transaction (the row locked), so
+    /// that a concurrent change, e.g. a secret rotation, is neither lost
+    /// nor undone. `None` if there is no such client.
+    pub async fn change(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut ClientRecord) -> Result<(), IdpError>,
+    ) -> Result<Option<ClientRecord>, IdpError> {
+        let mut tx = if self.sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            self.pool.begin().await?
+        };
+        let lock = if self.sqlite {
+            ""
+        } else {
+            " FOR UPDATE"
+        };
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM clients WHERE id = $1{lock}",
+            columns!()
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut client = decode(&row)?;
+        change(&mut client)?;
+        sqlx::query(
+            "UPDATE clients SET scopes = $1, enabled = $2, updated_at = $3, worker = $4 \
+             WHERE id = $5",
         )
-        .bind(&client.secret_sha256)
         .bind(client.scopes.to_string())
         .bind(i64::from(client.enabled))
         .bind(client.updated_at)
-        .bind(worker_json(client)?)
+        .bind(worker_json(&client)?)
         .bind(&client.id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
+        Ok(Some(client))
+    }
+
+    /// Replaces a client's secret (its hash), and nothing else; `false` if
+    /// there is no such client.
+    pub async fn set_secret(
+        &self,
+        id: &str,
+        secret_sha256: &str,
+        updated_at: i64,
+    ) -> Result<bool, IdpError> {
+        let result =
+            sqlx::query("UPDATE clients SET secret_sha256 = $1, updated_at = $2 WHERE id = $3")
+                .bind(secret_sha256)
+                .bind(updated_at)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
         Ok(result.rows_affected() == 1)
     }
 
