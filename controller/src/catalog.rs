@@ -11,7 +11,7 @@ use ick_api::controller::{
 
 use crate::AppState;
 use crate::definitions::{
-    canonical, check_name, check_project_graph, parse_pipeline, parse_project,
+    DefinitionError, canonical, check_name, check_project_graph, parse_pipeline, parse_project,
 };
 use crate::error::{ControllerError, Result};
 use crate::store::definitions::{self as defs, DefRow};
@@ -62,12 +62,12 @@ async fn advertised_kinds(state: &AppState) -> Result<Vec<String>> {
 async fn off_runtime<T: Send + 'static>(
     text: &str,
     name: &str,
-    parse: impl FnOnce(&str, &str) -> Result<T> + Send + 'static,
+    parse: impl FnOnce(&str, &str) -> Result<T, DefinitionError> + Send + 'static,
 ) -> Result<T> {
     let (text, name) = (text.to_string(), name.to_string());
-    tokio::task::spawn_blocking(move || parse(&text, &name))
+    Ok(tokio::task::spawn_blocking(move || parse(&text, &name))
         .await
-        .map_err(|e| ControllerError::Internal(format!("definition parser: {e}")))?
+        .map_err(|e| ControllerError::Internal(format!("definition parser: {e}")))??)
 }
 
 /// `PUT /pipelines/{name}`.

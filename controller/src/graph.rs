@@ -10,7 +10,7 @@ use ick_api::controller::{PipelineSpec, ProjectSpec};
 use ick_api::params::{WEBHOOK_PARAMETERS, check_parameter};
 use serde_json::Value;
 
-use crate::definitions::check_project_graph;
+use ick_definitions::check_project_graph;
 
 /// One action of a build.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,7 +134,7 @@ pub fn build_parameters(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definitions::{parse_pipeline, parse_project};
+    use ick_definitions::{parse_pipeline, parse_project};
 
     fn setup(
         defs: &[(&str, &str)],

@@ -114,10 +114,10 @@ fn make_it_so_applies_an_original_ick_file() {
     assert_eq!(listed[0].spec.parameters["foo"], "bar");
     let stored = &pipelines(&ick)[0];
     assert_eq!(stored.spec.actions[0].kind, "shell");
-    assert!(
-        stored.text.starts_with("name: construct"),
-        "{}",
-        stored.text
+    // The entry's text as written, moved left out of its list.
+    assert_eq!(
+        stored.text,
+        "pipeline: construct\nactions: [{where: host, shell: \"day 1\"}]\n"
     );
 }
 

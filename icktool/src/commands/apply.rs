@@ -13,12 +13,12 @@ use ick_api::controller::{
     Applied, Change, DefinitionKind, PipelineSpec, ProjectSpec, StoredPipeline, StoredProject,
 };
 use ick_api::work::WorkerInfo;
-use ick_controller::definitions::{check_project_graph, parse_pipeline, parse_project};
+use ick_definitions::{check_project_graph, parse_pipeline, parse_project};
 use reqwest::{Method, StatusCode};
 
 use crate::Exit;
 use crate::connection::{Ick, Refused, Service, describe, segment};
-use crate::definitions::{Definition, Spec, kind_name, read_all};
+use crate::definitions::{Definition, Spec, kind_name, parse_all, read_all};
 use crate::output::Out;
 
 #[derive(clap::Args)]
@@ -38,7 +38,7 @@ pub async fn run(ick: &Ick, args: ApplyArgs, out: &Out) -> anyhow::Result<Exit> 
     if paths.is_empty() {
         bail!("nothing to apply: give -f FILE or -f DIR");
     }
-    let definitions = read_all(&paths)?;
+    let definitions = parse_all(&read_all(&paths)?)?;
     if definitions.is_empty() {
         bail!("the files hold no definition");
     }
@@ -84,7 +84,7 @@ pub async fn apply(
                 return Err(match e.downcast::<Refused>() {
                     Ok(refused) => anyhow::anyhow!(
                         "{}: {kind} {:?}: {}{done}",
-                        definition.origin,
+                        definition.origin(),
                         definition.name,
                         describe(&refused.problem)
                     ),
@@ -139,9 +139,7 @@ async fn check(ick: &Ick, definitions: &[Definition]) -> anyhow::Result<()> {
     let mut new_pipelines = Pipelines::new();
     let mut new_projects = Projects::new();
     for d in definitions {
-        let invalid = |e: ick_controller::error::ControllerError| {
-            anyhow::anyhow!("{}: {} {:?}: {e}", d.origin, kind_name(d.kind), d.name)
-        };
+        let invalid = |e: ick_definitions::DefinitionError| anyhow::anyhow!("{}", d.locate(e));
         match &d.spec {
             Spec::Pipeline(_) => {
                 let spec = parse_pipeline(&d.text, &d.name, kind_known).map_err(invalid)?;
@@ -201,5 +199,5 @@ fn origin(definitions: &[Definition], kind: DefinitionKind, name: &str) -> Strin
     definitions
         .iter()
         .find(|d| d.kind == kind && d.name == name)
-        .map_or_else(|| name.to_string(), |d| d.origin.clone())
+        .map_or_else(|| name.to_string(), |d| d.origin())
 }
