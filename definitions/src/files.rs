@@ -657,7 +657,7 @@ pipelines:
         assert_eq!(spec.pipelines, vec!["construct"]);
         // The text parses as the controller parses it.
         parse_project(&project.text, "rome").expect("valid");
-        parse_pipeline(&pipeline.text, "construct", |_| false).expect("valid");
+        parse_pipeline(&pipeline.text, "construct").expect("valid");
         // A mistake in it is placed in the file.
         let e = crate::DefinitionError::at("x", 3, 5);
         let at = pipeline.locate(e);

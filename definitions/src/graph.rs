@@ -51,6 +51,16 @@ pub fn find_cycle(
     project: &ProjectSpec,
     pipelines: &BTreeMap<String, PipelineSpec>,
 ) -> Option<Vec<String>> {
+    needs_cycle(pipelines, &project.pipelines)
+}
+
+/// A `needs:` cycle reachable from `starts` among `pipelines` (all that
+/// are stored, whatever project runs them), as the list of names from a
+/// pipeline back to itself. A need that is not in `pipelines` ends a path.
+pub fn needs_cycle<'a>(
+    pipelines: &BTreeMap<String, PipelineSpec>,
+    starts: impl IntoIterator<Item = &'a String>,
+) -> Option<Vec<String>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -87,7 +97,7 @@ pub fn find_cycle(
         None
     }
     let mut marks = HashMap::new();
-    for p in &project.pipelines {
+    for p in starts {
         let mut path = Vec::new();
         if let Some(cycle) = visit(p, pipelines, &mut marks, &mut path) {
             return Some(cycle);
@@ -127,6 +137,14 @@ mod tests {
         let all = pipelines(&[("a", &["c"]), ("b", &["a"]), ("c", &["b"]), ("d", &[])]);
         let err = check_project_graph(&project(&["d", "a", "b", "c"]), &all).expect_err("refused");
         assert_eq!(err, "needs: cycle a → c → b → a");
+    }
+
+    #[test]
+    fn a_cycle_among_stored_pipelines_is_found_from_any_of_them() {
+        let all = pipelines(&[("a", &["b"]), ("b", &["x", "a"]), ("c", &[])]);
+        let cycle = needs_cycle(&all, &["b".to_string()]).expect("a cycle");
+        assert_eq!(cycle, ["b", "a", "b"]);
+        assert_eq!(needs_cycle(&all, &["c".to_string()]), None);
     }
 
     #[test]

@@ -8,10 +8,11 @@ mod entry;
 pub mod files;
 pub mod graph;
 pub mod parse;
+pub mod refs;
 pub mod triggers;
 
 pub use files::{Definition, FileError, Spec, check_duplicates, kind_name, parse_file};
-pub use graph::{check_project_graph, find_cycle};
+pub use graph::{check_project_graph, find_cycle, needs_cycle};
 pub use parse::{MAX_NESTING, canonical, check_name, parse_pipeline, parse_project};
 
 /// A definition that does not parse or is not valid. YAML errors, and the

@@ -164,13 +164,9 @@ fn check_unique<'a>(what: &str, names: impl IntoIterator<Item = &'a String>) -> 
     Ok(())
 }
 
-/// Parses and checks a pipeline applied as `path_name`. `kind_known` says
-/// whether a connected worker advertises a plugin kind.
-pub fn parse_pipeline(
-    text: &str,
-    path_name: &str,
-    kind_known: impl Fn(&str) -> bool,
-) -> Result<PipelineSpec> {
+/// Parses and checks a pipeline applied as `path_name`. A plugin kind is
+/// accepted whether or not a worker has it now (its builds wait for one).
+pub fn parse_pipeline(text: &str, path_name: &str) -> Result<PipelineSpec> {
     let mut spec: PipelineSpec = parse_yaml("pipeline", text)?;
     check_body_name("pipeline", &mut spec.name, path_name)?;
     if spec.actions.is_empty() {
@@ -180,10 +176,11 @@ pub fn parse_pipeline(
         let n = i + 1;
         if action.is_builtin() {
             check_builtin_spec(action).map_err(|e| invalid(format!("action {n}: {e}")))?;
-        } else if !is_valid_name(&action.kind) || !kind_known(&action.kind) {
+            crate::refs::check_ref(action).map_err(|e| invalid(format!("action {n}: {e}")))?;
+        } else if !is_valid_name(&action.kind) {
             return Err(invalid(format!(
-                "action {n}: unknown action kind {:?}: the built-in kinds are {}, and no connected \
-                 worker advertises a plugin for it",
+                "action {n}: unknown action kind {:?}: the built-in kinds are {}, and a plugin's \
+                 kind is a name of lower-case letters, digits, '.', '_' and '-'",
                 action.kind,
                 BUILTIN_KINDS.join(", ")
             )));
@@ -253,7 +250,7 @@ mod tests {
     use super::*;
 
     fn pipeline(text: &str) -> Result<PipelineSpec> {
-        parse_pipeline(text, "build", |k| k == "docker-push")
+        parse_pipeline(text, "build")
     }
 
     fn message(e: DefinitionError) -> (String, Option<usize>, Option<usize>) {
@@ -298,12 +295,20 @@ mod tests {
     }
 
     #[test]
-    fn action_kinds_must_be_built_in_or_advertised() {
+    fn action_kinds_are_built_in_or_plugins_named_by_the_rule() {
+        // Whether a worker has the plugin is the build's wait, not apply's.
         assert!(pipeline("actions: [{docker-push: {image: x}}]").is_ok());
         let (msg, _, _) =
-            message(pipeline("actions: [{shell: a}, {rocket: {}}]").expect_err("refused"));
+            message(pipeline("actions: [{shell: a}, {Rocket: {}}]").expect_err("refused"));
         assert!(
-            msg.contains("action 2: unknown action kind \"rocket\""),
+            msg.contains("action 2: unknown action kind \"Rocket\""),
+            "{msg}"
+        );
+        let (msg, _, _) = message(
+            pipeline("actions: [{archive: {ref: 'nu/build-$BUILD_NUMBER'}}]").expect_err("refused"),
+        );
+        assert!(
+            msg.contains("action 1: ") && msg.contains("{number}"),
             "{msg}"
         );
         let (msg, _, _) =
@@ -313,7 +318,7 @@ mod tests {
 
     #[test]
     fn names_must_follow_the_rule_and_match_the_path() {
-        assert!(parse_pipeline("actions: [{shell: a}]", "Build", |_| false).is_err());
+        assert!(parse_pipeline("actions: [{shell: a}]", "Build").is_err());
         let (msg, _, _) =
             message(pipeline("name: other\nactions: [{shell: a}]").expect_err("refused"));
         assert!(msg.contains("\"other\""), "{msg}");

@@ -1,10 +1,10 @@
-//! Definition files, as `icktool apply` finds and reads them; what they
-//! hold is parsed by `ick-definitions`, the controller's own rules.
+//! Definition files, as `icktool apply` finds and reads them; the
+//! controller parses them (with `ick-definitions`) and checks them all.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-pub use ick_definitions::files::{Definition, Spec, kind_name};
+pub use ick_definitions::files::kind_name;
 
 /// A definition file's name (for messages) and text.
 #[derive(Debug, Clone)]
@@ -69,29 +69,4 @@ pub fn read_all(paths: &[PathBuf]) -> anyhow::Result<Vec<SourceFile>> {
         }
     }
     Ok(all)
-}
-
-/// Parses `files`; every mistake in them is an error, all listed.
-pub fn parse_all(files: &[SourceFile]) -> anyhow::Result<Vec<Definition>> {
-    let mut all = Vec::new();
-    let mut errors = Vec::new();
-    for file in files {
-        match ick_definitions::parse_file(&file.name, &file.text) {
-            Ok(found) => all.extend(found),
-            Err(e) => errors.extend(e),
-        }
-    }
-    errors.extend(ick_definitions::check_duplicates(&all));
-    if errors.is_empty() {
-        Ok(all)
-    } else {
-        bail!(
-            "{}",
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    }
 }
