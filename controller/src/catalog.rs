@@ -229,10 +229,9 @@ fn parse_files(files: &[DefinitionFile]) -> std::result::Result<Vec<Item>, Vec<F
     let mut definitions = Vec::new();
     let mut errors = Vec::new();
     for file in files {
-        match ick_definitions::parse_file(&file.name, &file.text) {
-            Ok(found) => definitions.extend(found),
-            Err(e) => errors.extend(e),
-        }
+        let (found, mistakes) = ick_definitions::read_file(&file.name, &file.text);
+        definitions.extend(found);
+        errors.extend(mistakes);
     }
     errors.extend(ick_definitions::check_duplicates(&definitions));
     let mut items = Vec::new();

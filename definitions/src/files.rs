@@ -174,6 +174,17 @@ fn find_line(text: &str, key: &str, name: &str) -> Option<usize> {
 /// YAML syntax error ends the file, since what follows it cannot be told
 /// apart.
 pub fn parse_file(file: &str, text: &str) -> Result<Vec<Definition>, Vec<FileError>> {
+    let (found, errors) = read_file(file, text);
+    if errors.is_empty() {
+        Ok(found)
+    } else {
+        Err(errors)
+    }
+}
+
+/// What [`parse_file`] finds, and every mistake: the definitions that
+/// parsed may have mistakes of their own to report beside those.
+pub fn read_file(file: &str, text: &str) -> (Vec<Definition>, Vec<FileError>) {
     let mut found = Vec::new();
     let mut errors = Vec::new();
     let mut values = Vec::new();
@@ -243,11 +254,7 @@ pub fn parse_file(file: &str, text: &str) -> Result<Vec<Definition>, Vec<FileErr
             Err(e) => errors.push(e),
         }
     }
-    if errors.is_empty() {
-        Ok(found)
-    } else {
-        Err(errors)
-    }
+    (found, errors)
 }
 
 fn shape(map: &Mapping) -> Result<Shape, String> {

@@ -11,7 +11,7 @@ pub mod parse;
 pub mod refs;
 pub mod triggers;
 
-pub use files::{Definition, FileError, Spec, check_duplicates, kind_name, parse_file};
+pub use files::{Definition, FileError, Spec, check_duplicates, kind_name, parse_file, read_file};
 pub use graph::{check_project_graph, find_cycle, needs_cycle};
 pub use parse::{MAX_NESTING, canonical, check_name, parse_pipeline, parse_project};
 
