@@ -101,14 +101,7 @@ impl IntoResponse for ControllerError {
             ControllerError::InvalidDefinitions(problems) => {
                 let detail = problems
                     .iter()
-                    .map(|p| {
-                        let at = match (p.line, p.column) {
-                            (Some(l), Some(c)) => format!("{}:{l}:{c}", p.file),
-                            (Some(l), None) => format!("{}:{l}", p.file),
-                            _ => p.file.clone(),
-                        };
-                        format!("{at}: {}", p.message)
-                    })
+                    .map(|p| format!("{}: {}", p.origin(), p.message))
                     .collect::<Vec<_>>()
                     .join("\n");
                 Problem::new(StatusCode::BAD_REQUEST, detail)

@@ -282,6 +282,17 @@ pub struct DefinitionProblem {
     pub message: String,
 }
 
+impl DefinitionProblem {
+    /// `FILE`, `FILE:LINE` or `FILE:LINE:COLUMN`.
+    pub fn origin(&self) -> String {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", self.file),
+            (Some(l), None) => format!("{}:{l}", self.file),
+            _ => self.file.clone(),
+        }
+    }
+}
+
 /// One entry of `GET /projects/{name}/revisions` (or `/pipelines/...`),
 /// newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -96,14 +96,7 @@ fn refusal(refused: &Refused) -> String {
         Some(list) if !list.is_empty() => {
             let lines: Vec<String> = list
                 .iter()
-                .map(|p| {
-                    let at = match (p.line, p.column) {
-                        (Some(l), Some(c)) => format!("{}:{l}:{c}", p.file),
-                        (Some(l), None) => format!("{}:{l}", p.file),
-                        _ => p.file.clone(),
-                    };
-                    format!("{at}: {}", p.message)
-                })
+                .map(|p| format!("{}: {}", p.origin(), p.message))
                 .collect();
             format!(
                 "nothing was applied: {} mistake{}\n{}",
