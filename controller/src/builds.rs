@@ -11,7 +11,7 @@ use sqlx::AnyConnection;
 
 use crate::AppState;
 use crate::error::{ControllerError, Result};
-use crate::graph::{build_graph, build_parameters};
+use crate::graph::{build_graph, build_parameters, fill_refs};
 use crate::paging::Page;
 use crate::store::builds::{self as db, BuildRow, NodeRow};
 use crate::store::definitions as defs;
@@ -159,8 +159,9 @@ async fn trigger_tx(
     }
     let parameters = build_parameters(&project, &pipelines, &request.parameters)
         .map_err(ControllerError::BadRequest)?;
-    let graph = build_graph(&project, &pipelines).map_err(ControllerError::Conflict)?;
+    let mut graph = build_graph(&project, &pipelines).map_err(ControllerError::Conflict)?;
     let number = db::next_build_number(&mut tx, project_name).await?;
+    fill_refs(&mut graph, project_name, number).map_err(ControllerError::Conflict)?;
     let concurrency = i64::from(project.concurrency.unwrap_or(default_concurrency));
     let (running, waiting) = db::admission_counts(&mut tx, project_name).await?;
     let admitted = waiting == 0 && running < concurrency;

@@ -6,12 +6,15 @@ use std::collections::BTreeMap;
 
 use ick_api::actions::BUILTIN_KINDS;
 use ick_api::controller::{
-    Applied, Change, DefinitionKind, PipelineSpec, ProjectSpec, Revision, Stored,
+    Applied, ApplyAnswer, ApplyRequest, Change, DefinitionFile, DefinitionKind, DefinitionProblem,
+    PipelineSpec, ProjectSpec, Revision, Stored,
 };
+use ick_definitions::files::{Definition, FileError, Spec, kind_name};
+use ick_definitions::needs_cycle;
 
 use crate::AppState;
 use crate::definitions::{
-    canonical, check_name, check_project_graph, parse_pipeline, parse_project,
+    DefinitionError, canonical, check_name, check_project_graph, parse_pipeline, parse_project,
 };
 use crate::error::{ControllerError, Result};
 use crate::store::definitions::{self as defs, DefRow};
@@ -62,12 +65,41 @@ async fn advertised_kinds(state: &AppState) -> Result<Vec<String>> {
 async fn off_runtime<T: Send + 'static>(
     text: &str,
     name: &str,
-    parse: impl FnOnce(&str, &str) -> Result<T> + Send + 'static,
+    parse: impl FnOnce(&str, &str) -> Result<T, DefinitionError> + Send + 'static,
 ) -> Result<T> {
     let (text, name) = (text.to_string(), name.to_string());
-    tokio::task::spawn_blocking(move || parse(&text, &name))
+    Ok(tokio::task::spawn_blocking(move || parse(&text, &name))
         .await
-        .map_err(|e| ControllerError::Internal(format!("definition parser: {e}")))?
+        .map_err(|e| ControllerError::Internal(format!("definition parser: {e}")))??)
+}
+
+/// One definition to apply: parsed and checked alone, with where it came
+/// from when it came in a file.
+#[derive(Debug, Clone)]
+struct Item {
+    kind: DefinitionKind,
+    name: String,
+    text: String,
+    spec: Spec,
+    origin: Option<Definition>,
+}
+
+/// Why a set of definitions cannot be applied: for each, the item it is
+/// about (by index) and what is wrong.
+type Refusals = Vec<(usize, String)>;
+
+/// What a set of definitions needs to be checked and applied beyond
+/// itself.
+struct Context {
+    plugins: Vec<String>,
+    mail: bool,
+}
+
+async fn context(state: &AppState) -> Result<Context> {
+    Ok(Context {
+        plugins: advertised_kinds(state).await?,
+        mail: state.config.mail.is_some(),
+    })
 }
 
 /// `PUT /pipelines/{name}`.
@@ -77,68 +109,16 @@ pub async fn apply_pipeline(
     text: &str,
     author: &str,
 ) -> Result<Applied> {
-    let plugins = advertised_kinds(state).await?;
-    let spec = off_runtime(text, name, move |text, name| {
-        parse_pipeline(text, name, |kind| plugins.iter().any(|k| k == kind))
-    })
-    .await?;
-    let spec_json = canonical(&spec)?;
-    retrying(|| apply_pipeline_tx(&state.store, name, text, author, &spec, &spec_json)).await
-}
-
-async fn apply_pipeline_tx(
-    store: &Store,
-    name: &str,
-    text: &str,
-    author: &str,
-    spec: &PipelineSpec,
-    spec_json: &str,
-) -> Result<Applied> {
-    let kind = DefinitionKind::Pipeline;
-    let mut tx = store.write().await?;
-    let current = defs::get_for_update(store, &mut tx, kind, name).await?;
-    if let Some(current) = &current
-        && current.spec == spec_json
-    {
-        return Ok(Applied {
-            kind,
-            name: name.to_string(),
-            revision: current.revision,
-            change: Change::Unchanged,
-        });
-    }
-    // The projects that run this pipeline must still make sense with it.
-    for project_name in defs::projects_using(&mut tx, name).await? {
-        let Some(row) = defs::get(&mut tx, DefinitionKind::Project, &project_name).await? else {
-            continue;
-        };
-        let project: ProjectSpec = from_json(&row.spec)?;
-        let mut pipelines = BTreeMap::new();
-        for p in &project.pipelines {
-            if p == name {
-                pipelines.insert(p.clone(), spec.clone());
-            } else if let Some(row) = defs::get_pipeline_shared(store, &mut tx, p).await? {
-                pipelines.insert(p.clone(), from_json(&row.spec)?);
-            }
-        }
-        check_project_graph(&project, &pipelines).map_err(|e| {
-            invalid(format!(
-                "pipeline {name:?} would break project {project_name:?}: {e}"
-            ))
-        })?;
-    }
-    let applied = save(
-        &mut tx,
-        kind,
+    let spec = off_runtime(text, name, parse_pipeline).await?;
+    apply_one(
+        state,
+        DefinitionKind::Pipeline,
         name,
         text,
+        Spec::Pipeline(spec),
         author,
-        spec_json,
-        current.as_ref(),
     )
-    .await?;
-    tx.commit().await?;
-    Ok(applied)
+    .await
 }
 
 /// `PUT /projects/{name}`.
@@ -149,51 +129,282 @@ pub async fn apply_project(
     author: &str,
 ) -> Result<Applied> {
     let spec = off_runtime(text, name, parse_project).await?;
-    let spec_json = canonical(&spec)?;
-    retrying(|| apply_project_tx(&state.store, name, text, author, &spec, &spec_json)).await
-}
-
-async fn apply_project_tx(
-    store: &Store,
-    name: &str,
-    text: &str,
-    author: &str,
-    spec: &ProjectSpec,
-    spec_json: &str,
-) -> Result<Applied> {
-    let kind = DefinitionKind::Project;
-    let mut tx = store.write().await?;
-    let current = defs::get_for_update(store, &mut tx, kind, name).await?;
-    if let Some(current) = &current
-        && current.spec == spec_json
-    {
-        return Ok(Applied {
-            kind,
-            name: name.to_string(),
-            revision: current.revision,
-            change: Change::Unchanged,
-        });
-    }
-    let mut pipelines = BTreeMap::new();
-    for p in &spec.pipelines {
-        if let Some(row) = defs::get_pipeline_shared(store, &mut tx, p).await? {
-            pipelines.insert(p.clone(), from_json::<PipelineSpec>(&row.spec)?);
-        }
-    }
-    check_project_graph(spec, &pipelines).map_err(invalid)?;
-    let applied = save(
-        &mut tx,
-        kind,
+    apply_one(
+        state,
+        DefinitionKind::Project,
         name,
         text,
+        Spec::Project(spec),
         author,
-        spec_json,
-        current.as_ref(),
     )
-    .await?;
-    defs::set_project_pipelines(&mut tx, name, &spec.pipelines).await?;
-    tx.commit().await?;
-    Ok(applied)
+    .await
+}
+
+async fn apply_one(
+    state: &AppState,
+    kind: DefinitionKind,
+    name: &str,
+    text: &str,
+    spec: Spec,
+    author: &str,
+) -> Result<Applied> {
+    let items = vec![Item {
+        kind,
+        name: name.to_string(),
+        text: text.to_string(),
+        spec,
+        origin: None,
+    }];
+    let context = context(state).await?;
+    let mut applied = retrying(|| apply_tx(&state.store, &items, author, false, &context))
+        .await?
+        .map_err(|list| {
+            invalid(
+                list.into_iter()
+                    .map(|(_, m)| m)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+    Ok(applied.remove(0))
+}
+
+/// `POST /definitions`: every definition of `files`, in one transaction,
+/// or none; every mistake is reported, placed in its file.
+pub async fn apply_files(
+    state: &AppState,
+    request: ApplyRequest,
+    author: &str,
+) -> Result<ApplyAnswer> {
+    if request.files.is_empty() {
+        return Err(ControllerError::BadRequest(
+            "no files: give at least one definition file".into(),
+        ));
+    }
+    let dry_run = request.dry_run;
+    let items = tokio::task::spawn_blocking(move || parse_files(&request.files))
+        .await
+        .map_err(|e| ControllerError::Internal(format!("definition parser: {e}")))?
+        .map_err(|errors| {
+            ControllerError::InvalidDefinitions(errors.into_iter().map(problem).collect())
+        })?;
+    let context = context(state).await?;
+    let applied = retrying(|| apply_tx(&state.store, &items, author, dry_run, &context))
+        .await?
+        .map_err(|list| {
+            ControllerError::InvalidDefinitions(
+                list.into_iter()
+                    .map(|(i, message)| match &items[i].origin {
+                        Some(d) => DefinitionProblem {
+                            file: d.file.clone(),
+                            line: Some(d.line),
+                            column: None,
+                            message: format!("{} {:?}: {message}", kind_name(d.kind), d.name),
+                        },
+                        None => DefinitionProblem {
+                            file: String::new(),
+                            line: None,
+                            column: None,
+                            message,
+                        },
+                    })
+                    .collect(),
+            )
+        })?;
+    Ok(ApplyAnswer { dry_run, applied })
+}
+
+fn problem(e: FileError) -> DefinitionProblem {
+    DefinitionProblem {
+        file: e.file,
+        line: e.line,
+        column: e.column,
+        message: e.message,
+    }
+}
+
+/// Parses every file and checks each definition alone, as `PUT` does;
+/// pipelines come first, then projects, each in the files' order.
+fn parse_files(files: &[DefinitionFile]) -> std::result::Result<Vec<Item>, Vec<FileError>> {
+    let mut definitions = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        let (found, mistakes) = ick_definitions::read_file(&file.name, &file.text);
+        definitions.extend(found);
+        errors.extend(mistakes);
+    }
+    errors.extend(ick_definitions::check_duplicates(&definitions));
+    let mut items = Vec::new();
+    for d in definitions {
+        let spec = match d.kind {
+            DefinitionKind::Pipeline => parse_pipeline(&d.text, &d.name).map(Spec::Pipeline),
+            DefinitionKind::Project => parse_project(&d.text, &d.name).map(Spec::Project),
+        };
+        match spec {
+            Ok(spec) => items.push(Item {
+                kind: d.kind,
+                name: d.name.clone(),
+                text: d.text.clone(),
+                spec,
+                origin: Some(d),
+            }),
+            Err(e) => errors.push(d.locate(e)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    items.sort_by_key(|i| i.kind != DefinitionKind::Pipeline);
+    Ok(items)
+}
+
+/// Checks `items` against what is stored and against each other, then
+/// stores them, in one transaction; a dry run rolls it back, so that the
+/// answer says exactly what would change.
+async fn apply_tx(
+    store: &Store,
+    items: &[Item],
+    author: &str,
+    dry_run: bool,
+    context: &Context,
+) -> Result<std::result::Result<Vec<Applied>, Refusals>> {
+    let mut tx = store.write().await?;
+    let mut current = Vec::new();
+    for item in items {
+        current.push(defs::get_for_update(store, &mut tx, item.kind, &item.name).await?);
+    }
+    let mut pipelines: BTreeMap<String, PipelineSpec> = BTreeMap::new();
+    for row in defs::list(&mut tx, DefinitionKind::Pipeline).await? {
+        pipelines.insert(row.name.clone(), from_json(&row.spec)?);
+    }
+    let mut new_pipelines = BTreeMap::new();
+    let mut new_projects = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        match &item.spec {
+            Spec::Pipeline(spec) => {
+                pipelines.insert(item.name.clone(), spec.clone());
+                new_pipelines.insert(item.name.clone(), i);
+            }
+            Spec::Project(spec) => {
+                new_projects.insert(item.name.clone(), (i, spec));
+            }
+        }
+    }
+    let mut refusals = Refusals::new();
+    // A cycle among the pipelines, whatever project runs them.
+    for (name, &i) in &new_pipelines {
+        if let Some(cycle) = needs_cycle(&pipelines, [name]) {
+            refusals.push((i, format!("needs: cycle {}", cycle.join(" → "))));
+        }
+    }
+    for (i, spec) in new_projects.values() {
+        if let Err(e) = check_project_graph(spec, &pipelines) {
+            refusals.push((*i, e));
+        }
+    }
+    // The stored projects that run a changed pipeline must still make
+    // sense with it.
+    for (name, &i) in &new_pipelines {
+        for project_name in defs::projects_using(&mut tx, name).await? {
+            if new_projects.contains_key(&project_name) {
+                continue;
+            }
+            let Some(row) = defs::get(&mut tx, DefinitionKind::Project, &project_name).await?
+            else {
+                continue;
+            };
+            let project: ProjectSpec = from_json(&row.spec)?;
+            if let Err(e) = check_project_graph(&project, &pipelines) {
+                refusals.push((
+                    i,
+                    format!("pipeline {name:?} would break project {project_name:?}: {e}"),
+                ));
+            }
+        }
+    }
+    if !refusals.is_empty() {
+        refusals.sort();
+        refusals.dedup();
+        return Ok(Err(refusals));
+    }
+    let mut applied = Vec::new();
+    for (item, current) in items.iter().zip(&current) {
+        let spec_json = match &item.spec {
+            Spec::Pipeline(p) => canonical(p),
+            Spec::Project(p) => canonical(p),
+        }?;
+        let mut done = match current {
+            Some(c) if c.spec == spec_json => Applied {
+                kind: item.kind,
+                name: item.name.clone(),
+                revision: c.revision,
+                change: Change::Unchanged,
+                warnings: Vec::new(),
+                previous_text: None,
+                text: None,
+            },
+            _ => {
+                let done = save(
+                    &mut tx,
+                    item.kind,
+                    &item.name,
+                    &item.text,
+                    author,
+                    &spec_json,
+                    current.as_ref(),
+                )
+                .await?;
+                if let Spec::Project(p) = &item.spec {
+                    defs::set_project_pipelines(&mut tx, &item.name, &p.pipelines).await?;
+                }
+                done
+            }
+        };
+        done.warnings = warnings(item, context);
+        if dry_run {
+            done.previous_text = current.as_ref().map(|c| c.text.clone());
+            done.text = Some(item.text.clone());
+        }
+        applied.push(done);
+    }
+    if dry_run {
+        // Dropped uncommitted, it rolls back.
+        drop(tx);
+    } else {
+        tx.commit().await?;
+    }
+    Ok(Ok(applied))
+}
+
+/// What a definition will do that its author may not expect.
+fn warnings(item: &Item, context: &Context) -> Vec<String> {
+    let mut found = Vec::new();
+    match &item.spec {
+        Spec::Pipeline(spec) => {
+            for (i, action) in spec.actions.iter().enumerate() {
+                if !action.is_builtin() && !context.plugins.contains(&action.kind) {
+                    found.push(format!(
+                        "pipeline {:?}: action {}: no connected worker has a plugin for kind {:?}; \
+                         its builds wait until one that has it connects",
+                        item.name,
+                        i + 1,
+                        action.kind
+                    ));
+                }
+            }
+        }
+        Spec::Project(spec) => {
+            if !spec.notify.to.is_empty() && !context.mail {
+                found.push(format!(
+                    "project {:?} notifies {}, but the controller has no `mail:` configured: \
+                     its mail waits unsent in the outbox",
+                    item.name,
+                    spec.notify.to.join(", ")
+                ));
+            }
+        }
+    }
+    found
 }
 
 async fn save(
@@ -232,6 +443,9 @@ async fn save(
         } else {
             Change::Created
         },
+        warnings: Vec::new(),
+        previous_text: None,
+        text: None,
     })
 }
 
@@ -266,6 +480,21 @@ pub async fn delete(
                     if users.len() == 1 { "" } else { "s" },
                     users.join(", "),
                     if users.len() == 1 { "it" } else { "them" }
+                )));
+            }
+            let mut needed_by = Vec::new();
+            for row in defs::list(&mut tx, DefinitionKind::Pipeline).await? {
+                let spec: PipelineSpec = from_json(&row.spec)?;
+                if spec.needs.iter().any(|n| n == name) {
+                    needed_by.push(row.name);
+                }
+            }
+            if !needed_by.is_empty() {
+                return Err(ControllerError::Conflict(format!(
+                    "pipeline {name:?} is needed by pipeline{} {}: change or delete {} first",
+                    if needed_by.len() == 1 { "" } else { "s" },
+                    needed_by.join(", "),
+                    if needed_by.len() == 1 { "it" } else { "them" }
                 )));
             }
         }

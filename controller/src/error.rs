@@ -20,6 +20,10 @@ pub enum ControllerError {
         line: Option<usize>,
         column: Option<usize>,
     },
+    /// Definitions of a batch that do not parse or are not valid, each
+    /// placed in its file.
+    #[error("{}", .0.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; "))]
+    InvalidDefinitions(Vec<ick_api::controller::DefinitionProblem>),
     /// The request is wrong; the text says how.
     #[error("{0}")]
     BadRequest(String),
@@ -95,6 +99,19 @@ impl IntoResponse for ControllerError {
                     p = p.with("column", column);
                 }
                 p
+            }
+            ControllerError::InvalidDefinitions(problems) => {
+                let detail = problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.origin(), p.message))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                Problem::new(StatusCode::BAD_REQUEST, detail)
+                    .with_title("Invalid definitions")
+                    .with(
+                        "errors",
+                        serde_json::to_value(&problems).unwrap_or_default(),
+                    )
             }
             ControllerError::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, text),
             ControllerError::Conflict(_) => Problem::new(StatusCode::CONFLICT, text),

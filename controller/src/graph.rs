@@ -10,7 +10,8 @@ use ick_api::controller::{PipelineSpec, ProjectSpec};
 use ick_api::params::{WEBHOOK_PARAMETERS, check_parameter};
 use serde_json::Value;
 
-use crate::definitions::check_project_graph;
+use ick_definitions::check_project_graph;
+use ick_definitions::refs::{BuildValues, expand_action};
 
 /// One action of a build.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +61,21 @@ pub fn build_graph(
         last_of.insert(name, nodes.len() - 1);
     }
     Ok(nodes)
+}
+
+/// Fills the build's values into the refs of its actions (`{number}`, …):
+/// checked at apply, they fail here only for a definition stored before.
+pub fn fill_refs(graph: &mut [GraphNode], project: &str, number: i64) -> Result<(), String> {
+    for node in graph {
+        let values = BuildValues {
+            project,
+            number,
+            pipeline: &node.pipeline,
+        };
+        expand_action(&mut node.action, &values)
+            .map_err(|e| format!("pipeline {}: {e}", node.pipeline))?;
+    }
+    Ok(())
 }
 
 /// The project's pipelines in an order where each follows its needs; ties
@@ -134,7 +150,7 @@ pub fn build_parameters(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definitions::{parse_pipeline, parse_project};
+    use ick_definitions::{parse_pipeline, parse_project};
 
     fn setup(
         defs: &[(&str, &str)],
@@ -145,7 +161,7 @@ mod tests {
             .map(|(name, text)| {
                 (
                     name.to_string(),
-                    parse_pipeline(text, name, |_| false).expect("pipeline"),
+                    parse_pipeline(text, name).expect("pipeline"),
                 )
             })
             .collect();

@@ -5,7 +5,10 @@ mod common;
 
 use common::{Env, SOON};
 use ick_api::Problem;
-use ick_api::controller::{Applied, Change, Revision, StoredPipeline, StoredProject};
+use ick_api::controller::{
+    Applied, ApplyAnswer, ApplyRequest, Change, DefinitionFile, DefinitionProblem, Revision,
+    StoredPipeline, StoredProject,
+};
 use ick_tests::controller::{Api, json};
 use ick_tests::idp::Storage;
 use reqwest::{Method, StatusCode};
@@ -14,7 +17,12 @@ on_both_storages!(
     invalid_definitions_are_refused_with_a_clear_error_and_nothing_stored,
     applying_the_same_definition_twice_is_one_revision,
     deleting_keeps_a_revision_and_a_pipeline_in_use_cannot_go,
-    a_plugin_kind_is_accepted_once_a_connected_worker_advertises_it,
+    a_plugin_kind_no_worker_has_is_accepted_with_a_warning_and_the_build_waits_for_it,
+    a_needs_cycle_among_stored_pipelines_is_refused_and_a_needed_pipeline_cannot_go,
+    refs_are_checked_at_apply_and_filled_with_the_build_s_values,
+    a_batch_with_two_bad_documents_reports_both_in_place_and_changes_nothing,
+    a_batch_applies_all_at_once_keeping_comments_and_a_dry_run_changes_nothing,
+    a_project_that_notifies_warns_when_no_mail_is_configured,
     a_deeply_nested_body_is_refused_at_once_and_stalls_nothing,
     reserved_parameter_names_are_refused_at_apply_with_line_and_column,
 );
@@ -81,15 +89,15 @@ async fn invalid_definitions_are_refused_with_a_clear_error_and_nothing_stored(s
         "unknown pipeline \"nope\"",
     )
     .await;
-    // A needs: cycle, named.
+    // A needs: cycle, named, even before a project runs it.
     api.pipeline("c", "needs: [d]\nactions: [{shell: c}]").await;
-    api.pipeline("d", "needs: [c]\nactions: [{shell: d}]").await;
+    api.pipeline("d", "actions: [{shell: d}]").await;
     let before_cycle = everything(api).await;
     refused(
         api,
-        "/projects/x",
-        "pipelines: [c, d]",
-        "needs: cycle c → d → c",
+        "/pipelines/d",
+        "needs: [c]\nactions: [{shell: d}]",
+        "needs: cycle d → c → d",
     )
     .await;
     // A pipeline change that would make a cycle in a project that uses it.
@@ -106,8 +114,8 @@ async fn invalid_definitions_are_refused_with_a_clear_error_and_nothing_stored(s
     refused(
         api,
         "/pipelines/x",
-        "actions: [{shell: a}, {rocket: {to: moon}}]",
-        "unknown action kind \"rocket\"",
+        "actions: [{shell: a}, {Rocket: {to: moon}}]",
+        "unknown action kind \"Rocket\"",
     )
     .await;
     // Names.
@@ -263,29 +271,120 @@ async fn deleting_keeps_a_revision_and_a_pipeline_in_use_cannot_go(storage: Stor
     assert_eq!(applied.revision, 3);
 }
 
-async fn a_plugin_kind_is_accepted_once_a_connected_worker_advertises_it(storage: Storage) {
+async fn a_plugin_kind_no_worker_has_is_accepted_with_a_warning_and_the_build_waits_for_it(
+    storage: Storage,
+) {
     let env = Env::start(storage).await;
     let api = &env.admin;
     let pipeline = "actions: [{docker-push: {image: ick}}]";
-    refused(
-        api,
-        "/pipelines/push",
-        pipeline,
-        "unknown action kind \"docker-push\"",
+    let applied: Applied = json(
+        api.put_yaml("/pipelines/push", pipeline).await,
+        StatusCode::CREATED,
     )
     .await;
-    let worker = env.worker("w1").plugins(&["docker-push"]);
-    assert!(worker.claim(0).await.is_none());
-    api.pipeline("push", pipeline).await;
+    assert_eq!(applied.warnings.len(), 1, "{applied:?}");
+    assert!(
+        applied.warnings[0].contains("no connected worker has a plugin for kind \"docker-push\""),
+        "{:?}",
+        applied.warnings
+    );
     api.project("ship", "pipelines: [push]").await;
     let build = api.trigger("ship").await;
-    // A worker without the plugin gets nothing; the one with it does.
-    assert!(env.worker("plain").claim(0).await.is_none());
-    let a = worker.claim_within(SOON).await;
-    assert_eq!(
-        (a.build.id.as_str(), a.action.kind.as_str()),
-        (build.id.as_str(), "docker-push")
+    // A worker without the plugin gets nothing, and the build says why.
+    let plain = env.worker("plain");
+    assert!(plain.claim(0).await.is_none());
+    let view = api.build(&build.id).await;
+    let waiting = view.nodes[0].waiting_for.clone().unwrap_or_default();
+    assert!(
+        waiting.contains("no connected worker runs actions of kind docker-push"),
+        "{waiting}"
     );
+    // Once a worker has it, apply no longer warns, and it runs.
+    let worker = env.worker("w1").plugins(&["docker-push"]);
+    assert!(worker.claim(0).await.is_none_or(|a| a.build.id == build.id));
+    let again: Applied = json(
+        api.put_yaml("/pipelines/push", "actions: [{docker-push: {image: ick2}}]")
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(again.warnings.is_empty(), "{again:?}");
+}
+
+async fn a_needs_cycle_among_stored_pipelines_is_refused_and_a_needed_pipeline_cannot_go(
+    storage: Storage,
+) {
+    let env = Env::start(storage).await;
+    let api = &env.admin;
+    // No project runs them: the cycle is still refused.
+    api.pipeline("a", "needs: [b]\nactions: [{shell: a}]").await;
+    api.pipeline("c", "needs: [a]\nactions: [{shell: c}]").await;
+    let before = everything(api).await;
+    refused(
+        api,
+        "/pipelines/b",
+        "needs: [c]\nactions: [{shell: b}]",
+        "needs: cycle b → c → a → b",
+    )
+    .await;
+    assert_eq!(everything(api).await, before, "nothing changed");
+    api.pipeline("b", "actions: [{shell: b}]").await;
+    // A pipeline another needs cannot go; the one nothing needs can.
+    let r = api
+        .request(Method::DELETE, "/pipelines/a")
+        .send()
+        .await
+        .expect("DELETE");
+    let problem: Problem = json(r, StatusCode::CONFLICT).await;
+    let detail = problem.detail.unwrap_or_default();
+    assert!(
+        detail.contains("pipeline \"a\" is needed by pipeline c"),
+        "{detail}"
+    );
+    let _: StoredPipeline = api.get("/pipelines/a").await;
+    let r = api
+        .request(Method::DELETE, "/pipelines/c")
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+async fn refs_are_checked_at_apply_and_filled_with_the_build_s_values(storage: Storage) {
+    let env = Env::start(storage).await;
+    let api = &env.admin;
+    let before = everything(api).await;
+    let p = refused(
+        api,
+        "/pipelines/pack",
+        "actions:\n  - archive: {ref: \"nu/build-$BUILD_NUMBER\"}\n",
+        "action 1: ",
+    )
+    .await;
+    let detail = p.detail.unwrap_or_default();
+    assert!(detail.contains("{number}"), "{detail}");
+    refused(
+        api,
+        "/pipelines/pack",
+        "actions: [{populate: {ref: \"a/{branch}\"}}]",
+        "{branch} is not a build value",
+    )
+    .await;
+    assert_eq!(everything(api).await, before, "nothing changed");
+    api.pipeline(
+        "pack",
+        "actions: [{archive: {ref: \"{project}/{pipeline}/build-{number}\"}}]",
+    )
+    .await;
+    api.project("nu", "pipelines: [pack]").await;
+    let worker = env.worker("w1");
+    for number in 1..=2 {
+        let build = api.trigger("nu").await;
+        assert_eq!(build.number, number);
+        let a = worker.claim_within(SOON).await;
+        assert_eq!(a.action.spec["ref"], format!("nu/pack/build-{number}"));
+        worker.finish(&a, 0, 0).await;
+    }
 }
 
 /// 4 MiB of `[` took libyaml minutes, on the runtime's threads: now it is
@@ -378,4 +477,180 @@ async fn reserved_parameter_names_are_refused_at_apply_with_line_and_column(stor
         .await;
     }
     assert_eq!(everything(api).await, before, "nothing stored");
+}
+
+fn files(files: &[(&str, &str)], dry_run: bool) -> ApplyRequest {
+    ApplyRequest {
+        files: files
+            .iter()
+            .map(|(name, text)| DefinitionFile {
+                name: name.to_string(),
+                text: text.to_string(),
+            })
+            .collect(),
+        dry_run,
+    }
+}
+
+async fn a_batch_with_two_bad_documents_reports_both_in_place_and_changes_nothing(
+    storage: Storage,
+) {
+    let env = Env::start(storage).await;
+    let api = &env.admin;
+    api.pipeline("build", "actions: [{shell: make}]").await;
+    let before = everything(api).await;
+    let request = files(
+        &[
+            (
+                "a.yaml",
+                "pipeline: fine\nactions: [{shell: 'true'}]\n---\npipeline: typo\nactoins: []\n",
+            ),
+            (
+                "b.ick",
+                "pipelines:\n  - pipeline: pack\n    actions:\n      - shell: make\n      - archive: {ref: 'x/$N'}\nprojects:\n  - project: p\n    pipelines: [fine, pack]\n",
+            ),
+        ],
+        false,
+    );
+    let r = api.post("/definitions", Some(&request)).await;
+    let problem: Problem = json(r, StatusCode::BAD_REQUEST).await;
+    let errors: Vec<DefinitionProblem> =
+        serde_json::from_value(problem.extensions["errors"].clone()).expect("errors");
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(
+        (errors[0].file.as_str(), errors[0].line, errors[0].column),
+        ("a.yaml", Some(5), Some(1))
+    );
+    assert!(errors[0].message.contains("actoins"), "{errors:?}");
+    assert_eq!(
+        (errors[1].file.as_str(), errors[1].line),
+        ("b.ick", Some(2))
+    );
+    assert!(
+        errors[1].message.contains("pipeline \"pack\": action 2: "),
+        "{errors:?}"
+    );
+    // A set that parses but does not hold together: each project named.
+    let request = files(
+        &[(
+            "c.yaml",
+            "pipeline: x\nneeds: [y]\nactions: [{shell: x}]\n---\npipeline: y\nneeds: [x]\nactions: [{shell: y}]\n---\nproject: q\npipelines: [nosuch]\n",
+        )],
+        false,
+    );
+    let r = api.post("/definitions", Some(&request)).await;
+    let problem: Problem = json(r, StatusCode::BAD_REQUEST).await;
+    let errors: Vec<DefinitionProblem> =
+        serde_json::from_value(problem.extensions["errors"].clone()).expect("errors");
+    let lines: Vec<Option<usize>> = errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [Some(1), Some(5), Some(9)], "{errors:?}");
+    assert!(
+        errors[0].message.contains("needs: cycle x → y → x"),
+        "{errors:?}"
+    );
+    assert!(errors[2].message.contains("\"nosuch\""), "{errors:?}");
+    assert_eq!(everything(api).await, before, "nothing changed");
+}
+
+async fn a_batch_applies_all_at_once_keeping_comments_and_a_dry_run_changes_nothing(
+    storage: Storage,
+) {
+    let env = Env::start(storage).await;
+    let api = &env.admin;
+    let text = "# the project\nproject: hello # named here\npipelines: [build]\n---\n# how it builds\npipeline: build\nactions:\n  - shell: make # all of it\n";
+    let answer: ApplyAnswer = json(
+        api.post("/definitions", Some(&files(&[("hello.yaml", text)], false)))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    let what: Vec<(&str, Change)> = answer
+        .applied
+        .iter()
+        .map(|a| (a.name.as_str(), a.change))
+        .collect();
+    assert_eq!(
+        what,
+        [("build", Change::Created), ("hello", Change::Created)]
+    );
+    let project: StoredProject = api.get("/projects/hello").await;
+    assert_eq!(
+        project.text,
+        "# the project\nproject: hello # named here\npipelines: [build]\n"
+    );
+    let r = api
+        .request(Method::GET, "/pipelines/build")
+        .header("accept", "application/yaml")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        r.text().await.expect("text"),
+        "# how it builds\npipeline: build\nactions:\n  - shell: make # all of it\n"
+    );
+    // The stored text applies again, through PUT too, as no change.
+    let again: Applied = json(
+        api.put_yaml("/projects/hello", &project.text).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(again.change, Change::Unchanged);
+
+    let before = everything(api).await;
+    let changed = text.replace("make # all of it", "make check");
+    let answer: ApplyAnswer = json(
+        api.post(
+            "/definitions",
+            Some(&files(&[("hello.yaml", &changed)], true)),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(answer.dry_run);
+    let build = &answer.applied[0];
+    assert_eq!((build.change, build.revision), (Change::Updated, 2));
+    assert!(
+        build
+            .previous_text
+            .as_deref()
+            .is_some_and(|t| t.contains("make # all of it"))
+    );
+    assert!(
+        build
+            .text
+            .as_deref()
+            .is_some_and(|t| t.contains("make check"))
+    );
+    assert_eq!(answer.applied[1].change, Change::Unchanged);
+    assert_eq!(everything(api).await, before, "a dry run changes nothing");
+    let revisions: Vec<Revision> = api.get("/pipelines/build/revisions").await;
+    assert_eq!(revisions.len(), 1);
+}
+
+async fn a_project_that_notifies_warns_when_no_mail_is_configured(storage: Storage) {
+    let env = Env::start(storage).await;
+    let api = &env.admin;
+    api.pipeline("build", "actions: [{shell: make}]").await;
+    let applied: Applied = json(
+        api.put_yaml(
+            "/projects/hello",
+            "pipelines: [build]\nnotify: [dev@example.org]",
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(applied.warnings.len(), 1, "{applied:?}");
+    assert!(
+        applied.warnings[0].contains("no `mail:` configured"),
+        "{:?}",
+        applied.warnings
+    );
+    let quiet: Applied = json(
+        api.put_yaml("/projects/quiet", "pipelines: [build]").await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert!(quiet.warnings.is_empty());
 }

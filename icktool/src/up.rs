@@ -457,8 +457,11 @@ async fn start_all(
 async fn demo(settings: crate::config::Settings, config_shown: &str) -> anyhow::Result<()> {
     let ick = Ick::from_settings(settings);
     println!("\nDemo: applying examples/hello");
-    let definitions = crate::definitions::parse_file("examples/hello/hello.yaml", HELLO)?;
-    crate::commands::apply::apply(&ick, definitions, true).await?;
+    let hello = crate::definitions::SourceFile {
+        name: "examples/hello/hello.yaml".into(),
+        text: HELLO.into(),
+    };
+    crate::commands::apply::apply(&ick, vec![hello], true).await?;
     let build = crate::commands::trigger::trigger(&ick, "hello", Vec::new()).await?;
     println!(
         "Demo: triggered build hello #{}; following its log\n",

@@ -114,10 +114,10 @@ fn make_it_so_applies_an_original_ick_file() {
     assert_eq!(listed[0].spec.parameters["foo"], "bar");
     let stored = &pipelines(&ick)[0];
     assert_eq!(stored.spec.actions[0].kind, "shell");
-    assert!(
-        stored.text.starts_with("name: construct"),
-        "{}",
-        stored.text
+    // The entry's text as written, moved left out of its list.
+    assert_eq!(
+        stored.text,
+        "pipeline: construct\nactions: [{where: host, shell: \"day 1\"}]\n"
     );
 }
 
@@ -232,4 +232,121 @@ fn delete_removes_a_project_and_refuses_a_pipeline_in_use() {
         .ok()
         .json();
     assert!(revisions[0].deleted, "{revisions:?}");
+}
+
+#[test]
+fn two_bad_documents_are_both_reported_in_place_and_nothing_changes() {
+    let ick = Ick::start(0);
+    let file = definitions(
+        &ick,
+        "two.yaml",
+        "pipeline: fine\nactions: [{shell: 'true'}]\n---\npipeline: typo\nactoins: []\n\
+         ---\npipelines:\n  - pipeline: pack\n    actions:\n      - archive: {ref: \"nu/build-$BUILD_NUMBER\"}\n",
+    );
+    let run = ick
+        .icktool(&["apply", "-f", s(&file)])
+        .fails(2, "2 mistakes")
+        .fails(2, &format!("{}:5:1: ", s(&file)))
+        .fails(2, "unknown field `actoins`")
+        .fails(2, &format!("{}:8: pipeline \"pack\": action 1: ", s(&file)))
+        .fails(2, "{number}");
+    assert!(!run.stderr.contains("applied before"), "{run}");
+    assert!(pipelines(&ick).is_empty(), "nothing may be applied");
+}
+
+#[test]
+fn comments_survive_a_round_trip_and_a_dry_run_shows_a_diff_and_changes_nothing() {
+    let ick = Ick::start(0);
+    let text = "# How hello builds.\npipeline: build   # the one\nactions:\n  # first, make\n  - shell: make\n";
+    let file = definitions(&ick, "build.yaml", text);
+    ick.icktool(&["apply", "-f", s(&file)]).ok();
+    let shown = ick.icktool(&["pipeline", "show", "build"]).ok();
+    assert_eq!(shown.stdout, text);
+    // Applying what `show` printed changes nothing.
+    let again = definitions(&ick, "again.yaml", &shown.stdout);
+    let run = ick.icktool(&["apply", "-f", s(&again)]).ok();
+    assert_eq!(run.stdout, "pipeline build unchanged\n");
+
+    let changed = definitions(&ick, "build.yaml", &text.replace("make\n", "make check\n"));
+    let run = ick.icktool(&["apply", "--dry-run", "-f", s(&changed)]).ok();
+    assert!(
+        run.stdout
+            .contains("pipeline build would be updated (revision 2)")
+            && run.stdout.contains("--- pipeline build (stored)")
+            && run.stdout.contains("+++ pipeline build (new)")
+            && run.stdout.contains("\n-  - shell: make\n")
+            && run.stdout.contains("\n+  - shell: make check\n")
+            && run.stdout.contains("dry run: nothing was changed"),
+        "{run}"
+    );
+    let stored = &pipelines(&ick)[0];
+    assert_eq!((stored.revision, stored.text.as_str()), (1, text));
+}
+
+#[test]
+fn a_needs_cycle_and_deleting_a_needed_pipeline_are_refused() {
+    let ick = Ick::start(0);
+    let file = definitions(
+        &ick,
+        "ab.yaml",
+        "pipeline: a\nneeds: [b]\nactions: [{shell: a}]\n---\npipeline: b\nactions: [{shell: b}]\n",
+    );
+    ick.icktool(&["apply", "-f", s(&file)]).ok();
+    let cycle = definitions(
+        &ick,
+        "b.yaml",
+        "pipeline: b\nneeds: [a]\nactions: [{shell: b}]\n",
+    );
+    ick.icktool(&["apply", "-f", s(&cycle)])
+        .fails(2, "b.yaml:1: pipeline \"b\": needs: cycle b → a → b");
+    ick.icktool(&["pipeline", "delete", "b"])
+        .fails(2, "pipeline \"b\" is needed by pipeline a");
+    assert_eq!(pipelines(&ick).len(), 2);
+}
+
+#[test]
+fn apply_warns_on_stderr_of_a_plugin_no_worker_has_and_of_mail_that_cannot_go() {
+    let ick = Ick::start(0);
+    let file = definitions(
+        &ick,
+        "ship.yaml",
+        "pipeline: push\nactions: [{docker-push: {image: ick}}]\n---\n\
+         project: ship\npipelines: [push]\nnotify: [dev@example.org]\n",
+    );
+    let run = ick.icktool(&["apply", "-f", s(&file)]).ok();
+    assert!(
+        run.stderr.contains(
+            "warning: pipeline \"push\": action 1: no connected worker has a plugin for kind \"docker-push\""
+        ) && run
+            .stderr
+            .contains("warning: project \"ship\" notifies dev@example.org, but the controller has no `mail:` configured"),
+        "{run}"
+    );
+    assert!(run.stdout.contains("pipeline push created"), "{run}");
+    let json = ick
+        .icktool(&["apply", "-f", s(&file), "--output", "json"])
+        .ok();
+    assert!(json.stderr.contains("warning: "), "{json}");
+    let applied: Vec<Applied> = json.json();
+    assert_eq!(applied.len(), 2);
+}
+
+#[test]
+fn a_build_archives_to_a_ref_named_with_its_number() {
+    let ick = Ick::start(1);
+    let file = definitions(
+        &ick,
+        "nu.yaml",
+        "pipeline: pack\nactions:\n  - shell: echo hi > out.txt\n  - archive: {path: out.txt, ref: \"nu/build-{number}\"}\n\
+         ---\nproject: nu\npipelines: [pack]\n",
+    );
+    ick.icktool(&["apply", "-f", s(&file)]).ok();
+    for number in 1..=2 {
+        let run = ick.icktool(&["trigger", "nu", "--follow"]);
+        assert_eq!(run.code(), 0, "{run}\n{}", ick.logs());
+        let got = ick
+            .icktool(&["ref", "get", &format!("nu/build-{number}")])
+            .ok();
+        assert!(got.stdout.starts_with("sha256:"), "{got}");
+    }
 }

@@ -210,17 +210,87 @@ pub enum Change {
     Unchanged,
 }
 
-/// The answer to `PUT /projects/{name}` or `PUT /pipelines/{name}`.
+/// The answer to `PUT /projects/{name}` or `PUT /pipelines/{name}`, and
+/// one definition of the answer to `POST /definitions`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     /// Project or pipeline.
     pub kind: DefinitionKind,
     /// Its name.
     pub name: String,
-    /// Its revision now.
+    /// Its revision now (on a dry run: the one it would have).
     pub revision: i64,
-    /// What changed.
+    /// What changed (or would).
     pub change: Change,
+    /// What it will do that its author may not expect (e.g. wait for a
+    /// worker with a plugin no connected worker has).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// On a dry run: the stored text, if there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_text: Option<String>,
+    /// On a dry run: the text that would be stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// A definition file, as `POST /definitions` takes it: parsed as `icktool
+/// apply` reads files (see the README), each definition keeping its text
+/// as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefinitionFile {
+    /// Its name, for messages.
+    pub name: String,
+    /// Its YAML.
+    pub text: String,
+}
+
+/// The body of `POST /definitions`: every definition of the files is
+/// applied in one transaction, or none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    /// The files.
+    pub files: Vec<DefinitionFile>,
+    /// Check and say what would change, changing nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// The answer to `POST /definitions`: pipelines first, then projects, in
+/// the order of the files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyAnswer {
+    /// Whether nothing was changed.
+    pub dry_run: bool,
+    /// Each definition.
+    pub applied: Vec<Applied>,
+}
+
+/// One mistake in the files of `POST /definitions`; a refusal (400)
+/// lists all of them in its `errors` member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DefinitionProblem {
+    /// The file.
+    pub file: String,
+    /// The line, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// The column, from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl DefinitionProblem {
+    /// `FILE`, `FILE:LINE` or `FILE:LINE:COLUMN`.
+    pub fn origin(&self) -> String {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", self.file),
+            (Some(l), None) => format!("{}:{l}", self.file),
+            _ => self.file.clone(),
+        }
+    }
 }
 
 /// One entry of `GET /projects/{name}/revisions` (or `/pipelines/...`),

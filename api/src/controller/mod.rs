@@ -7,6 +7,7 @@
 //! | `GET /projects`, `GET /projects/{name}`, `GET /projects/{name}/revisions` | `projects:read` |
 //! | `PUT /projects/{name}` (YAML body), `DELETE /projects/{name}` | `projects:write` |
 //! | the same under `/pipelines` | the same |
+//! | `POST /definitions` ([`ApplyRequest`], [`ApplyAnswer`]): files of both, all or nothing | `projects:write` |
 //! | `POST /projects/{name}/builds` ([`TriggerRequest`]) | `builds:trigger` |
 //! | `GET /builds` ([`BuildQuery`]), `GET /builds/{id}`, `GET /projects/{name}/builds/{number}` | `builds:read` |
 //! | `GET /builds/{id}/log`, `GET /builds/{id}/log/stream` (SSE, [`LogEvent`]) | `builds:read` |
@@ -28,8 +29,9 @@ pub use builds::{
     TriggerRequest,
 };
 pub use definitions::{
-    Applied, Change, DefinitionKind, Notify, NotifyOn, PipelineSpec, ProjectSpec, Revision, Stored,
-    StoredPipeline, StoredProject, is_valid_name,
+    Applied, ApplyAnswer, ApplyRequest, Change, DefinitionFile, DefinitionKind, DefinitionProblem,
+    Notify, NotifyOn, PipelineSpec, ProjectSpec, Revision, Stored, StoredPipeline, StoredProject,
+    is_valid_name,
 };
 pub use logs::{
     LogChunk, LogCursor, LogEvent, LogQuery, MAX_LOG_PAGE, NEXT_PAGE_HEADER, NodeEvent,

@@ -3,6 +3,7 @@
 //! trigger secret instead.
 
 mod builds;
+mod definitions;
 mod logs;
 mod notifications;
 mod pipelines;
@@ -41,6 +42,7 @@ pub(crate) fn router(state: AppState) -> Router {
             "/projects/{name}/builds/{number}",
             get(builds::show_by_number),
         )
+        .route("/definitions", post(definitions::apply))
         .route("/pipelines", get(pipelines::list))
         .route(
             "/pipelines/{name}",

@@ -1,24 +1,20 @@
 //! `icktool apply -f FILE|DIR` (alias `make-it-so`): projects and pipelines
-//! from YAML. Everything is parsed and checked first, with the
-//! controller's own rules and against what it already holds, so that a
-//! mistake anywhere changes nothing; then pipelines are applied before the
-//! projects that run them.
+//! from YAML. The files go to the controller in one `POST /definitions`,
+//! which checks everything and applies all of it in one transaction, or
+//! none of it and lists every mistake, placed in its file. `--dry-run`
+//! prints what would change, as a diff against the stored text.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use anyhow::bail;
-use ick_api::actions::BUILTIN_KINDS;
 use ick_api::controller::{
-    Applied, Change, DefinitionKind, PipelineSpec, ProjectSpec, StoredPipeline, StoredProject,
+    Applied, ApplyAnswer, ApplyRequest, Change, DefinitionFile, DefinitionProblem,
 };
-use ick_api::work::WorkerInfo;
-use ick_controller::definitions::{check_project_graph, parse_pipeline, parse_project};
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 
 use crate::Exit;
-use crate::connection::{Ick, Refused, Service, describe, segment};
-use crate::definitions::{Definition, Spec, kind_name, read_all};
+use crate::connection::{Ick, Refused, Service, describe};
+use crate::definitions::{SourceFile, kind_name, read_all};
 use crate::output::Out;
 
 #[derive(clap::Args)]
@@ -30,6 +26,10 @@ pub struct ApplyArgs {
     /// The same, without -f (as the original `icktool make-it-so FILE`).
     #[arg(value_name = "FILE|DIR")]
     more: Vec<PathBuf>,
+    /// Check everything and print what would change (a diff against each
+    /// stored definition), changing nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 pub async fn run(ick: &Ick, args: ApplyArgs, out: &Out) -> anyhow::Result<Exit> {
@@ -38,168 +38,123 @@ pub async fn run(ick: &Ick, args: ApplyArgs, out: &Out) -> anyhow::Result<Exit> 
     if paths.is_empty() {
         bail!("nothing to apply: give -f FILE or -f DIR");
     }
-    let definitions = read_all(&paths)?;
-    if definitions.is_empty() {
-        bail!("the files hold no definition");
+    let files = read_all(&paths)?;
+    let answer = send(ick, files, args.dry_run).await?;
+    if out.human() {
+        report(&answer)?;
+    } else {
+        warn(&answer.applied);
+        out.print(&answer.applied, String::new)?;
     }
-    let applied = apply(ick, definitions, out.human()).await?;
-    out.print(&applied, String::new)?;
     Ok(Exit::Ok)
 }
 
-/// Checks and applies `definitions`; prints a line per definition when
-/// `human`. Also used by `icktool up --demo`.
-pub async fn apply(
-    ick: &Ick,
-    definitions: Vec<Definition>,
-    human: bool,
-) -> anyhow::Result<Vec<Applied>> {
-    check(ick, &definitions).await?;
-    let mut applied = Vec::new();
-    let ordered = definitions
-        .iter()
-        .filter(|d| d.kind == DefinitionKind::Pipeline)
-        .chain(
-            definitions
-                .iter()
-                .filter(|d| d.kind == DefinitionKind::Project),
-        );
-    for definition in ordered {
-        let kind = kind_name(definition.kind);
-        let path = format!("/{kind}s/{}", segment(&definition.name));
-        let result = ick
-            .send(Service::Controller, Method::PUT, &path, &[], |r| {
-                r.header("content-type", "application/yaml")
-                    .body(definition.text.clone())
+/// Applies `files`; prints a line per definition when `human`. Also used
+/// by `icktool up --demo`.
+pub async fn apply(ick: &Ick, files: Vec<SourceFile>, human: bool) -> anyhow::Result<Vec<Applied>> {
+    let answer = send(ick, files, false).await?;
+    if human {
+        report(&answer)?;
+    } else {
+        warn(&answer.applied);
+    }
+    Ok(answer.applied)
+}
+
+async fn send(ick: &Ick, files: Vec<SourceFile>, dry_run: bool) -> anyhow::Result<ApplyAnswer> {
+    let request = ApplyRequest {
+        files: files
+            .into_iter()
+            .map(|f| DefinitionFile {
+                name: f.name,
+                text: f.text,
             })
-            .await;
-        let response = match result {
-            Ok(response) => response,
-            Err(e) => {
-                let done = if applied.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({} applied before it)", applied.len())
-                };
-                return Err(match e.downcast::<Refused>() {
-                    Ok(refused) => anyhow::anyhow!(
-                        "{}: {kind} {:?}: {}{done}",
-                        definition.origin,
-                        definition.name,
-                        describe(&refused.problem)
-                    ),
-                    Err(e) => e.context(format!("applying {kind} {:?}{done}", definition.name)),
-                });
-            }
-        };
-        let result: Applied = crate::connection::read_json(response).await?;
-        if human {
-            let what = match result.change {
-                Change::Created => format!("created (revision {})", result.revision),
-                Change::Updated => format!("updated (revision {})", result.revision),
-                Change::Unchanged => "unchanged".to_string(),
-            };
-            crate::output::write_stdout(&format!("{kind} {} {what}\n", result.name))?;
-        }
-        applied.push(result);
-    }
-    Ok(applied)
-}
-
-type Pipelines = BTreeMap<String, PipelineSpec>;
-type Projects = BTreeMap<String, ProjectSpec>;
-
-/// The controller's checks, here, on everything at once: each definition
-/// alone, then each project against its pipelines (from the files or the
-/// controller), then each stored project against the pipelines that change.
-async fn check(ick: &Ick, definitions: &[Definition]) -> anyhow::Result<()> {
-    // Plugin kinds are those connected workers advertise. A client that
-    // may not read the workers (builds:read) leaves that check to the
-    // controller.
-    let plugins: Option<BTreeSet<String>> = match ick
-        .get::<Vec<WorkerInfo>>(Service::Controller, "/workers")
-        .await
-    {
-        Ok(workers) => Some(
-            workers
-                .into_iter()
-                .flat_map(|w| w.kinds)
-                .filter(|k| !BUILTIN_KINDS.contains(&k.as_str()))
-                .collect(),
-        ),
-        Err(e)
-            if e.downcast_ref::<Refused>()
-                .is_some_and(|r| r.problem.status_code() == StatusCode::FORBIDDEN) =>
-        {
-            None
-        }
-        Err(e) => return Err(e),
+            .collect(),
+        dry_run,
     };
-    let kind_known = |k: &str| plugins.as_ref().is_none_or(|p| p.contains(k));
-    let mut new_pipelines = Pipelines::new();
-    let mut new_projects = Projects::new();
-    for d in definitions {
-        let invalid = |e: ick_controller::error::ControllerError| {
-            anyhow::anyhow!("{}: {} {:?}: {e}", d.origin, kind_name(d.kind), d.name)
-        };
-        match &d.spec {
-            Spec::Pipeline(_) => {
-                let spec = parse_pipeline(&d.text, &d.name, kind_known).map_err(invalid)?;
-                new_pipelines.insert(d.name.clone(), spec);
-            }
-            Spec::Project(_) => {
-                let spec = parse_project(&d.text, &d.name).map_err(invalid)?;
-                new_projects.insert(d.name.clone(), spec);
-            }
-        }
-    }
-    let stored_pipelines: Vec<StoredPipeline> = ick.get(Service::Controller, "/pipelines").await?;
-    let mut pipelines: Pipelines = stored_pipelines
-        .into_iter()
-        .map(|p| (p.name, p.spec))
-        .collect();
-    pipelines.extend(new_pipelines.clone());
-    for (name, project) in &new_projects {
-        if let Err(e) = check_project_graph(project, &pipelines) {
-            let origin = origin(definitions, DefinitionKind::Project, name);
-            bail!("{origin}: {e}");
-        }
-    }
-    if !new_pipelines.is_empty() {
-        let stored_projects: Vec<StoredProject> = ick.get(Service::Controller, "/projects").await?;
-        for project in stored_projects {
-            if new_projects.contains_key(&project.name)
-                || !project
-                    .spec
-                    .pipelines
-                    .iter()
-                    .any(|p| new_pipelines.contains_key(p))
-            {
-                continue;
-            }
-            if let Err(e) = check_project_graph(&project.spec, &pipelines) {
-                let changed: Vec<&str> = project
-                    .spec
-                    .pipelines
-                    .iter()
-                    .filter(|p| new_pipelines.contains_key(*p))
-                    .map(String::as_str)
-                    .collect();
-                let origin = origin(definitions, DefinitionKind::Pipeline, changed[0]);
-                bail!(
-                    "{origin}: pipeline {:?} would break project {:?}, which runs it: {e}",
-                    changed[0],
-                    project.name
-                );
-            }
-        }
-    }
-    Ok(())
+    ick.call(
+        Service::Controller,
+        Method::POST,
+        "/definitions",
+        Some(&request),
+    )
+    .await
+    .map_err(|e| match e.downcast::<Refused>() {
+        Ok(refused) => anyhow::anyhow!("{}", refusal(&refused)),
+        Err(e) => e.context("applying the definitions"),
+    })
 }
 
-fn origin(definitions: &[Definition], kind: DefinitionKind, name: &str) -> String {
-    definitions
-        .iter()
-        .find(|d| d.kind == kind && d.name == name)
-        .map_or_else(|| name.to_string(), |d| d.origin.clone())
+/// Every mistake on a line of its own, `FILE:LINE:COLUMN: message`.
+fn refusal(refused: &Refused) -> String {
+    let listed: Option<Vec<DefinitionProblem>> = refused
+        .problem
+        .extensions
+        .get("errors")
+        .and_then(|e| serde_json::from_value(e.clone()).ok());
+    match listed {
+        Some(list) if !list.is_empty() => {
+            let lines: Vec<String> = list
+                .iter()
+                .map(|p| format!("{}: {}", p.origin(), p.message))
+                .collect();
+            format!(
+                "nothing was applied: {} mistake{}\n{}",
+                list.len(),
+                if list.len() == 1 { "" } else { "s" },
+                lines.join("\n")
+            )
+        }
+        _ => describe(&refused.problem),
+    }
+}
+
+fn warn(applied: &[Applied]) {
+    for w in applied.iter().flat_map(|a| &a.warnings) {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// A line per definition; on a dry run, a diff of each that would change.
+fn report(answer: &ApplyAnswer) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for a in &answer.applied {
+        let kind = kind_name(a.kind);
+        let what = match (a.change, answer.dry_run) {
+            (Change::Created, false) => format!("created (revision {})", a.revision),
+            (Change::Updated, false) => format!("updated (revision {})", a.revision),
+            (Change::Created, true) => "would be created".to_string(),
+            (Change::Updated, true) => format!("would be updated (revision {})", a.revision),
+            (Change::Unchanged, _) => "unchanged".to_string(),
+        };
+        text.push_str(&format!("{kind} {} {what}\n", a.name));
+        if answer.dry_run && a.change != Change::Unchanged {
+            text.push_str(&diff(
+                kind,
+                &a.name,
+                a.previous_text.as_deref(),
+                a.text.as_deref(),
+            ));
+        }
+    }
+    if answer.dry_run {
+        text.push_str("dry run: nothing was changed\n");
+    }
+    warn(&answer.applied);
+    crate::output::write_stdout(&text)
+}
+
+/// A unified diff of a definition's stored text and the new one.
+fn diff(kind: &str, name: &str, before: Option<&str>, after: Option<&str>) -> String {
+    let (before, after) = (before.unwrap_or_default(), after.unwrap_or_default());
+    let stored = format!("{kind} {name} (stored)");
+    let new = format!("{kind} {name} (new)");
+    let mut text = similar::TextDiff::from_lines(before, after)
+        .unified_diff()
+        .header(&stored, &new)
+        .to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
 }
