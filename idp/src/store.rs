@@ -166,11 +166,7 @@ impl Store {
         } else {
             self.pool.begin().await?
         };
-        let lock = if self.sqlite {
-            ""
-        } else {
-            " FOR UPDATE"
-        };
+        let lock = if self.sqlite { "" } else { " FOR UPDATE" };
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {} FROM clients WHERE id = $1{lock}",
             columns!()

@@ -293,7 +293,75 @@ macro_rules! on_both_storages {
 
 on_both_storages!(
     clients_are_created_listed_changed_rotated_and_deleted,
+    a_change_racing_a_secret_rotation_never_brings_the_old_secret_back,
     the_admin_api_needs_a_token_with_idp_admin,
     bad_client_definitions_are_refused_and_change_nothing,
     creating_the_same_client_twice_on_the_command_line_is_a_clear_error,
 );
+
+/// An update read the client before a rotation and wrote it back after:
+/// the old code wrote every column, so the old secret came back to life.
+async fn a_change_racing_a_secret_rotation_never_brings_the_old_secret_back(storage: Storage) {
+    let idp = TestIdp::start_with(storage, |_| {});
+    let admin = idp.admin_token().await;
+    let t = Some(admin.as_str());
+    let (status, _, created) = call(
+        &idp,
+        t,
+        Method::POST,
+        "/clients",
+        Some(json!({"name": "raced", "scopes": ["builds:read"]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+    let first = created["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_string();
+    let mut secrets = vec![first];
+    for round in 0..25 {
+        let scopes = if round % 2 == 0 {
+            "builds:read"
+        } else {
+            "builds:read builds:trigger"
+        };
+        let (client, rotation) = (
+            format!("/clients/{id}"),
+            format!("/clients/{id}/rotate-secret"),
+        );
+        let patch = call(
+            &idp,
+            t,
+            Method::PATCH,
+            &client,
+            Some(json!({"scopes": scopes})),
+        );
+        let rotate = call(&idp, t, Method::POST, &rotation, None);
+        let (patched, rotated) = tokio::join!(patch, rotate);
+        assert_eq!(patched.0, StatusCode::OK, "{}", patched.2);
+        assert_eq!(rotated.0, StatusCode::OK, "{}", rotated.2);
+        secrets.push(
+            rotated.2["client_secret"]
+                .as_str()
+                .expect("secret")
+                .to_string(),
+        );
+    }
+    // Only the last secret given out works.
+    let (last, old) = secrets.split_last().expect("secrets");
+    let token = |secret: &str| {
+        let creds = ick_tests::Credentials {
+            id: id.clone(),
+            secret: secret.to_string(),
+        };
+        idp.token_source(&creds, None)
+    };
+    assert!(token(last).fetch().await.is_ok(), "the newest secret works");
+    for secret in old {
+        assert!(
+            token(secret).fetch().await.is_err(),
+            "a rotated-away secret works again"
+        );
+    }
+}
