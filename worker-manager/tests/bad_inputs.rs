@@ -39,11 +39,6 @@ async fn bad_inputs_end_the_node_with_a_clear_message_and_change_nothing() {
             "must be a relative path inside the workspace",
         ),
         (
-            "archive-bad-ref",
-            "archive: {ref: \"bad ref!\"}".into(),
-            "is not a valid ref name",
-        ),
-        (
             "archive-missing-path",
             "archive: {path: nothing-here}".into(),
             "does not exist in the workspace",
