@@ -10,7 +10,7 @@ use ick_api::Problem;
 use ick_api::controller::{BuildStatus, BuildView, LogChunk, NodeStatus};
 use ick_api::work::{
     ClaimRequest, OutputChunk, PROBLEM_MISSING_CHUNKS, PROBLEM_STALE_ATTEMPT, Stream,
-    WorkAssignment, WorkerInfo,
+    WorkAssignment, WorkerInfo, WorkerState,
 };
 use ick_tests::controller::{SimWorker, json};
 use ick_tests::idp::Storage;
@@ -27,6 +27,7 @@ on_both_storages!(
     workers_are_listed_with_what_they_run,
     bad_work_requests_are_refused_and_change_nothing,
     a_worker_claims_only_as_its_client_and_reports_only_on_its_own_nodes,
+    a_worker_may_not_speak_for_another_of_its_presence_or_leaving,
 );
 
 async fn assert_stale(r: reqwest::Response) {
@@ -499,4 +500,60 @@ async fn a_worker_claims_only_as_its_client_and_reports_only_on_its_own_nodes(st
         log.iter().map(|c| c.data.as_str()).collect::<String>(),
         "real\n"
     );
+}
+
+async fn a_worker_may_not_speak_for_another_of_its_presence_or_leaving(storage: Storage) {
+    let env = Env::start(storage).await;
+    let w1 = env.idp.create_worker_client("w1", "w1", &[], &["work:run"]);
+    let w1 = env.controller.client(&env.idp.token(&w1, None).await);
+    let other = env.worker("w2");
+    assert!(other.claim(0).await.is_none());
+    let calls = [
+        (
+            "/work/leave",
+            serde_json::json!({"worker": "w2", "state": "gone"}),
+        ),
+        ("/work/presence", serde_json::json!({"worker": "w2"})),
+    ];
+    for (path, body) in &calls {
+        let r = w1
+            .request(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .expect("answers");
+        let p: Problem = json(r, StatusCode::FORBIDDEN).await;
+        assert!(p.to_string().contains("\"w2\""), "{p}");
+    }
+    // Bad leaves change nothing.
+    for (body, status) in [
+        (
+            serde_json::json!({"worker": "w2", "state": "online"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            serde_json::json!({"worker": "w2", "state": "asleep"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            serde_json::json!({"worker": "no-such", "state": "gone"}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            serde_json::json!({"worker": "bad name!", "state": "gone"}),
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let r = env
+            .admin
+            .request(reqwest::Method::POST, "/work/leave")
+            .json(&body)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(r.status(), status, "{body}");
+    }
+    let workers: Vec<WorkerInfo> = env.admin.get("/workers").await;
+    let w2 = workers.iter().find(|w| w.name == "w2").expect("w2 listed");
+    assert_eq!(w2.state, WorkerState::Online, "another's call changed w2");
 }
