@@ -905,7 +905,11 @@ async fn judge(
     let Some(name) = node.worker.clone().or(node.affinity.clone()) else {
         return Ok(None);
     };
-    let row = wdb::worker(conn, &name).await?;
+    // A lapsed lease says it all; the other losses are the worker's state.
+    let row = match loss {
+        Loss::LeaseExpired => None,
+        Loss::WorkerLost | Loss::WorkerGone => wdb::worker(conn, &name).await?,
+    };
     Ok(match loss {
         Loss::LeaseExpired => {
             let Some(until) = node.lease_until.filter(|l| *l < at.now) else {
