@@ -34,7 +34,7 @@ use controller::ControllerClient;
 use workspace::Workspaces;
 
 /// Runs this process as an action's supervisor if it was started as one
-/// (see `run/executor/supervisor.rs`), and then says how it exits. A
+/// (see `run/executor/supervisor/`), and then says how it exits. A
 /// program that runs a worker-manager calls this first thing in `main`, so
 /// that a worker-manager killed with `kill -9` leaves none of its actions
 /// running; without it, they are stopped when the worker starts again.
@@ -63,7 +63,7 @@ pub(crate) struct Shared {
     /// Whom sandboxed actions run as (none: the worker's own user).
     pub sandbox_user: Option<run::owner::SandboxUser>,
     /// What supervises each action's processes, if this program can.
-    pub supervisor: Option<run::executor::supervisor::SupervisorProgram>,
+    pub supervisor: Option<Arc<run::executor::supervisor::Supervisor>>,
     /// Slots running an action.
     pub busy: AtomicU32,
     /// The last claim was answered.
@@ -165,7 +165,7 @@ pub async fn start(
             "stopped processes left by an earlier run of this worker"
         );
     }
-    let supervisor = run::executor::supervisor::SupervisorProgram::find().await;
+    let supervisor = run::executor::supervisor::Supervisor::start().await;
     if supervisor.is_none() {
         tracing::warn!(
             "this program cannot supervise actions (it does not call \

@@ -519,3 +519,50 @@ async fn an_actions_supervisor_has_none_of_its_environment_and_outlasts_sigterm(
         "parent: --ick-supervise\nparent env: 0\nown: yes\nsupervisor: still there\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_end_of_one_action_leaves_a_running_neighbours_processes_alone() {
+    // One supervisor serves both slots: what it kills at the end of an
+    // action must be that action's. The long one leaves a daemon that no
+    // one can tell is its own (no marker, its own session, its parent
+    // gone): it stays while the long action runs.
+    let env = Env::start().await;
+    let _worker = env.worker().slots(2).start();
+    env.project(
+        "long",
+        r#"  - shell: |
+      ( setsid env -i sleep 600 < /dev/null > /dev/null 2>&1 & echo "pid: $!" )
+      sleep 600 &
+      echo "pid: $!"
+      wait
+"#,
+    )
+    .await;
+    env.project(
+        "short",
+        r#"  - shell: |
+      setsid sleep 600 < /dev/null > /dev/null 2>&1 &
+      echo "pid: $!"
+"#,
+    )
+    .await;
+    let long = env.admin.trigger("long").await;
+    let long_pids = wait_pids(&env, &long.id, 2).await;
+    let short = env.run("short", SOON).await;
+    assert_eq!(short.build.status, BuildStatus::Succeeded, "{short:#?}");
+    assert_all_gone(&wait_pids(&env, &short.build.id, 1).await).await;
+    // Well after the short action's end: the long one's are untouched.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for pid in &long_pids {
+        assert!(sleep_alive(*pid), "{pid} of the running action was killed");
+    }
+    let r = env
+        .admin
+        .post::<()>(&format!("/builds/{}/cancel", long.id), None)
+        .await;
+    assert!(r.status().is_success(), "cancel: {}", r.status());
+    let view = env.admin.wait_build(&long.id, SOON).await;
+    assert_eq!(view.build.status, BuildStatus::Cancelled);
+    // The daemon without a marker too, once nothing else runs.
+    assert_all_gone(&long_pids).await;
+}

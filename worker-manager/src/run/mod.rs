@@ -30,7 +30,7 @@ use crate::output::{Destination, Output, OutputWriter, backoff};
 use crate::stop::{Stop, StopReason};
 use crate::workspace::Dirs;
 use executor::leftovers::{Guards, Since};
-use executor::supervisor::SupervisorProgram;
+use executor::supervisor::Supervisor;
 use executor::{Limits, ProcEnd};
 
 pub use plugin::kinds as plugin_kinds;
@@ -93,9 +93,10 @@ pub struct RunCtx {
     pub plugin_dir: Option<PathBuf>,
     /// Whom sandboxed processes run as (none: the worker's own user).
     pub sandbox_user: Option<owner::SandboxUser>,
-    /// What starts a supervisor per process (none: this program cannot).
-    pub supervisor: Option<SupervisorProgram>,
-    /// The supervisors of the action's processes, until its end.
+    /// What starts the action's processes under supervision (none: this
+    /// program cannot).
+    pub supervisor: Option<Arc<Supervisor>>,
+    /// The action's supervised processes, until its end.
     pub guards: Arc<Guards>,
 }
 
@@ -108,7 +109,7 @@ impl RunCtx {
             deadline: self.deadline,
             grace: self.grace,
             marker: &self.marker,
-            supervisor: self.supervisor.as_ref(),
+            supervisor: self.supervisor.as_deref(),
             guards: &self.guards,
         }
     }

@@ -1,8 +1,9 @@
 //! Finding and stopping what an action left running: its process group,
 //! and processes that left the group (`setsid`, daemons) but carry the
 //! action's marker ([`MARKER_VAR`]) in their environment, found in `/proc`;
-//! and, last, whatever its supervisors still hold.
+//! and, last, whatever is still below its supervised processes.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill, killpg};
@@ -12,8 +13,8 @@ use tokio::time::Instant;
 use super::process::MARKER_VAR;
 use super::supervisor::Supervised;
 
-/// The supervisors of an action's processes, kept until the action's end:
-/// then whatever is left below them, that the sweeps did not stop, is
+/// An action's supervised processes, kept until the action's end: then
+/// whatever is left of their trees, that the sweeps did not stop, is
 /// killed.
 #[derive(Default)]
 pub struct Guards(std::sync::Mutex<Vec<Supervised>>);
@@ -27,7 +28,7 @@ impl Guards {
             .push(supervised);
     }
 
-    /// Lets every supervisor go, killing what is left below it.
+    /// Releases every process, killing what is left of its tree.
     pub async fn release(&self) {
         let all = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
         futures::future::join_all(all.into_iter().map(Supervised::release)).await;
@@ -217,15 +218,20 @@ pub fn find_processes(
     found
 }
 
-/// The live children of `parent`. Blocking: it reads `/proc`.
-pub fn children_of(parent: i32) -> Vec<i32> {
+/// Every live user process: its parent and its process group, by pid.
+/// Blocking: it reads `/proc`.
+pub fn process_table() -> HashMap<i32, (i32, i32)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return HashMap::new();
     };
     entries
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| Stat::of(*pid).is_some_and(|s| s.ppid == parent && s.is_user_process()))
+        .filter_map(|pid| {
+            let stat = Stat::of(pid)?;
+            stat.is_user_process()
+                .then_some((pid, (stat.ppid, stat.pgrp)))
+        })
         .collect()
 }
 
@@ -266,7 +272,7 @@ impl Stat {
 
 /// A process's environment. A process in the middle of `exec` shows an
 /// empty one for a moment (its parent may already run again): look twice.
-fn environment(pid: i32) -> Option<Vec<u8>> {
+pub fn environment(pid: i32) -> Option<Vec<u8>> {
     let path = format!("/proc/{pid}/environ");
     let environ = std::fs::read(&path).ok()?;
     if !environ.is_empty() {

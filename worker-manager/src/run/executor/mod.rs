@@ -93,7 +93,8 @@ impl Executor for ForAction {
 
 /// At an action's end: stops what it left running (daemons that left
 /// its process groups and its output pipes), SIGTERM first, then lets
-/// its supervisors go, which kill anything still below them.
+/// its supervised processes go: the supervisor kills anything still left
+/// of their trees.
 pub async fn clean_up(since: Since, marker: String, grace: Duration, guards: &Guards) {
     end_leftovers(None, Some(since), marker, grace).await;
     guards.release().await;

@@ -19,12 +19,12 @@ use ick_api::work::Stream;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStderr, ChildStdout};
+use tokio::process::Child;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
 use super::leftovers::{Guards, Since, end_leftovers};
-use super::supervisor::{Supervised, SupervisorProgram};
+use super::supervisor::{Supervised, Supervisor};
 use crate::error::ActionError;
 use crate::output::OutputWriter;
 use crate::stop::{Stop, StopReason};
@@ -113,9 +113,9 @@ pub struct Limits<'a> {
     pub grace: Duration,
     /// The value of [`MARKER_VAR`] for this action.
     pub marker: &'a str,
-    /// What starts a supervisor per process (none: this program cannot).
-    pub supervisor: Option<&'a SupervisorProgram>,
-    /// Where supervisors wait for the action's end.
+    /// What starts processes under supervision (none: this program cannot).
+    pub supervisor: Option<&'a Supervisor>,
+    /// Where supervised processes wait for the action's end.
     pub guards: &'a Guards,
 }
 
@@ -233,6 +233,9 @@ pub async fn run(proc: Proc, limits: &Limits<'_>) -> Result<ProcEnd, ActionError
     })
 }
 
+/// One of a process's output pipes.
+type Pipe = Box<dyn AsyncRead + Send + Unpin>;
+
 /// A started process: on its own, or under a supervisor.
 enum Running {
     Direct(Child),
@@ -268,7 +271,7 @@ impl Running {
 async fn start(
     proc: &Proc,
     limits: &Limits<'_>,
-) -> Result<(Running, Option<ChildStdout>, Option<ChildStderr>), ActionError> {
+) -> Result<(Running, Option<Pipe>, Option<Pipe>), ActionError> {
     let program = proc.program.to_string_lossy();
     let refused = |not_found: bool, e: &dyn std::fmt::Display| {
         ActionError::new(match not_found {
@@ -279,8 +282,12 @@ async fn start(
         })
     };
     if let Some(supervisor) = limits.supervisor {
-        return match Supervised::start(supervisor, proc, limits.marker).await {
-            Ok((s, out, err)) => Ok((Running::Supervised(s), Some(out), Some(err))),
+        return match supervisor.run(proc, limits.marker).await {
+            Ok((s, out, err)) => Ok((
+                Running::Supervised(s),
+                Some(Box::new(out)),
+                Some(Box::new(err)),
+            )),
             Err(e) => Err(refused(e.not_found, &e.message)),
         };
     }
@@ -313,7 +320,8 @@ async fn start(
             let _ = stdin.write_all(&bytes).await;
         });
     }
-    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let out = child.stdout.take().map(|p| Box::new(p) as Pipe);
+    let err = child.stderr.take().map(|p| Box::new(p) as Pipe);
     Ok((Running::Direct(child), out, err))
 }
 
