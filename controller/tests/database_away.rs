@@ -28,6 +28,7 @@ async fn with_the_database_away_requests_fail_fast_with_503_and_recover() {
     );
 
     proxy.cut();
+    let cut = std::time::Instant::now();
     // Old code hung here for the pool's 30 s; the client gives up sooner.
     let ready = http
         .get(&readyz)
@@ -36,6 +37,8 @@ async fn with_the_database_away_requests_fail_fast_with_503_and_recover() {
         .await
         .expect("/readyz answers within 1 s while the database is away");
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let ready_in = cut.elapsed();
+    let asked = std::time::Instant::now();
     let response = env
         .admin
         .request(Method::GET, "/pipelines/a")
@@ -44,6 +47,10 @@ async fn with_the_database_away_requests_fail_fast_with_503_and_recover() {
         .await
         .expect("a request answers within the acquire timeout");
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    eprintln!(
+        "database away: /readyz 503 in {ready_in:?}, a request 503 in {:?} (acquire timeout 2 s)",
+        asked.elapsed()
+    );
     assert_eq!(
         response
             .headers()
@@ -68,6 +75,7 @@ async fn with_the_database_away_requests_fail_fast_with_503_and_recover() {
     );
 
     proxy.restore();
+    let restored = std::time::Instant::now();
     eventually(SOON, "the controller serving again", || async {
         let r = env
             .admin
@@ -78,6 +86,10 @@ async fn with_the_database_away_requests_fail_fast_with_503_and_recover() {
         (r.status() == StatusCode::OK).then_some(())
     })
     .await;
+    eprintln!(
+        "database back: serving again {:?} after",
+        restored.elapsed()
+    );
     assert_eq!(
         http.get(&readyz).send().await.expect("readyz").status(),
         StatusCode::OK
