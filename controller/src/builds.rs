@@ -15,7 +15,7 @@ use crate::graph::{build_graph, build_parameters, fill_refs};
 use crate::paging::Page;
 use crate::store::builds::{self as db, BuildRow, NodeRow};
 use crate::store::definitions as defs;
-use crate::store::work::{self as wdb, WorkerRow};
+use crate::store::work::workers::{self as wdb, WorkerRow};
 use crate::store::{Store, from_json, now_ms, retrying};
 
 /// What a change made happen, for the hub once it is committed.

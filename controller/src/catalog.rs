@@ -52,7 +52,7 @@ pub fn stored<T: serde::de::DeserializeOwned>(row: DefRow) -> Result<Stored<T>> 
 async fn advertised_kinds(state: &AppState) -> Result<Vec<String>> {
     let since = now_ms() - state.config.work.worker_timeout.as_millis() as i64;
     let mut conn = state.store.conn().await?;
-    let workers = crate::store::work::workers(&mut conn, Some(since)).await?;
+    let workers = crate::store::work::workers::workers(&mut conn, Some(since)).await?;
     Ok(workers
         .into_iter()
         .flat_map(|w| w.kinds)

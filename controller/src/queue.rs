@@ -19,7 +19,10 @@ use crate::AppState;
 use crate::builds::{Effects, finish_if_done};
 use crate::error::{ControllerError, Result};
 use crate::store::builds::{self as bdb, NodeRow};
-use crate::store::work::{self as wdb, Candidate, Ending, WorkerRow};
+use crate::store::work::claims::{self as cdb, Candidate};
+use crate::store::work::leases::{self as ldb, Ending};
+use crate::store::work::output as odb;
+use crate::store::work::workers::{self as wdb, WorkerRow};
 use crate::store::{Dialect, Store, from_json, now_ms, retrying, time};
 
 /// Who calls the work API: the worker its token names (an admin set its
@@ -250,14 +253,14 @@ fn labels_fit(c: &Candidate, req: &ClaimRequest) -> bool {
 /// (its pipeline's workspace is there); else the oldest ready node that
 /// needs labels it has; else the oldest ready node that needs no labels.
 /// Kinds the worker does not run are never considered. (Workers without
-/// labels take the same path in one statement: [`wdb::claim_next`].)
+/// labels take the same path in one statement: [`cdb::claim_next`].)
 async fn pick(
     store: &Store,
     conn: &mut sqlx::AnyConnection,
     req: &ClaimRequest,
 ) -> Result<Option<String>> {
-    let kinds = wdb::kinds_list(&req.kinds);
-    if let Some(c) = wdb::pinned_candidate(store, conn, &req.worker, &kinds).await?
+    let kinds = cdb::kinds_list(&req.kinds);
+    if let Some(c) = cdb::pinned_candidate(store, conn, &req.worker, &kinds).await?
         && labels_fit(&c, req)
     {
         return Ok(Some(c.id));
@@ -267,9 +270,9 @@ async fn pick(
         let mut after = (i64::MIN, String::new());
         loop {
             let page =
-                wdb::labelled_candidates(conn, &kinds, store, (after.0, &after.1), PAGE).await?;
+                cdb::labelled_candidates(conn, &kinds, store, (after.0, &after.1), PAGE).await?;
             for c in page.iter().filter(|c| labels_fit(c, req)) {
-                if wdb::lock_if_ready(store, conn, &c.id).await? {
+                if cdb::lock_if_ready(store, conn, &c.id).await? {
                     return Ok(Some(c.id.clone()));
                 }
             }
@@ -279,7 +282,7 @@ async fn pick(
             }
         }
     }
-    Ok(wdb::unlabelled_candidate(store, conn, &kinds)
+    Ok(cdb::unlabelled_candidate(store, conn, &kinds)
         .await?
         .map(|c| c.id))
 }
@@ -293,8 +296,8 @@ async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAs
         if req.labels.is_empty() {
             // One statement, committing by itself.
             let mut w = store.write_one().await?;
-            let kinds = wdb::kinds_list(&req.kinds);
-            let claimed = wdb::claim_next(store, &mut w, &req.worker, &kinds, now, until).await?;
+            let kinds = cdb::kinds_list(&req.kinds);
+            let claimed = cdb::claim_next(store, &mut w, &req.worker, &kinds, now, until).await?;
             w.done().await?;
             return Ok(claimed.map(|(id, started)| (id, started, now)));
         }
@@ -302,7 +305,7 @@ async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAs
         let Some(id) = pick(store, &mut tx, req).await? else {
             return Ok(None);
         };
-        let started = wdb::start_node(&mut tx, &id, &req.worker, now, until)
+        let started = cdb::start_node(&mut tx, &id, &req.worker, now, until)
             .await?
             .ok_or_else(|| ControllerError::Internal(format!("node {id} was not queued")))?;
         tx.commit().await?;
@@ -318,7 +321,7 @@ async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAs
     // reaper's sweep marks it.)
     if state.build_infos.first_hand_out(&started.build_id) {
         let mut w = state.store.write_one().await?;
-        wdb::mark_build_running(&mut w, &started.build_id, now).await?;
+        cdb::mark_build_running(&mut w, &started.build_id, now).await?;
         w.done().await?;
     }
     let info = state
@@ -350,7 +353,7 @@ async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAs
 /// What assignments carry of their build, which never changes: read once.
 #[derive(Default)]
 pub struct BuildInfos {
-    known: Mutex<HashMap<String, Arc<wdb::BuildInfo>>>,
+    known: Mutex<HashMap<String, Arc<cdb::BuildInfo>>>,
     /// Builds this controller has marked running.
     running: Mutex<std::collections::HashSet<String>>,
 }
@@ -374,7 +377,7 @@ impl BuildInfos {
             .remove(build_id);
     }
 
-    async fn get(&self, store: &Store, build_id: &str) -> Result<Arc<wdb::BuildInfo>> {
+    async fn get(&self, store: &Store, build_id: &str) -> Result<Arc<cdb::BuildInfo>> {
         if let Some(info) = self
             .known
             .lock()
@@ -385,7 +388,7 @@ impl BuildInfos {
         }
         let mut conn = store.conn().await?;
         let info = Arc::new(
-            wdb::build_info(&mut conn, build_id)
+            cdb::build_info(&mut conn, build_id)
                 .await?
                 .ok_or_else(|| ControllerError::Internal(format!("no build {build_id}")))?,
         );
@@ -436,7 +439,7 @@ pub async fn heartbeat(
     let lease = state.config.work.lease;
     let renewed = {
         let mut tx = state.store.write().await?;
-        let renewed = wdb::renew_lease(
+        let renewed = ldb::renew_lease(
             &mut tx,
             node_id,
             hb.attempt,
@@ -478,7 +481,7 @@ pub async fn output(
     let (build_id, added) = retrying(|| async {
         let store = &state.store;
         let mut tx = store.write().await?;
-        let node = wdb::lock_node_state(store, &mut tx, node_id)
+        let node = ldb::lock_node_state(store, &mut tx, node_id)
             .await?
             .ok_or_else(|| ControllerError::NotFound(format!("no node {node_id:?}")))?;
         if node.attempt != batch.attempt {
@@ -493,7 +496,7 @@ pub async fn output(
             return Err(stale(node_id, batch.attempt, node.attempt, &node.status));
         }
         let now = now_ms();
-        let added = wdb::insert_chunks(
+        let added = odb::insert_chunks(
             &mut tx,
             &node.build_id,
             node_id,
@@ -502,7 +505,7 @@ pub async fn output(
             now,
         )
         .await?;
-        wdb::add_chunks(&mut tx, node_id, added, now + lease.as_millis() as i64).await?;
+        odb::add_chunks(&mut tx, node_id, added, now + lease.as_millis() as i64).await?;
         tx.commit().await?;
         Ok((node.build_id, added))
     })
@@ -555,7 +558,7 @@ pub async fn done(state: &AppState, worker: &Worker, node_id: &str, done: Done) 
             // The common case in one statement.
             let mut conn = store.conn().await?;
             let now = now_ms();
-            if let Some(s) = wdb::succeed_node(&mut conn, node_id, done.attempt, worker.name(), done.chunks, &ending, now).await? {
+            if let Some(s) = ldb::succeed_node(&mut conn, node_id, done.attempt, worker.name(), done.chunks, &ending, now).await? {
                 tracing::info!(build_id = %s.ended.build_id, node = %node_id, attempt = done.attempt, %status, "action ended");
                 let effects = Effects {
                     builds: vec![s.ended.build_id.clone()],
@@ -568,7 +571,7 @@ pub async fn done(state: &AppState, worker: &Worker, node_id: &str, done: Done) 
         let store = &state.store;
         let mut tx = store.write().await?;
         let now = now_ms();
-        let Some(node) = wdb::end_running_node(&mut tx, node_id, done.attempt, worker.name(), done.chunks, &ending, now).await? else {
+        let Some(node) = ldb::end_running_node(&mut tx, node_id, done.attempt, worker.name(), done.chunks, &ending, now).await? else {
             // Why not: no such node, another attempt, another worker's,
             // not running, or chunks missing.
             let node = bdb::get_node(&mut tx, node_id)
@@ -592,11 +595,11 @@ pub async fn done(state: &AppState, worker: &Worker, node_id: &str, done: Done) 
             ..Effects::default()
         };
         if status == NodeStatus::Succeeded {
-            let ready = wdb::release_dependents(&mut tx, node_id, &node.pipeline, node.worker.as_deref(), now).await?;
+            let ready = ldb::release_dependents(&mut tx, node_id, &node.pipeline, node.worker.as_deref(), now).await?;
             effects.work = ready > 0;
         } else {
             let why = format!("{} action {} {}", node.pipeline, node.index + 1, status);
-            wdb::skip_dependents(&mut tx, node_id, &format!("skipped: {why}"), now).await?;
+            ldb::skip_dependents(&mut tx, node_id, &format!("skipped: {why}"), now).await?;
         }
         let queued = bdb::has_queued_nodes(&mut tx, &node.build_id).await?;
         tx.commit().await?;
@@ -853,14 +856,14 @@ async fn reap(state: &AppState) -> Result<()> {
     let mut orphans = Vec::new();
     {
         let mut conn = state.store.conn().await?;
-        for o in wdb::expired_leases(&mut conn, now, lease_from).await? {
+        for o in ldb::expired_leases(&mut conn, now, lease_from).await? {
             orphans.push((o, Loss::LeaseExpired));
         }
-        for o in wdb::nodes_of_lost_workers(&mut conn, at.lost_before, lost_from).await? {
+        for o in ldb::nodes_of_lost_workers(&mut conn, at.lost_before, lost_from).await? {
             orphans.push((o, Loss::WorkerLost));
         }
         if !settling {
-            for o in wdb::stranded_nodes(&mut conn, at.seen_cutoff, at.lost_before).await? {
+            for o in ldb::stranded_nodes(&mut conn, at.seen_cutoff, at.lost_before).await? {
                 orphans.push((o, Loss::WorkerGone));
             }
         }
@@ -977,7 +980,7 @@ async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) ->
             return Ok(Effects::default());
         };
         let worker = node.worker.clone().or(node.affinity.clone()).unwrap_or_default();
-        let losses = wdb::pipeline_losses(&mut tx, build_id, &node.pipeline).await? + 1;
+        let losses = ldb::pipeline_losses(&mut tx, build_id, &node.pipeline).await? + 1;
         let mut lost_attempts = node.lost_attempts.clone();
         lost_attempts.push(LostAttempt {
             attempt: node.attempt,
@@ -986,7 +989,7 @@ async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) ->
             reason: what.clone(),
             again_on: None,
         });
-        wdb::count_loss(&mut tx, node_id, &lost_attempts).await?;
+        ldb::count_loss(&mut tx, node_id, &lost_attempts).await?;
         let mut effects = Effects {
             builds: vec![build.id.clone()],
             ..Effects::default()
@@ -998,7 +1001,7 @@ async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) ->
             } else {
                 (NodeStatus::Failed, format!("worker lost: {what} (the pipeline was tried {losses} times)"))
             };
-            wdb::end_node(
+            ldb::end_node(
                 &mut tx,
                 node_id,
                 &Ending {
@@ -1013,7 +1016,7 @@ async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) ->
             .await?;
             if status == NodeStatus::Failed {
                 let why = format!("skipped: {} action {} failed (worker lost)", node.pipeline, node.index + 1);
-                wdb::skip_dependents(&mut tx, node_id, &why, now).await?;
+                ldb::skip_dependents(&mut tx, node_id, &why, now).await?;
             }
             finish_if_done(store, &mut tx, &build, now, &mut effects).await?;
             tracing::warn!(build_id = %build.id, node = %node_id, %worker, %status, "worker lost");
