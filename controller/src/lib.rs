@@ -6,6 +6,7 @@
 //! git servers and mails people how builds ended. Postgres in production
 //! (several controllers may share it), SQLite on one host.
 
+mod access;
 mod builds;
 mod catalog;
 pub mod config;

@@ -5,17 +5,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ick_api::Scope;
 use ick_api::actions::Action;
-use ick_api::auth::Caller;
 use ick_api::controller::{LostAttempt, NodeStatus};
-use ick_api::oauth::WorkerIdentity;
 use ick_api::work::{
     BuildRef, ClaimRequest, Done, Heartbeat, HeartbeatReply, Leave, MAX_WAIT_SECONDS, Outcome,
     OutputBatch, Presence, WorkAssignment, WorkerInfo, WorkerState, WorkersQuery,
 };
 
 use crate::AppState;
+use crate::access::Worker;
 use crate::builds::{Effects, finish_if_done};
 use crate::error::{ControllerError, Result};
 use crate::store::builds::{self as bdb, NodeRow};
@@ -24,95 +22,6 @@ use crate::store::work::leases::{self as ldb, Ending};
 use crate::store::work::output as odb;
 use crate::store::work::workers::{self as wdb, WorkerRow};
 use crate::store::{Dialect, Store, from_json, now_ms, retrying, time};
-
-/// Who calls the work API: the worker its token names (an admin set its
-/// name and labels on its IDP client), never what the worker says of
-/// itself. A token with `idp:admin` may act as any worker: its holder can
-/// make any worker's client anyway.
-pub enum Worker {
-    /// The worker of the token.
-    Named(WorkerIdentity),
-    /// An admin, acting as the worker its requests name.
-    Admin,
-}
-
-impl Worker {
-    /// The worker `caller` is; 403 if its token names none.
-    pub fn of(caller: &Caller) -> Result<Worker> {
-        if caller.scopes.contains(Scope::IdpAdmin) {
-            return Ok(Worker::Admin);
-        }
-        match &caller.worker {
-            Some(identity) => Ok(Worker::Named(identity.clone())),
-            None => Err(ControllerError::Forbidden(format!(
-                "client {} has {} but its token names no worker: its IDP is older than the \
-                 controller, or the token was asked without that scope",
-                caller.client_id,
-                Scope::WorkRun
-            ))),
-        }
-    }
-
-    /// Refuses a claim for a name or a label the worker does not hold.
-    fn check_claim(&self, req: &ClaimRequest) -> Result<()> {
-        let Worker::Named(me) = self else {
-            return Ok(());
-        };
-        if req.worker != me.name {
-            return Err(ControllerError::Forbidden(format!(
-                "this token is worker {:?}'s: it may not claim work as {:?}",
-                me.name, req.worker
-            )));
-        }
-        if let Some(label) = req.labels.iter().find(|l| !me.labels.contains(l)) {
-            return Err(ControllerError::Forbidden(format!(
-                "worker {:?} may not claim work with label {label:?}: its IDP client holds {} \
-                 (an admin sets them: icktool client update {} --labels …)",
-                me.name,
-                if me.labels.is_empty() {
-                    "none".to_string()
-                } else {
-                    me.labels.join(",")
-                },
-                me.name
-            )));
-        }
-        Ok(())
-    }
-
-    /// Refuses a call in the name of another worker.
-    fn check_name(&self, name: &str) -> Result<()> {
-        match self {
-            Worker::Named(me) if me.name != name => Err(ControllerError::Forbidden(format!(
-                "this token is worker {:?}'s: it may not speak for {name:?}",
-                me.name
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    /// Refuses a call about a node that another worker holds.
-    fn check_holder(&self, node_id: &str, holder: Option<&str>) -> Result<()> {
-        match self {
-            Worker::Named(me) if holder != Some(me.name.as_str()) => {
-                Err(ControllerError::Forbidden(format!(
-                    "node {node_id} is not held by worker {:?}: only the worker that claimed it \
-                     may report on it",
-                    me.name
-                )))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// The name a node must be held by for this caller's call to apply.
-    fn name(&self) -> Option<&str> {
-        match self {
-            Worker::Named(me) => Some(&me.name),
-            Worker::Admin => None,
-        }
-    }
-}
 
 /// How often a waiting claim looks again even if nothing woke it.
 const REPOLL: Duration = Duration::from_secs(5);

@@ -1,5 +1,4 @@
-//! `/builds` and `POST /projects/{name}/builds`: scopes `builds:read`,
-//! `builds:trigger` and `builds:cancel`.
+//! `/builds` and `POST /projects/{name}/builds`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -7,15 +6,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::{BuildsCancel, BuildsRead, BuildsTrigger};
 use ick_api::controller::{BuildList, BuildQuery, BuildSummary, BuildView, TriggerRequest};
 
 use crate::AppState;
+use crate::access;
 use crate::builds;
 use crate::error::{ControllerError, Result};
 
 pub(super) async fn trigger(
-    auth: Authorized<BuildsTrigger>,
+    auth: Authorized<access::Trigger>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Bytes,
@@ -38,7 +37,7 @@ pub(super) async fn trigger(
 }
 
 pub(super) async fn list(
-    _: Authorized<BuildsRead>,
+    _: Authorized<access::ReadBuilds>,
     State(state): State<AppState>,
     Query(query): Query<BuildQuery>,
 ) -> Result<Json<BuildList>> {
@@ -46,7 +45,7 @@ pub(super) async fn list(
 }
 
 pub(super) async fn show(
-    _: Authorized<BuildsRead>,
+    _: Authorized<access::ReadBuilds>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<BuildView>> {
@@ -55,7 +54,7 @@ pub(super) async fn show(
 }
 
 pub(super) async fn show_by_number(
-    _: Authorized<BuildsRead>,
+    _: Authorized<access::ReadBuilds>,
     State(state): State<AppState>,
     Path((name, number)): Path<(String, i64)>,
 ) -> Result<Json<BuildView>> {
@@ -64,7 +63,7 @@ pub(super) async fn show_by_number(
 }
 
 pub(super) async fn cancel(
-    _: Authorized<BuildsCancel>,
+    _: Authorized<access::Cancel>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<BuildSummary>> {
@@ -72,7 +71,7 @@ pub(super) async fn cancel(
 }
 
 pub(super) async fn retry(
-    _: Authorized<BuildsTrigger>,
+    _: Authorized<access::Retry>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<BuildSummary>> {

@@ -1,19 +1,19 @@
 //! `POST /definitions`: files of projects and pipelines, applied all or
-//! nothing (scope `projects:write`).
+//! nothing.
 
 use axum::Json;
 use axum::extract::State;
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::ProjectsWrite;
 use ick_api::controller::{ApplyAnswer, ApplyRequest, Change};
 use ick_api::server::JsonBody;
 
 use crate::AppState;
+use crate::access;
 use crate::catalog;
 use crate::error::Result;
 
 pub(super) async fn apply(
-    auth: Authorized<ProjectsWrite>,
+    auth: Authorized<access::ChangeDefinitions>,
     State(state): State<AppState>,
     JsonBody(request): JsonBody<ApplyRequest>,
 ) -> Result<Json<ApplyAnswer>> {

@@ -1,4 +1,4 @@
-//! `/builds/{id}/log` and its stream: scope `builds:read`.
+//! `/builds/{id}/log` and its stream.
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::BuildsRead;
 use ick_api::controller::{LogChunk, LogCursor, LogQuery, MAX_LOG_PAGE, NEXT_PAGE_HEADER};
 
 use crate::AppState;
+use crate::access;
 use crate::error::{ControllerError, Result};
 use crate::{builds, logs};
 
@@ -30,7 +30,7 @@ async fn check_node(state: &AppState, build_id: &str, node: Option<&str>) -> Res
 }
 
 pub(super) async fn read(
-    _: Authorized<BuildsRead>,
+    _: Authorized<access::ReadBuilds>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<LogQuery>,
@@ -148,7 +148,7 @@ fn encode(
 }
 
 pub(super) async fn follow(
-    _: Authorized<BuildsRead>,
+    _: Authorized<access::ReadBuilds>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<LogQuery>,

@@ -1,6 +1,6 @@
-//! The controller's HTTP routes; every one needs a token with the scope
-//! its handler names, but the web hooks, which prove their project's
-//! trigger secret instead.
+//! The controller's HTTP routes. Every handler names the act it does,
+//! which `crate::access` decides the caller may do; but the web hooks,
+//! which prove their project's trigger secret instead.
 
 mod builds;
 mod definitions;

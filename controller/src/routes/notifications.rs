@@ -1,17 +1,17 @@
-//! `GET /notifications`: the mail outbox, scope `builds:read`.
+//! `GET /notifications`: the mail outbox.
 
 use axum::Json;
 use axum::extract::{Query, State};
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::BuildsRead;
 use ick_api::controller::{NotificationList, NotificationQuery};
 
 use crate::AppState;
+use crate::access;
 use crate::error::Result;
 use crate::notify;
 
 pub(super) async fn list(
-    _: Authorized<BuildsRead>,
+    _: Authorized<access::ReadBuilds>,
     State(state): State<AppState>,
     Query(query): Query<NotificationQuery>,
 ) -> Result<Json<NotificationList>> {

@@ -1,23 +1,23 @@
-//! `/pipelines`: scopes `projects:read` and `projects:write`.
+//! `/pipelines`.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::{ProjectsRead, ProjectsWrite};
 use ick_api::controller::{
     Applied, Change, DefinitionKind, PipelineSpec, Revision, StoredPipeline,
 };
 
 use crate::AppState;
+use crate::access;
 use crate::catalog;
 use crate::error::Result;
 
 const KIND: DefinitionKind = DefinitionKind::Pipeline;
 
 pub(super) async fn list(
-    _: Authorized<ProjectsRead>,
+    _: Authorized<access::ReadProjects>,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<StoredPipeline>>> {
     let rows = catalog::list(&state, KIND).await?;
@@ -29,7 +29,7 @@ pub(super) async fn list(
 }
 
 pub(super) async fn show(
-    _: Authorized<ProjectsRead>,
+    _: Authorized<access::ReadProjects>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -42,7 +42,7 @@ pub(super) async fn show(
 }
 
 pub(super) async fn apply(
-    auth: Authorized<ProjectsWrite>,
+    auth: Authorized<access::ChangeDefinitions>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: String,
@@ -60,7 +60,7 @@ pub(super) async fn apply(
 }
 
 pub(super) async fn delete(
-    auth: Authorized<ProjectsWrite>,
+    auth: Authorized<access::ChangeDefinitions>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
@@ -70,7 +70,7 @@ pub(super) async fn delete(
 }
 
 pub(super) async fn revisions(
-    _: Authorized<ProjectsRead>,
+    _: Authorized<access::ReadProjects>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<Revision>>> {

@@ -1,21 +1,21 @@
-//! `/projects`: scopes `projects:read` and `projects:write`.
+//! `/projects`.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::{ProjectsRead, ProjectsWrite};
 use ick_api::controller::{Applied, Change, DefinitionKind, ProjectSpec, Revision, StoredProject};
 
 use crate::AppState;
+use crate::access;
 use crate::catalog;
 use crate::error::Result;
 
 const KIND: DefinitionKind = DefinitionKind::Project;
 
 pub(super) async fn list(
-    _: Authorized<ProjectsRead>,
+    _: Authorized<access::ReadProjects>,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<StoredProject>>> {
     let rows = catalog::list(&state, KIND).await?;
@@ -27,7 +27,7 @@ pub(super) async fn list(
 }
 
 pub(super) async fn show(
-    _: Authorized<ProjectsRead>,
+    _: Authorized<access::ReadProjects>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
@@ -40,7 +40,7 @@ pub(super) async fn show(
 }
 
 pub(super) async fn apply(
-    auth: Authorized<ProjectsWrite>,
+    auth: Authorized<access::ChangeDefinitions>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: String,
@@ -58,7 +58,7 @@ pub(super) async fn apply(
 }
 
 pub(super) async fn delete(
-    auth: Authorized<ProjectsWrite>,
+    auth: Authorized<access::ChangeDefinitions>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
@@ -68,7 +68,7 @@ pub(super) async fn delete(
 }
 
 pub(super) async fn revisions(
-    _: Authorized<ProjectsRead>,
+    _: Authorized<access::ReadProjects>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<Revision>>> {

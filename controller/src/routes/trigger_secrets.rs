@@ -1,18 +1,18 @@
-//! `/projects/{name}/trigger-secret`: a project's web hook secret, scope
-//! `projects:write` to see it as well as to rotate it (it starts builds).
+//! `/projects/{name}/trigger-secret`: a project's web hook secret, to see
+//! and to rotate.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::ProjectsWrite;
 use ick_api::controller::TriggerSecret;
 
 use crate::AppState;
+use crate::access;
 use crate::error::Result;
 use crate::webhooks;
 
 pub(super) async fn show(
-    _: Authorized<ProjectsWrite>,
+    _: Authorized<access::ManageTriggerSecret>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<TriggerSecret>> {
@@ -20,7 +20,7 @@ pub(super) async fn show(
 }
 
 pub(super) async fn rotate(
-    auth: Authorized<ProjectsWrite>,
+    auth: Authorized<access::ManageTriggerSecret>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<TriggerSecret>> {

@@ -1,17 +1,17 @@
-//! `GET /workers[?all=true]`: scope `builds:read`.
+//! `GET /workers[?all=true]`.
 
 use axum::Json;
 use axum::extract::{Query, State};
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::BuildsRead;
 use ick_api::work::{WorkerInfo, WorkersQuery};
 
 use crate::AppState;
+use crate::access;
 use crate::error::Result;
 use crate::queue;
 
 pub(super) async fn list(
-    _: Authorized<BuildsRead>,
+    _: Authorized<access::ListWorkers>,
     State(state): State<AppState>,
     Query(query): Query<WorkersQuery>,
 ) -> Result<Json<Vec<WorkerInfo>>> {
