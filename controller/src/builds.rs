@@ -433,7 +433,7 @@ pub async fn view(state: &AppState, build: BuildRow) -> Result<BuildView> {
     let since = now_ms() - state.config.work.worker_timeout.as_millis() as i64;
     let mut workers = wdb::workers(&mut conn, Some(since)).await?;
     // A draining, dead or departed worker will not take the node.
-    workers.retain(|w| crate::queue::takes_work(state, w));
+    workers.retain(|w| crate::work::workers::takes_work(state, w));
     let ahead = if build.status == BuildStatus::Queued && !build.admitted {
         db::admitted_numbers(&mut conn, &build.project).await?
     } else {

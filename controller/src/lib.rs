@@ -17,10 +17,10 @@ mod hub;
 mod logs;
 mod notify;
 mod paging;
-mod queue;
 mod routes;
 pub mod store;
 mod webhooks;
+mod work;
 
 use std::sync::Arc;
 
@@ -33,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 
 use hub::Hub;
-use queue::{BuildInfos, WorkerRegistry};
 use store::{Dialect, Store};
+use work::claims::BuildInfos;
+use work::workers::WorkerRegistry;
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]
@@ -126,6 +127,6 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
             }
         }
     }
-    running.own(tokio::spawn(queue::reaper(state)));
+    running.own(tokio::spawn(work::reaper::reaper(state)));
     Ok(running)
 }

@@ -11,7 +11,7 @@ use ick_api::work::{ClaimRequest, Done, Heartbeat, HeartbeatReply, Leave, Output
 use crate::AppState;
 use crate::access;
 use crate::error::Result;
-use crate::queue;
+use crate::work;
 
 pub(super) async fn claim(
     auth: Authorized<access::RunWork>,
@@ -19,7 +19,7 @@ pub(super) async fn claim(
     JsonBody(request): JsonBody<ClaimRequest>,
 ) -> Result<Response> {
     let worker = access::Worker::of(&auth.caller)?;
-    Ok(match queue::claim(&state, &worker, request).await? {
+    Ok(match work::claims::claim(&state, &worker, request).await? {
         Some(assignment) => Json(assignment).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     })
@@ -33,7 +33,7 @@ pub(super) async fn heartbeat(
 ) -> Result<Json<HeartbeatReply>> {
     let worker = access::Worker::of(&auth.caller)?;
     Ok(Json(
-        queue::heartbeat(&state, &worker, &id, heartbeat).await?,
+        work::reports::heartbeat(&state, &worker, &id, heartbeat).await?,
     ))
 }
 
@@ -44,7 +44,7 @@ pub(super) async fn output(
     JsonBody(batch): JsonBody<OutputBatch>,
 ) -> Result<StatusCode> {
     let worker = access::Worker::of(&auth.caller)?;
-    queue::output(&state, &worker, &id, batch).await?;
+    work::reports::output(&state, &worker, &id, batch).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -55,7 +55,7 @@ pub(super) async fn done(
     JsonBody(done): JsonBody<Done>,
 ) -> Result<StatusCode> {
     let worker = access::Worker::of(&auth.caller)?;
-    queue::done(&state, &worker, &id, done).await?;
+    work::reports::done(&state, &worker, &id, done).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -65,7 +65,7 @@ pub(super) async fn presence(
     JsonBody(presence): JsonBody<Presence>,
 ) -> Result<Response> {
     let worker = access::Worker::of(&auth.caller)?;
-    let stream = queue::presence(&state, &worker, presence).await?;
+    let stream = work::workers::presence(&state, &worker, presence).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "text/plain")],
         axum::body::Body::from_stream(stream),
@@ -79,6 +79,6 @@ pub(super) async fn leave(
     JsonBody(leave): JsonBody<Leave>,
 ) -> Result<StatusCode> {
     let worker = access::Worker::of(&auth.caller)?;
-    queue::leave(&state, &worker, leave).await?;
+    work::workers::leave(&state, &worker, leave).await?;
     Ok(StatusCode::NO_CONTENT)
 }

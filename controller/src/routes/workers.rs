@@ -8,12 +8,12 @@ use ick_api::work::{WorkerInfo, WorkersQuery};
 use crate::AppState;
 use crate::access;
 use crate::error::Result;
-use crate::queue;
+use crate::work;
 
 pub(super) async fn list(
     _: Authorized<access::ListWorkers>,
     State(state): State<AppState>,
     Query(query): Query<WorkersQuery>,
 ) -> Result<Json<Vec<WorkerInfo>>> {
-    Ok(Json(queue::workers(&state, &query).await?))
+    Ok(Json(work::workers::workers(&state, &query).await?))
 }
