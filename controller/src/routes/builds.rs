@@ -8,14 +8,14 @@ use bytes::Bytes;
 use ick_api::auth::Authorized;
 use ick_api::controller::{BuildList, BuildQuery, BuildSummary, BuildView, TriggerRequest};
 
-use crate::AppState;
 use crate::access;
 use crate::builds;
+use crate::core::Core;
 use crate::error::{ControllerError, Result};
 
 pub(super) async fn trigger(
     auth: Authorized<access::Trigger>,
-    State(state): State<AppState>,
+    State(core): State<Core>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
@@ -26,7 +26,7 @@ pub(super) async fn trigger(
             ControllerError::BadRequest(format!("the trigger request is not valid JSON: {e}"))
         })?
     };
-    let build = builds::trigger(&state, &name, request, auth.caller.display_name()).await?;
+    let build = builds::trigger(&core, &name, request, auth.caller.display_name()).await?;
     let location = format!("/builds/{}", build.id);
     Ok((
         StatusCode::CREATED,
@@ -38,42 +38,42 @@ pub(super) async fn trigger(
 
 pub(super) async fn list(
     _: Authorized<access::ReadBuilds>,
-    State(state): State<AppState>,
+    State(core): State<Core>,
     Query(query): Query<BuildQuery>,
 ) -> Result<Json<BuildList>> {
-    Ok(Json(builds::list(&state, &query).await?))
+    Ok(Json(builds::list(&core, &query).await?))
 }
 
 pub(super) async fn show(
     _: Authorized<access::ReadBuilds>,
-    State(state): State<AppState>,
+    State(core): State<Core>,
     Path(id): Path<String>,
 ) -> Result<Json<BuildView>> {
-    let build = builds::get(&state, &id).await?;
-    Ok(Json(builds::view(&state, build).await?))
+    let build = builds::get(&core, &id).await?;
+    Ok(Json(builds::view(&core, build).await?))
 }
 
 pub(super) async fn show_by_number(
     _: Authorized<access::ReadBuilds>,
-    State(state): State<AppState>,
+    State(core): State<Core>,
     Path((name, number)): Path<(String, i64)>,
 ) -> Result<Json<BuildView>> {
-    let build = builds::get_by_number(&state, &name, number).await?;
-    Ok(Json(builds::view(&state, build).await?))
+    let build = builds::get_by_number(&core, &name, number).await?;
+    Ok(Json(builds::view(&core, build).await?))
 }
 
 pub(super) async fn cancel(
     _: Authorized<access::Cancel>,
-    State(state): State<AppState>,
+    State(core): State<Core>,
     Path(id): Path<String>,
 ) -> Result<Json<BuildSummary>> {
-    Ok(Json(builds::cancel(&state, &id).await?))
+    Ok(Json(builds::cancel(&core, &id).await?))
 }
 
 pub(super) async fn retry(
     _: Authorized<access::Retry>,
-    State(state): State<AppState>,
+    State(core): State<Core>,
     Path(id): Path<String>,
 ) -> Result<Json<BuildSummary>> {
-    Ok(Json(builds::retry(&state, &id).await?))
+    Ok(Json(builds::retry(&core, &id).await?))
 }

@@ -7,17 +7,17 @@ use ick_api::auth::Authorized;
 use ick_api::controller::{ApplyAnswer, ApplyRequest, Change};
 use ick_api::server::JsonBody;
 
-use crate::AppState;
 use crate::access;
 use crate::catalog;
+use crate::core::Core;
 use crate::error::Result;
 
 pub(super) async fn apply(
     auth: Authorized<access::ChangeDefinitions>,
-    State(state): State<AppState>,
+    State(core): State<Core>,
     JsonBody(request): JsonBody<ApplyRequest>,
 ) -> Result<Json<ApplyAnswer>> {
-    let answer = catalog::apply_files(&state, request, &auth.caller.subject).await?;
+    let answer = catalog::apply_files(&core, request, &auth.caller.subject).await?;
     if !answer.dry_run {
         for a in answer
             .applied

@@ -10,8 +10,8 @@ use ick_api::actions::Action;
 use ick_api::work::{BuildRef, ClaimRequest, MAX_WAIT_SECONDS, WorkAssignment};
 
 use super::workers::register;
-use crate::AppState;
 use crate::access::Worker;
+use crate::core::Core;
 use crate::error::{ControllerError, Result};
 use crate::store::work::claims::{self as cdb, Candidate};
 use crate::store::{Store, from_json, now_ms, retrying};
@@ -33,22 +33,22 @@ fn check_claim(req: &ClaimRequest) -> Result<()> {
 /// `POST /work/claim`: the first ready node this worker may run, waiting
 /// up to `wait` seconds for one; `None` when the wait ends.
 pub async fn claim(
-    state: &AppState,
+    core: &Core,
     worker: &Worker,
     req: ClaimRequest,
 ) -> Result<Option<WorkAssignment>> {
     check_claim(&req)?;
     worker.check_claim(&req)?;
-    register(state, &req).await?;
+    register(core, &req).await?;
     if req.free_slots == 0 {
         return Ok(None);
     }
     let deadline =
         tokio::time::Instant::now() + Duration::from_secs(req.wait.min(MAX_WAIT_SECONDS));
-    let mut wake = state.hub.work_receiver();
+    let mut wake = core.hub.work_receiver();
     loop {
         wake.borrow_and_update();
-        if let Some(assignment) = try_claim(state, &req).await? {
+        if let Some(assignment) = try_claim(core, &req).await? {
             return Ok(Some(assignment));
         }
         let now = tokio::time::Instant::now();
@@ -58,10 +58,10 @@ pub async fn claim(
         tokio::select! {
             changed = wake.changed() => if changed.is_err() { return Ok(None) },
             _ = tokio::time::sleep_until(deadline.min(now + REPOLL)) => {}
-            _ = state.cancel.cancelled() => return Ok(None),
+            _ = core.cancel.cancelled() => return Ok(None),
         }
         // A worker waiting here is connected.
-        register(state, &req).await?;
+        register(core, &req).await?;
     }
 }
 
@@ -107,10 +107,10 @@ async fn pick(
         .map(|c| c.id))
 }
 
-async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAssignment>> {
-    let lease = state.config.work.lease;
+async fn try_claim(core: &Core, req: &ClaimRequest) -> Result<Option<WorkAssignment>> {
+    let lease = core.config.work.lease;
     let claimed = retrying(|| async {
-        let store = &state.store;
+        let store = &core.store;
         let now = now_ms();
         let until = now + lease.as_millis() as i64;
         if req.labels.is_empty() {
@@ -139,15 +139,12 @@ async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAs
     // it running. (Skipped once this controller saw it so; should another
     // controller retry it meanwhile, or this one stop in between, the
     // reaper's sweep marks it.)
-    if state.build_infos.first_hand_out(&started.build_id) {
-        let mut w = state.store.write_one().await?;
+    if core.build_infos.first_hand_out(&started.build_id) {
+        let mut w = core.store.write_one().await?;
         cdb::mark_build_running(&mut w, &started.build_id, now).await?;
         w.done().await?;
     }
-    let info = state
-        .build_infos
-        .get(&state.store, &started.build_id)
-        .await?;
+    let info = core.build_infos.get(&core.store, &started.build_id).await?;
     let action: Action = from_json(&started.action)?;
     let assignment = WorkAssignment {
         node_id: id,
@@ -166,7 +163,7 @@ async fn try_claim(state: &AppState, req: &ClaimRequest) -> Result<Option<WorkAs
     };
     tracing::info!(build_id = %assignment.build.id, node = %assignment.node_id, attempt = assignment.attempt, worker = %req.worker, "action handed out");
     // Followers on other controllers see it on their next look.
-    state.hub.build_changed_here(&assignment.build.id);
+    core.hub.build_changed_here(&assignment.build.id);
     Ok(Some(assignment))
 }
 

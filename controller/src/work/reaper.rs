@@ -5,8 +5,8 @@
 use ick_api::controller::{LostAttempt, NodeStatus};
 use ick_api::work::WorkerState;
 
-use crate::AppState;
 use crate::builds::{Effects, finish_if_done};
+use crate::core::Core;
 use crate::error::Result;
 use crate::store::builds::{self as bdb, NodeRow};
 use crate::store::work::leases::{self as ldb, Ending};
@@ -16,15 +16,15 @@ use crate::store::{now_ms, retrying, time};
 /// Finds expired leases and nodes stranded on a gone worker, until
 /// stopped. Several controllers may run it; each change is a transaction
 /// that checks again under lock.
-pub async fn reaper(state: AppState) {
-    let mut tick = tokio::time::interval(state.config.work.reap_interval);
+pub async fn reaper(core: Core) {
+    let mut tick = tokio::time::interval(core.config.work.reap_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = state.cancel.cancelled() => return,
+            _ = core.cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Err(e) = reap(&state).await {
+        if let Err(e) = reap(&core).await {
             tracing::warn!(error = %e, "looking for lost workers failed");
         }
     }
@@ -51,39 +51,39 @@ pub(super) struct Judging {
 }
 
 impl Judging {
-    pub(super) fn new(state: &AppState) -> Judging {
+    pub(super) fn new(core: &Core) -> Judging {
         let now = now_ms();
         Judging {
             now,
-            seen_cutoff: now - state.config.work.worker_timeout.as_millis() as i64,
-            lost_before: now - state.config.work.reconnect_grace.as_millis() as i64,
+            seen_cutoff: now - core.config.work.worker_timeout.as_millis() as i64,
+            lost_before: now - core.config.work.reconnect_grace.as_millis() as i64,
         }
     }
 }
 
-async fn reap(state: &AppState) -> Result<()> {
-    let at = Judging::new(state);
+async fn reap(core: &Core) -> Result<()> {
+    let at = Judging::new(core);
     let now = at.now;
     // For `worker_timeout` after its start, a controller leaves alone the
     // leases granted before it started: one that lapsed while it was down
     // says nothing of its worker, which could not renew it; the worker
     // gets that long to come back and renew it (or report the end).
-    let settling = now < state.started_ms + state.config.work.worker_timeout.as_millis() as i64;
+    let settling = now < core.started_ms + core.config.work.worker_timeout.as_millis() as i64;
     // While settling, only leases granted or renewed since the start
     // (which end a lease after it) may have lapsed by their worker's
     // fault, only workers lost since the start count as lost, and none
     // as gone for not being seen, since none could reach us before.
     let (lease_from, lost_from) = if settling {
         (
-            state.started_ms + state.config.work.lease.as_millis() as i64,
-            state.started_ms,
+            core.started_ms + core.config.work.lease.as_millis() as i64,
+            core.started_ms,
         )
     } else {
         (i64::MIN, i64::MIN)
     };
     let mut orphans = Vec::new();
     {
-        let mut conn = state.store.conn().await?;
+        let mut conn = core.store.conn().await?;
         for o in ldb::expired_leases(&mut conn, now, lease_from).await? {
             orphans.push((o, Loss::LeaseExpired));
         }
@@ -97,24 +97,24 @@ async fn reap(state: &AppState) -> Result<()> {
         }
     }
     for (o, loss) in orphans {
-        requeue(state, &o.build_id, &o.id, loss).await?;
+        requeue(core, &o.build_id, &o.id, loss).await?;
     }
     // Builds whose first hand-out was not recorded (a controller stopped
     // in between), and builds left unfinished by a controller that stopped
     // between an action's end and the build's.
     {
-        let mut w = state.store.write_one().await?;
+        let mut w = core.store.write_one().await?;
         bdb::mark_started_builds_running(&mut w, now).await?;
         w.done().await?;
     }
     let idle = {
-        let mut conn = state.store.conn().await?;
+        let mut conn = core.store.conn().await?;
         bdb::idle_unfinished_builds(&mut conn).await?
     };
     for build_id in idle {
         let mut effects = Effects::default();
-        crate::builds::end_if_idle(&state.store, &build_id, &mut effects).await?;
-        effects.publish(state);
+        crate::builds::end_if_idle(&core.store, &build_id, &mut effects).await?;
+        effects.publish(core);
     }
     Ok(())
 }
@@ -127,12 +127,12 @@ fn clock(ms: i64) -> String {
 /// Whether `loss` still holds of `node` (under its lock), and if so what
 /// happened to its worker, and when it was last heard from.
 async fn judge(
-    state: &AppState,
+    core: &Core,
     conn: &mut sqlx::AnyConnection,
     node: &NodeRow,
     loss: Loss,
 ) -> Result<Option<(String, i64)>> {
-    let at = Judging::new(state);
+    let at = Judging::new(core);
     let Some(name) = node.worker.clone().or(node.affinity.clone()) else {
         return Ok(None);
     };
@@ -149,7 +149,7 @@ async fn judge(
             if node.status != NodeStatus::Running {
                 return Ok(None);
             }
-            let heard = until - state.config.work.lease.as_millis() as i64;
+            let heard = until - core.config.work.lease.as_millis() as i64;
             Some((
                 format!("worker {name} stopped answering at {}", clock(heard)),
                 heard,
@@ -192,10 +192,10 @@ async fn judge(
 /// A worker was lost: its pipeline goes back to its first action, or,
 /// after `max_attempts` losses, the node fails with "worker lost". The
 /// node records the lost attempt.
-async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) -> Result<()> {
-    let max_attempts = i64::from(state.config.work.max_attempts);
+async fn requeue(core: &Core, build_id: &str, node_id: &str, loss: Loss) -> Result<()> {
+    let max_attempts = i64::from(core.config.work.max_attempts);
     let effects = retrying(|| async {
-        let store = &state.store;
+        let store = &core.store;
         let mut tx = store.write().await?;
         let Some(node) = bdb::lock_node(store, &mut tx, node_id).await? else {
             return Ok(Effects::default());
@@ -204,7 +204,7 @@ async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) ->
             return Ok(Effects::default());
         };
         let now = now_ms();
-        let Some((what, heard)) = judge(state, &mut tx, &node, loss).await? else {
+        let Some((what, heard)) = judge(core, &mut tx, &node, loss).await? else {
             return Ok(Effects::default());
         };
         let worker = node.worker.clone().or(node.affinity.clone()).unwrap_or_default();
@@ -258,7 +258,7 @@ async fn requeue(state: &AppState, build_id: &str, node_id: &str, loss: Loss) ->
         Ok(effects)
     })
     .await?;
-    effects.publish(state);
+    effects.publish(core);
     Ok(())
 }
 

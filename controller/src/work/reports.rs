@@ -6,9 +6,9 @@ use ick_api::controller::NodeStatus;
 use ick_api::work::{Done, Heartbeat, HeartbeatReply, Outcome, OutputBatch};
 
 use super::workers::touch;
-use crate::AppState;
 use crate::access::Worker;
 use crate::builds::Effects;
+use crate::core::Core;
 use crate::error::{ControllerError, Result};
 use crate::store::builds as bdb;
 use crate::store::work::leases::{self as ldb, Ending};
@@ -17,9 +17,9 @@ use crate::store::{Dialect, now_ms, retrying};
 
 /// Why a work call about `attempt` of the node was not applied: no such
 /// node, another attempt (409), or another worker's (403).
-async fn refuse(state: &AppState, worker: &Worker, node_id: &str, attempt: i64) -> ControllerError {
+async fn refuse(core: &Core, worker: &Worker, node_id: &str, attempt: i64) -> ControllerError {
     let found = async {
-        let mut conn = state.store.conn().await?;
+        let mut conn = core.store.conn().await?;
         bdb::get_node(&mut conn, node_id).await
     }
     .await;
@@ -45,14 +45,14 @@ fn stale(node: &str, attempt: i64, current: i64, status: &str) -> ControllerErro
 
 /// `POST /work/{id}/heartbeat`.
 pub async fn heartbeat(
-    state: &AppState,
+    core: &Core,
     worker: &Worker,
     node_id: &str,
     hb: Heartbeat,
 ) -> Result<HeartbeatReply> {
-    let lease = state.config.work.lease;
+    let lease = core.config.work.lease;
     let renewed = {
-        let mut tx = state.store.write().await?;
+        let mut tx = core.store.write().await?;
         let renewed = ldb::renew_lease(
             &mut tx,
             node_id,
@@ -67,33 +67,28 @@ pub async fn heartbeat(
     match renewed {
         Some(r) => {
             if let Some(worker) = &r.worker {
-                touch(state, worker).await?;
+                touch(core, worker).await?;
             }
             Ok(HeartbeatReply {
                 cancel: r.cancel,
                 lease_seconds: lease.as_secs(),
             })
         }
-        None => Err(refuse(state, worker, node_id, hb.attempt).await),
+        None => Err(refuse(core, worker, node_id, hb.attempt).await),
     }
 }
 
 /// `POST /work/{id}/output`.
-pub async fn output(
-    state: &AppState,
-    worker: &Worker,
-    node_id: &str,
-    batch: OutputBatch,
-) -> Result<()> {
+pub async fn output(core: &Core, worker: &Worker, node_id: &str, batch: OutputBatch) -> Result<()> {
     if let Some(bad) = batch.chunks.iter().find(|c| c.seq < 0) {
         return Err(ControllerError::BadRequest(format!(
             "chunk seq {} is negative",
             bad.seq
         )));
     }
-    let lease = state.config.work.lease;
+    let lease = core.config.work.lease;
     let (build_id, added) = retrying(|| async {
-        let store = &state.store;
+        let store = &core.store;
         let mut tx = store.write().await?;
         let node = ldb::lock_node_state(store, &mut tx, node_id)
             .await?
@@ -125,13 +120,13 @@ pub async fn output(
     })
     .await?;
     if added > 0 {
-        state.hub.build_changed(&build_id);
+        core.hub.build_changed(&build_id);
     }
     Ok(())
 }
 
 /// `POST /work/{id}/done`.
-pub async fn done(state: &AppState, worker: &Worker, node_id: &str, done: Done) -> Result<()> {
+pub async fn done(core: &Core, worker: &Worker, node_id: &str, done: Done) -> Result<()> {
     if done.outcome == Outcome::Exited && done.exit_code.is_none() {
         return Err(ControllerError::BadRequest(
             "outcome exited needs an exit_code".into(),
@@ -167,7 +162,7 @@ pub async fn done(state: &AppState, worker: &Worker, node_id: &str, done: Done) 
     // Locks the node only: the ends of a build's actions do not wait for
     // each other.
     let ended = retrying(|| async {
-        let store = &state.store;
+        let store = &core.store;
         if status == NodeStatus::Succeeded && store.dialect() == Dialect::Postgres {
             // The common case in one statement.
             let mut conn = store.conn().await?;
@@ -182,7 +177,7 @@ pub async fn done(state: &AppState, worker: &Worker, node_id: &str, done: Done) 
                 return Ok(Some((s.ended.build_id, s.queued, effects)));
             }
         }
-        let store = &state.store;
+        let store = &core.store;
         let mut tx = store.write().await?;
         let now = now_ms();
         let Some(node) = ldb::end_running_node(&mut tx, node_id, done.attempt, worker.name(), done.chunks, &ending, now).await? else {
@@ -230,8 +225,8 @@ pub async fn done(state: &AppState, worker: &Worker, node_id: &str, done: Done) 
     // other actions do not wait for that lock; should this controller stop
     // first, the reaper's sweep ends the build.)
     if !queued {
-        crate::builds::end_if_idle(&state.store, &build_id, &mut effects).await?;
+        crate::builds::end_if_idle(&core.store, &build_id, &mut effects).await?;
     }
-    effects.publish(state);
+    effects.publish(core);
     Ok(())
 }

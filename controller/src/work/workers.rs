@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use ick_api::work::{ClaimRequest, Leave, Presence, WorkerInfo, WorkerState, WorkersQuery};
 
 use super::reaper::Judging;
-use crate::AppState;
 use crate::access::Worker;
+use crate::core::Core;
 use crate::error::{ControllerError, Result};
 use crate::store::work::workers::{self as wdb, WorkerRow};
 use crate::store::{now_ms, time};
@@ -43,17 +43,16 @@ impl WorkerRegistry {
     }
 }
 
-fn refresh_interval(state: &AppState) -> Duration {
-    (state.config.work.worker_timeout / 4)
-        .clamp(Duration::from_millis(100), Duration::from_secs(10))
+fn refresh_interval(core: &Core) -> Duration {
+    (core.config.work.worker_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(10))
 }
 
 /// Writes down what a worker says about itself (at most every so often).
-pub(super) async fn register(state: &AppState, req: &ClaimRequest) -> Result<()> {
+pub(super) async fn register(core: &Core, req: &ClaimRequest) -> Result<()> {
     let fingerprint = format!("{:?}|{:?}|{}", req.labels, req.kinds, req.slots);
-    if !state
+    if !core
         .workers
-        .due(&req.worker, &fingerprint, refresh_interval(state))
+        .due(&req.worker, &fingerprint, refresh_interval(core))
     {
         return Ok(());
     }
@@ -68,32 +67,32 @@ pub(super) async fn register(state: &AppState, req: &ClaimRequest) -> Result<()>
         disconnected_at: None,
         left_at: None,
     };
-    let mut w = state.store.write_one().await?;
+    let mut w = core.store.write_one().await?;
     wdb::upsert_worker(&mut w, &row).await?;
     w.done().await?;
-    state.workers.wrote(&req.worker, fingerprint);
+    core.workers.wrote(&req.worker, fingerprint);
     Ok(())
 }
 
 /// Notes that a worker is alive (heartbeats).
-pub(super) async fn touch(state: &AppState, worker: &str) -> Result<()> {
+pub(super) async fn touch(core: &Core, worker: &str) -> Result<()> {
     let fingerprint = {
-        let written = state
+        let written = core
             .workers
             .written
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         match written.get(worker) {
-            Some((at, _)) if at.elapsed() < refresh_interval(state) => return Ok(()),
+            Some((at, _)) if at.elapsed() < refresh_interval(core) => return Ok(()),
             // Unknown here (e.g. since a restart): its next claim writes it all.
             Some((_, fp)) => fp.clone(),
             None => String::new(),
         }
     };
-    let mut w = state.store.write_one().await?;
+    let mut w = core.store.write_one().await?;
     wdb::touch_worker(&mut w, worker, now_ms()).await?;
     w.done().await?;
-    state.workers.wrote(worker, fingerprint);
+    core.workers.wrote(worker, fingerprint);
     Ok(())
 }
 
@@ -112,10 +111,10 @@ fn worker_state(w: &WorkerRow, at: &Judging) -> WorkerState {
 }
 
 /// `GET /workers`: those not gone for long, or `all`.
-pub async fn workers(state: &AppState, query: &WorkersQuery) -> Result<Vec<WorkerInfo>> {
-    let at = Judging::new(state);
+pub async fn workers(core: &Core, query: &WorkersQuery) -> Result<Vec<WorkerInfo>> {
+    let at = Judging::new(core);
     let since = (!query.all).then(|| at.now - LISTED_WHEN_GONE.as_millis() as i64);
-    let mut conn = state.store.conn().await?;
+    let mut conn = core.store.conn().await?;
     let rows = wdb::workers(&mut conn, since).await?;
     let running = wdb::running_nodes(&mut conn).await?;
     Ok(rows
@@ -137,8 +136,8 @@ pub async fn workers(state: &AppState, query: &WorkersQuery) -> Result<Vec<Worke
 }
 
 /// Whether a stored worker takes work now (for wait reasons).
-pub fn takes_work(state: &AppState, w: &WorkerRow) -> bool {
-    worker_state(w, &Judging::new(state)) == WorkerState::Online
+pub fn takes_work(core: &Core, w: &WorkerRow) -> bool {
+    worker_state(w, &Judging::new(core)) == WorkerState::Online
 }
 
 /// A presence connection lasts this long; then the worker opens another
@@ -154,7 +153,7 @@ const PRESENCE_TICK: Duration = Duration::from_secs(1);
 /// the worker is taken for dead unless it opens another within
 /// `work.reconnect_grace`.
 pub async fn presence(
-    state: &AppState,
+    core: &Core,
     worker: &Worker,
     req: Presence,
 ) -> Result<
@@ -164,18 +163,18 @@ pub async fn presence(
     worker.check_name(&req.worker)?;
     let session = uuid::Uuid::new_v4().to_string();
     {
-        let mut w = state.store.write_one().await?;
+        let mut w = core.store.write_one().await?;
         wdb::open_presence(&mut w, &req.worker, &session, req.draining, now_ms()).await?;
         w.done().await?;
     }
     tracing::debug!(worker = %req.worker, "presence connection opened");
     let guard = PresenceGuard {
-        state: state.clone(),
+        core: core.clone(),
         worker: req.worker,
         session,
         ended: false,
     };
-    let cancel = state.cancel.clone();
+    let cancel = core.cancel.clone();
     Ok(async_stream::stream! {
         let mut guard = guard;
         let end = tokio::time::sleep(PRESENCE_SESSION);
@@ -196,7 +195,7 @@ pub async fn presence(
 /// Records a presence connection that dropped before the controller
 /// ended it (the stream is dropped when writing to it fails).
 struct PresenceGuard {
-    state: AppState,
+    core: Core,
     worker: String,
     session: String,
     ended: bool,
@@ -210,17 +209,17 @@ impl PresenceGuard {
 
 impl Drop for PresenceGuard {
     fn drop(&mut self) {
-        if self.ended || self.state.cancel.is_cancelled() {
+        if self.ended || self.core.cancel.is_cancelled() {
             return;
         }
-        let (state, worker, session) = (
-            self.state.clone(),
+        let (core, worker, session) = (
+            self.core.clone(),
             std::mem::take(&mut self.worker),
             std::mem::take(&mut self.session),
         );
         tokio::spawn(async move {
             let dropped = async {
-                let mut w = state.store.write_one().await?;
+                let mut w = core.store.write_one().await?;
                 wdb::drop_presence(&mut w, &worker, &session, now_ms()).await?;
                 w.done().await
             };
@@ -235,7 +234,7 @@ impl Drop for PresenceGuard {
 }
 
 /// `POST /work/leave`: the worker is draining, or gone.
-pub async fn leave(state: &AppState, worker: &Worker, req: Leave) -> Result<()> {
+pub async fn leave(core: &Core, worker: &Worker, req: Leave) -> Result<()> {
     ick_api::work::check_worker(&req.worker, &[]).map_err(ControllerError::BadRequest)?;
     worker.check_name(&req.worker)?;
     if req.state == WorkerState::Online {
@@ -244,7 +243,7 @@ pub async fn leave(state: &AppState, worker: &Worker, req: Leave) -> Result<()> 
         ));
     }
     let known = {
-        let mut w = state.store.write_one().await?;
+        let mut w = core.store.write_one().await?;
         let known = wdb::leave(&mut w, &req.worker, req.state, now_ms()).await?;
         w.done().await?;
         known
@@ -255,7 +254,7 @@ pub async fn leave(state: &AppState, worker: &Worker, req: Leave) -> Result<()> 
             req.worker
         )));
     }
-    state.workers.forget(&req.worker);
+    core.workers.forget(&req.worker);
     tracing::info!(worker = %req.worker, state = req.state.as_str(), "a worker is leaving");
     Ok(())
 }
