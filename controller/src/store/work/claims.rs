@@ -159,17 +159,18 @@ pub async fn start_node(
     .bind(id)
     .fetch_optional(conn)
     .await?;
-    row.map(|r| {
-        Ok(Started {
-            build_id: r.try_get("build_id")?,
-            attempt: r.try_get("attempt")?,
-            pipeline: r.try_get("pipeline")?,
-            index: r.try_get("idx")?,
-            pipeline_len: r.try_get("pipeline_len")?,
-            action: r.try_get("action")?,
-        })
+    row.as_ref().map(decode_started).transpose()
+}
+
+fn decode_started(r: &sqlx::any::AnyRow) -> Result<Started> {
+    Ok(Started {
+        build_id: r.try_get("build_id")?,
+        attempt: r.try_get("attempt")?,
+        pipeline: r.try_get("pipeline")?,
+        index: r.try_get("idx")?,
+        pipeline_len: r.try_get("pipeline_len")?,
+        action: r.try_get("action")?,
     })
-    .transpose()
 }
 
 /// Hands out, in one statement, the oldest ready node pinned to `worker`,
@@ -220,20 +221,8 @@ pub async fn claim_next(
         .bind(kinds)
         .fetch_optional(conn)
         .await?;
-    row.map(|r| {
-        Ok((
-            r.try_get("id")?,
-            Started {
-                build_id: r.try_get("build_id")?,
-                attempt: r.try_get("attempt")?,
-                pipeline: r.try_get("pipeline")?,
-                index: r.try_get("idx")?,
-                pipeline_len: r.try_get("pipeline_len")?,
-                action: r.try_get("action")?,
-            },
-        ))
-    })
-    .transpose()
+    row.map(|r| Ok((r.try_get("id")?, decode_started(&r)?)))
+        .transpose()
 }
 
 /// The parts of a build an assignment carries (they never change).

@@ -295,6 +295,13 @@ pub struct Orphan {
     pub build_id: String,
 }
 
+fn decode_orphan(r: &sqlx::any::AnyRow) -> Result<Orphan> {
+    Ok(Orphan {
+        id: r.try_get("id")?,
+        build_id: r.try_get("build_id")?,
+    })
+}
+
 /// Running nodes whose lease ended before `now`, of those whose lease ends
 /// at `from` or later.
 pub async fn expired_leases(conn: &mut AnyConnection, now: i64, from: i64) -> Result<Vec<Orphan>> {
@@ -306,14 +313,7 @@ pub async fn expired_leases(conn: &mut AnyConnection, now: i64, from: i64) -> Re
     .bind(from)
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Orphan {
-                id: r.try_get("id")?,
-                build_id: r.try_get("build_id")?,
-            })
-        })
-        .collect()
+    rows.iter().map(decode_orphan).collect()
 }
 
 /// Ready nodes pinned to a worker not seen since `cutoff`, or away (it
@@ -334,14 +334,7 @@ pub async fn stranded_nodes(
     .bind(lost_before)
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Orphan {
-                id: r.try_get("id")?,
-                build_id: r.try_get("build_id")?,
-            })
-        })
-        .collect()
+    rows.iter().map(decode_orphan).collect()
 }
 
 /// Running nodes whose worker was lost before `before` (and, if `from` is
@@ -361,14 +354,7 @@ pub async fn nodes_of_lost_workers(
     .bind(from)
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Orphan {
-                id: r.try_get("id")?,
-                build_id: r.try_get("build_id")?,
-            })
-        })
-        .collect()
+    rows.iter().map(decode_orphan).collect()
 }
 
 /// How many times workers were lost while running this pipeline.
