@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 
 use crate::core::Core;
-use routes::AppState;
-use store::{Dialect, Store};
+use crate::routes::AppState;
+use crate::store::{Dialect, Store};
 
 /// Starts the controller on `listener`: opens (and migrates) the database,
 /// and serves until stopped, with the tasks that find lost workers, send

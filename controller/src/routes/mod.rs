@@ -1,6 +1,6 @@
-//! The controller's HTTP routes. Every handler names the act it does,
-//! which `crate::access` decides the caller may do; but the web hooks,
-//! which prove their project's trigger secret instead.
+//! The controller's HTTP routes. Each handler names the act it does
+//! (`Authorized<access::…>`), and `crate::access` decides whether its
+//! caller may; the web hooks prove their project's trigger secret instead.
 
 mod builds;
 mod definitions;
