@@ -9,13 +9,13 @@ use ick_api::controller::{
 };
 use sqlx::AnyConnection;
 
-use crate::AppState;
+use crate::core::Core;
 use crate::error::{ControllerError, Result};
 use crate::graph::{build_graph, build_parameters, fill_refs};
 use crate::paging::Page;
 use crate::store::builds::{self as db, BuildRow, NodeRow};
 use crate::store::definitions as defs;
-use crate::store::work::{self as wdb, WorkerRow};
+use crate::store::work::workers::{self as wdb, WorkerRow};
 use crate::store::{Store, from_json, now_ms, retrying};
 
 /// What a change made happen, for the hub once it is committed.
@@ -31,27 +31,27 @@ pub struct Effects {
 
 impl Effects {
     /// Wakes whoever waits for these changes.
-    pub fn publish(self, state: &AppState) {
+    pub fn publish(self, core: &Core) {
         if self.work {
-            state.hub.work_available();
+            core.hub.work_available();
         }
         if self.mail {
-            state.mail_wake.notify_one();
+            core.mail_wake.notify_one();
         }
         for id in self.builds {
-            state.hub.build_changed(&id);
+            core.hub.build_changed(&id);
         }
     }
 }
 
 /// `POST /projects/{name}/builds`.
 pub async fn trigger(
-    state: &AppState,
+    core: &Core,
     project: &str,
     request: TriggerRequest,
     caller: &str,
 ) -> Result<BuildSummary> {
-    match trigger_once(state, project, request, caller, None).await? {
+    match trigger_once(core, project, request, caller, None).await? {
         Triggered::New(build) => Ok(build),
         Triggered::Duplicate(_) => Err(ControllerError::Internal(
             "a trigger without a delivery was a duplicate".into(),
@@ -80,17 +80,17 @@ pub enum Triggered {
 
 /// Triggers a build, at most once per delivery when one is given.
 pub async fn trigger_once(
-    state: &AppState,
+    core: &Core,
     project: &str,
     request: TriggerRequest,
     caller: &str,
     delivery: Option<Delivery<'_>>,
 ) -> Result<Triggered> {
     crate::definitions::check_name("project", project)?;
-    let default_concurrency = state.config.builds.default_concurrency;
+    let default_concurrency = core.config.builds.default_concurrency;
     let created = retrying(|| {
         trigger_tx(
-            &state.store,
+            &core.store,
             project,
             &request,
             caller,
@@ -103,7 +103,7 @@ pub async fn trigger_once(
         let Some(d) = delivery else {
             return Ok(Triggered::Duplicate(None));
         };
-        let mut conn = state.store.conn().await?;
+        let mut conn = core.store.conn().await?;
         let earlier =
             match crate::store::webhooks::delivery_build(&mut conn, d.source, d.id, project).await?
             {
@@ -119,7 +119,7 @@ pub async fn trigger_once(
         return Ok(Triggered::Duplicate(earlier));
     };
     tracing::info!(build_id = %build.id, project, number = build.number, by = caller, "build triggered");
-    effects.publish(state);
+    effects.publish(core);
     Ok(Triggered::New(build.summary()))
 }
 
@@ -329,9 +329,9 @@ pub async fn end_if_idle(
 
 /// `POST /builds/{id}/cancel`: queued nodes end at once, running ones are
 /// told through their heartbeat; the build ends when they stop.
-pub async fn cancel(state: &AppState, id: &str) -> Result<BuildSummary> {
+pub async fn cancel(core: &Core, id: &str) -> Result<BuildSummary> {
     let (build, effects) = retrying(|| async {
-        let store = &state.store;
+        let store = &core.store;
         let mut tx = store.write().await?;
         let build = db::lock_build(store, &mut tx, id)
             .await?
@@ -360,16 +360,16 @@ pub async fn cancel(state: &AppState, id: &str) -> Result<BuildSummary> {
     })
     .await?;
     tracing::info!(build_id = %build.id, status = %build.status, "build cancelled");
-    effects.publish(state);
+    effects.publish(core);
     Ok(build.summary())
 }
 
 /// `POST /builds/{id}/retry`: a new run of an ended build that re-runs
 /// only its failed, skipped and cancelled pipelines, each from its first
 /// action; succeeded pipelines keep their results.
-pub async fn retry(state: &AppState, id: &str) -> Result<BuildSummary> {
+pub async fn retry(core: &Core, id: &str) -> Result<BuildSummary> {
     let (build, effects) = retrying(|| async {
-        let store = &state.store;
+        let store = &core.store;
         let mut tx = store.write().await?;
         let build = db::lock_build(store, &mut tx, id)
             .await?
@@ -421,19 +421,19 @@ pub async fn retry(state: &AppState, id: &str) -> Result<BuildSummary> {
         ))
     })
     .await?;
-    state.build_infos.restarted(&build.id);
-    effects.publish(state);
+    core.build_infos.restarted(&build.id);
+    effects.publish(core);
     Ok(build.summary())
 }
 
 /// `GET /builds/{id}`: the build, every node, and why queued ones wait.
-pub async fn view(state: &AppState, build: BuildRow) -> Result<BuildView> {
-    let mut conn = state.store.conn().await?;
+pub async fn view(core: &Core, build: BuildRow) -> Result<BuildView> {
+    let mut conn = core.store.conn().await?;
     let nodes = db::build_nodes(&mut conn, &build.id).await?;
-    let since = now_ms() - state.config.work.worker_timeout.as_millis() as i64;
+    let since = now_ms() - core.config.work.worker_timeout.as_millis() as i64;
     let mut workers = wdb::workers(&mut conn, Some(since)).await?;
     // A draining, dead or departed worker will not take the node.
-    workers.retain(|w| crate::queue::takes_work(state, w));
+    workers.retain(|w| crate::work::workers::takes_work(core, w));
     let ahead = if build.status == BuildStatus::Queued && !build.admitted {
         db::admitted_numbers(&mut conn, &build.project).await?
     } else {
@@ -465,7 +465,7 @@ pub async fn view(state: &AppState, build: BuildRow) -> Result<BuildView> {
         build: build.summary(),
         waiting_for,
         nodes: views,
-        mail_configured: state.config.mail.is_some(),
+        mail_configured: core.config.mail.is_some(),
     })
 }
 
@@ -575,7 +575,7 @@ fn waiting_for(
 }
 
 /// `GET /builds`.
-pub async fn list(state: &AppState, query: &BuildQuery) -> Result<BuildList> {
+pub async fn list(core: &Core, query: &BuildQuery) -> Result<BuildList> {
     let page = Page::<BuildStatus>::parse(
         query.status.as_deref(),
         query.before.as_deref(),
@@ -584,7 +584,7 @@ pub async fn list(state: &AppState, query: &BuildQuery) -> Result<BuildList> {
     if let Some(p) = &query.project {
         crate::definitions::check_name("project", p)?;
     }
-    let mut conn = state.store.conn().await?;
+    let mut conn = core.store.conn().await?;
     let rows = db::list_builds(
         &mut conn,
         query.project.as_deref(),
@@ -611,16 +611,16 @@ pub async fn list(state: &AppState, query: &BuildQuery) -> Result<BuildList> {
 }
 
 /// A build by id, or 404.
-pub async fn get(state: &AppState, id: &str) -> Result<BuildRow> {
-    let mut conn = state.store.conn().await?;
+pub async fn get(core: &Core, id: &str) -> Result<BuildRow> {
+    let mut conn = core.store.conn().await?;
     db::get_build(&mut conn, id)
         .await?
         .ok_or_else(|| ControllerError::NotFound(format!("no build {id:?}")))
 }
 
 /// A build by project and number, or 404.
-pub async fn get_by_number(state: &AppState, project: &str, number: i64) -> Result<BuildRow> {
-    let mut conn = state.store.conn().await?;
+pub async fn get_by_number(core: &Core, project: &str, number: i64) -> Result<BuildRow> {
+    let mut conn = core.store.conn().await?;
     db::get_build_by_number(&mut conn, project, number)
         .await?
         .ok_or_else(|| ControllerError::NotFound(format!("no build {project} #{number}")))

@@ -12,7 +12,7 @@ use ick_api::controller::{
 use ick_definitions::files::{Definition, FileError, Spec, kind_name};
 use ick_definitions::needs_cycle;
 
-use crate::AppState;
+use crate::core::Core;
 use crate::definitions::{
     DefinitionError, canonical, check_name, check_project_graph, parse_pipeline, parse_project,
 };
@@ -49,10 +49,10 @@ pub fn stored<T: serde::de::DeserializeOwned>(row: DefRow) -> Result<Stored<T>> 
 }
 
 /// Action kinds that connected workers advertise beyond the built-ins.
-async fn advertised_kinds(state: &AppState) -> Result<Vec<String>> {
-    let since = now_ms() - state.config.work.worker_timeout.as_millis() as i64;
-    let mut conn = state.store.conn().await?;
-    let workers = crate::store::work::workers(&mut conn, Some(since)).await?;
+async fn advertised_kinds(core: &Core) -> Result<Vec<String>> {
+    let since = now_ms() - core.config.work.worker_timeout.as_millis() as i64;
+    let mut conn = core.store.conn().await?;
+    let workers = crate::store::work::workers::workers(&mut conn, Some(since)).await?;
     Ok(workers
         .into_iter()
         .flat_map(|w| w.kinds)
@@ -95,23 +95,18 @@ struct Context {
     mail: bool,
 }
 
-async fn context(state: &AppState) -> Result<Context> {
+async fn context(core: &Core) -> Result<Context> {
     Ok(Context {
-        plugins: advertised_kinds(state).await?,
-        mail: state.config.mail.is_some(),
+        plugins: advertised_kinds(core).await?,
+        mail: core.config.mail.is_some(),
     })
 }
 
 /// `PUT /pipelines/{name}`.
-pub async fn apply_pipeline(
-    state: &AppState,
-    name: &str,
-    text: &str,
-    author: &str,
-) -> Result<Applied> {
+pub async fn apply_pipeline(core: &Core, name: &str, text: &str, author: &str) -> Result<Applied> {
     let spec = off_runtime(text, name, parse_pipeline).await?;
     apply_one(
-        state,
+        core,
         DefinitionKind::Pipeline,
         name,
         text,
@@ -122,15 +117,10 @@ pub async fn apply_pipeline(
 }
 
 /// `PUT /projects/{name}`.
-pub async fn apply_project(
-    state: &AppState,
-    name: &str,
-    text: &str,
-    author: &str,
-) -> Result<Applied> {
+pub async fn apply_project(core: &Core, name: &str, text: &str, author: &str) -> Result<Applied> {
     let spec = off_runtime(text, name, parse_project).await?;
     apply_one(
-        state,
+        core,
         DefinitionKind::Project,
         name,
         text,
@@ -141,7 +131,7 @@ pub async fn apply_project(
 }
 
 async fn apply_one(
-    state: &AppState,
+    core: &Core,
     kind: DefinitionKind,
     name: &str,
     text: &str,
@@ -155,8 +145,8 @@ async fn apply_one(
         spec,
         origin: None,
     }];
-    let context = context(state).await?;
-    let mut applied = retrying(|| apply_tx(&state.store, &items, author, false, &context))
+    let context = context(core).await?;
+    let mut applied = retrying(|| apply_tx(&core.store, &items, author, false, &context))
         .await?
         .map_err(|list| {
             invalid(
@@ -171,11 +161,7 @@ async fn apply_one(
 
 /// `POST /definitions`: every definition of `files`, in one transaction,
 /// or none; every mistake is reported, placed in its file.
-pub async fn apply_files(
-    state: &AppState,
-    request: ApplyRequest,
-    author: &str,
-) -> Result<ApplyAnswer> {
+pub async fn apply_files(core: &Core, request: ApplyRequest, author: &str) -> Result<ApplyAnswer> {
     if request.files.is_empty() {
         return Err(ControllerError::BadRequest(
             "no files: give at least one definition file".into(),
@@ -188,8 +174,8 @@ pub async fn apply_files(
         .map_err(|errors| {
             ControllerError::InvalidDefinitions(errors.into_iter().map(problem).collect())
         })?;
-    let context = context(state).await?;
-    let applied = retrying(|| apply_tx(&state.store, &items, author, dry_run, &context))
+    let context = context(core).await?;
+    let applied = retrying(|| apply_tx(&core.store, &items, author, dry_run, &context))
         .await?
         .map_err(|list| {
             ControllerError::InvalidDefinitions(
@@ -463,15 +449,10 @@ fn concurrent_change(e: ControllerError) -> ControllerError {
 
 /// `DELETE /projects/{name}` and `DELETE /pipelines/{name}`. Builds of a
 /// deleted project stay; a pipeline that a project runs cannot go.
-pub async fn delete(
-    state: &AppState,
-    kind: DefinitionKind,
-    name: &str,
-    author: &str,
-) -> Result<()> {
+pub async fn delete(core: &Core, kind: DefinitionKind, name: &str, author: &str) -> Result<()> {
     check_name(what(kind), name)?;
     retrying(|| async {
-        let mut tx = state.store.write().await?;
+        let mut tx = core.store.write().await?;
         if kind == DefinitionKind::Pipeline {
             let users = defs::projects_using(&mut tx, name).await?;
             if !users.is_empty() {
@@ -526,13 +507,9 @@ fn still_used(e: ControllerError) -> ControllerError {
 }
 
 /// `GET /projects/{name}/revisions`.
-pub async fn revisions(
-    state: &AppState,
-    kind: DefinitionKind,
-    name: &str,
-) -> Result<Vec<Revision>> {
+pub async fn revisions(core: &Core, kind: DefinitionKind, name: &str) -> Result<Vec<Revision>> {
     check_name(what(kind), name)?;
-    let mut conn = state.store.conn().await?;
+    let mut conn = core.store.conn().await?;
     let list = defs::revisions(&mut conn, kind, name).await?;
     if list.is_empty() {
         return Err(ControllerError::NotFound(format!(
@@ -544,16 +521,16 @@ pub async fn revisions(
 }
 
 /// `GET /projects/{name}` and `GET /pipelines/{name}`.
-pub async fn get(state: &AppState, kind: DefinitionKind, name: &str) -> Result<DefRow> {
+pub async fn get(core: &Core, kind: DefinitionKind, name: &str) -> Result<DefRow> {
     check_name(what(kind), name)?;
-    let mut conn = state.store.conn().await?;
+    let mut conn = core.store.conn().await?;
     defs::get(&mut conn, kind, name)
         .await?
         .ok_or_else(|| ControllerError::NotFound(format!("no {} {name:?}", what(kind))))
 }
 
 /// `GET /projects` and `GET /pipelines`.
-pub async fn list(state: &AppState, kind: DefinitionKind) -> Result<Vec<DefRow>> {
-    let mut conn = state.store.conn().await?;
+pub async fn list(core: &Core, kind: DefinitionKind) -> Result<Vec<DefRow>> {
+    let mut conn = core.store.conn().await?;
     defs::list(&mut conn, kind).await
 }

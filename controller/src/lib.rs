@@ -6,9 +6,11 @@
 //! git servers and mails people how builds ended. Postgres in production
 //! (several controllers may share it), SQLite on one host.
 
+mod access;
 mod builds;
 mod catalog;
 pub mod config;
+mod core;
 pub mod definitions;
 pub mod error;
 pub mod graph;
@@ -16,14 +18,13 @@ mod hub;
 mod logs;
 mod notify;
 mod paging;
-mod queue;
 mod routes;
 pub mod store;
 mod webhooks;
+mod work;
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
 use futures::FutureExt;
 use ick_api::auth::TokenVerifier;
 use ick_api::server::{FailureLimiter, Running, finish_router, health_routes, serve};
@@ -31,35 +32,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
-use hub::Hub;
-use queue::{BuildInfos, WorkerRegistry};
-use store::{Dialect, Store};
-
-/// What every handler shares. Cheap to clone.
-#[derive(Clone)]
-pub(crate) struct AppState {
-    store: Store,
-    verifier: TokenVerifier,
-    config: Arc<Config>,
-    hub: Arc<Hub>,
-    workers: Arc<WorkerRegistry>,
-    build_infos: Arc<BuildInfos>,
-    /// Cancelled when the controller stops: long polls and log streams end.
-    cancel: CancellationToken,
-    /// Wakes the mail sender when a build's end wrote a notification.
-    mail_wake: Arc<tokio::sync::Notify>,
-    /// Web hooks with a wrong signature, per peer address.
-    hook_failures: Arc<FailureLimiter>,
-    /// When this controller started (ms since the epoch): leases that
-    /// lapsed while it was down get time for their workers to come back.
-    started_ms: i64,
-}
-
-impl FromRef<AppState> for TokenVerifier {
-    fn from_ref(state: &AppState) -> Self {
-        state.verifier.clone()
-    }
-}
+use crate::core::Core;
+use crate::routes::AppState;
+use crate::store::{Dialect, Store};
 
 /// Starts the controller on `listener`: opens (and migrates) the database,
 /// and serves until stopped, with the tasks that find lost workers, send
@@ -84,17 +59,11 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
     let cancel = CancellationToken::new();
     let postgres = (store.dialect() == Dialect::Postgres).then(|| store.url().to_string());
     let (hub, hub_tasks) = hub::start(postgres.as_deref(), &cancel).await;
+    let core = Core::new(store.clone(), config.clone(), hub, cancel.clone());
     let state = AppState {
-        store: store.clone(),
+        core: core.clone(),
         verifier: verifier.clone(),
-        config: Arc::new(config.clone()),
-        hub,
-        workers: Arc::new(WorkerRegistry::default()),
-        build_infos: Arc::new(BuildInfos::default()),
-        cancel: cancel.clone(),
-        mail_wake: Arc::new(tokio::sync::Notify::new()),
         hook_failures: Arc::new(FailureLimiter::new(config.webhooks.failure_window)),
-        started_ms: store::now_ms(),
     };
     let ready = Arc::new(move || {
         let store = store.clone();
@@ -108,16 +77,16 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         }
         .boxed()
     });
-    let router = routes::router(state.clone()).merge(health_routes("ick-controller", ready));
+    let router = routes::router(state).merge(health_routes("ick-controller", ready));
     let router = finish_router(router, config.http.body_limit);
     let mut running = serve(listener, router, config.http.tls.as_ref(), cancel).await?;
     for task in hub_tasks {
         running.own(task);
     }
     match mailer {
-        Some(mailer) => running.own(tokio::spawn(notify::sender::run(state.clone(), mailer))),
+        Some(mailer) => running.own(tokio::spawn(notify::sender::run(core.clone(), mailer))),
         None => {
-            let mut conn = state.store.conn().await?;
+            let mut conn = core.store.conn().await?;
             if store::notifications::any_pending(&mut conn).await? {
                 tracing::warn!(
                     "notifications wait in the outbox, but the config has no mail section to send them with"
@@ -125,6 +94,6 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
             }
         }
     }
-    running.own(tokio::spawn(queue::reaper(state)));
+    running.own(tokio::spawn(work::reaper::reaper(core)));
     Ok(running)
 }

@@ -10,7 +10,7 @@ use futures::Stream;
 use ick_api::controller::{LogChunk, LogCursor, LogEvent, NodeEvent, NodeStatus};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::AppState;
+use crate::core::Core;
 use crate::error::Result;
 use crate::hub::ALL_BUILDS;
 use crate::store::Store;
@@ -26,13 +26,13 @@ const PAGE: u32 = 1000;
 /// `GET /builds/{id}/log?limit=N`: a page of the log (or of one node's),
 /// and the cursor of the next page when there may be one.
 pub async fn read_page(
-    state: &AppState,
+    core: &Core,
     build_id: &str,
     node: Option<&str>,
     after: Option<LogCursor>,
     limit: u32,
 ) -> Result<(Vec<LogChunk>, Option<LogCursor>)> {
-    let mut conn = state.store.conn().await?;
+    let mut conn = core.store.conn().await?;
     let page = ldb::log_page(&mut conn, build_id, node, after, None, limit).await?;
     let next = (page.len() == limit as usize)
         .then(|| page.last().map(|(c, _)| *c))
@@ -141,17 +141,17 @@ fn continue_chunks(sent: &mut Sent, chunks: Vec<LogChunk>, out: &mut Vec<Event>)
 /// `GET /builds/{id}/log/stream`: the events of a build (or one node);
 /// the build must exist.
 pub fn follow(
-    state: AppState,
+    core: Core,
     build_id: String,
     node: Option<String>,
 ) -> impl Stream<Item = std::result::Result<Event, Infallible>> {
     async_stream::stream! {
-        let mut wake = state.hub.build_receiver();
+        let mut wake = core.hub.build_receiver();
         let mut sent: HashMap<String, Sent> = HashMap::new();
         let mut first = true;
         loop {
             let mut out = Vec::new();
-            let ended = match look(&state, &build_id, node.as_deref(), &mut sent, first, &mut out).await {
+            let ended = match look(&core, &build_id, node.as_deref(), &mut sent, first, &mut out).await {
                 Ok(ended) => ended,
                 Err(e) => {
                     tracing::warn!(build_id = %build_id, error = %e, "log stream failed");
@@ -171,7 +171,7 @@ pub fn follow(
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
-                    _ = state.cancel.cancelled() => return,
+                    _ = core.cancel.cancelled() => return,
                     _ = &mut deadline => break,
                     got = wake.recv() => match got {
                         Ok(id) if *id == *build_id || &*id == ALL_BUILDS => break,
@@ -190,14 +190,14 @@ pub fn follow(
 /// One look at the build: new node states and chunks into `out`; the end
 /// event once the build has ended and everything was sent.
 async fn look(
-    state: &AppState,
+    core: &Core,
     build_id: &str,
     node: Option<&str>,
     sent: &mut HashMap<String, Sent>,
     first: bool,
     out: &mut Vec<Event>,
 ) -> Result<Option<LogEvent>> {
-    let mut conn = state.store.conn().await?;
+    let mut conn = core.store.conn().await?;
     // The build first: if it has ended, everything read after is final.
     let build = bdb::get_build(&mut conn, build_id).await?;
     let progress = ldb::progress(&mut conn, build_id, node).await?;

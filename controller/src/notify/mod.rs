@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::AnyConnection;
 
-use crate::AppState;
+use crate::core::Core;
 use crate::error::Result;
 use crate::paging::Page;
 use crate::store::builds::{self as bdb, BuildRow};
@@ -148,7 +148,7 @@ pub async fn enqueue(
 }
 
 /// `GET /notifications`.
-pub async fn list(state: &AppState, query: &NotificationQuery) -> Result<NotificationList> {
+pub async fn list(core: &Core, query: &NotificationQuery) -> Result<NotificationList> {
     let page = Page::<NotificationStatus>::parse(
         query.status.as_deref(),
         query.before.as_deref(),
@@ -157,7 +157,7 @@ pub async fn list(state: &AppState, query: &NotificationQuery) -> Result<Notific
     if let Some(p) = &query.project {
         crate::definitions::check_name("project", p)?;
     }
-    let mut conn = state.store.conn().await?;
+    let mut conn = core.store.conn().await?;
     let rows = ndb::list(
         &mut conn,
         &page.statuses,

@@ -15,8 +15,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::Details;
 use super::message;
-use crate::AppState;
 use crate::config::{MailConfig, MailTls};
+use crate::core::Core;
 use crate::error::{ControllerError, Result};
 use crate::store::notifications::{self as ndb, NotificationRow};
 use crate::store::{from_json, logs as ldb, now_ms};
@@ -110,14 +110,14 @@ pub fn backoff(config: &MailConfig, attempts: i64) -> Duration {
 }
 
 /// Sends what is due until stopped.
-pub async fn run(state: AppState, mailer: Mailer) {
+pub async fn run(core: Core, mailer: Mailer) {
     let poll = mailer.config.poll_interval;
     loop {
         loop {
-            if state.cancel.is_cancelled() {
+            if core.cancel.is_cancelled() {
                 return;
             }
-            match send_next(&state, &mailer).await {
+            match send_next(&core, &mailer).await {
                 Ok(true) => continue,
                 Ok(false) => break,
                 Err(e) => {
@@ -126,31 +126,31 @@ pub async fn run(state: AppState, mailer: Mailer) {
                 }
             }
         }
-        let wait = match next_due(&state).await {
+        let wait = match next_due(&core).await {
             Some(due) => Duration::from_millis((due - now_ms()).max(0) as u64).min(poll),
             None => poll,
         };
         tokio::select! {
-            _ = state.cancel.cancelled() => return,
-            _ = state.mail_wake.notified() => {}
+            _ = core.cancel.cancelled() => return,
+            _ = core.mail_wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     }
 }
 
-async fn next_due(state: &AppState) -> Option<i64> {
-    let mut conn = state.store.conn().await.ok()?;
+async fn next_due(core: &Core) -> Option<i64> {
+    let mut conn = core.store.conn().await.ok()?;
     ndb::next_due(&mut conn).await.ok().flatten()
 }
 
 /// Claims and sends one due notification; `false` if none is due.
-async fn send_next(state: &AppState, mailer: &Mailer) -> Result<bool> {
+async fn send_next(core: &Core, mailer: &Mailer) -> Result<bool> {
     let lease = mailer.config.lease();
     let now = now_ms();
     let claimed = {
-        let mut w = state.store.write_one().await?;
+        let mut w = core.store.write_one().await?;
         let claimed =
-            ndb::claim_next(&state.store, &mut w, now, now + lease.as_millis() as i64).await?;
+            ndb::claim_next(&core.store, &mut w, now, now + lease.as_millis() as i64).await?;
         w.done().await?;
         claimed
     };
@@ -158,13 +158,13 @@ async fn send_next(state: &AppState, mailer: &Mailer) -> Result<bool> {
         return Ok(false);
     };
     // Never outlive the lease: past it, another sender may take the row.
-    let sending = tokio::time::timeout(lease * 3 / 4, deliver(state, mailer, &n));
+    let sending = tokio::time::timeout(lease * 3 / 4, deliver(core, mailer, &n));
     tokio::pin!(sending);
     let tried = tokio::select! {
         tried = &mut sending => tried,
         // Stopping: a send under way gets a moment to end (cut short, the
         // server may have the mail and a later try would send it twice).
-        _ = state.cancel.cancelled() => match tokio::time::timeout(STOP_GRACE, &mut sending).await {
+        _ = core.cancel.cancelled() => match tokio::time::timeout(STOP_GRACE, &mut sending).await {
             Ok(tried) => tried,
             Err(_) => Ok(Err(Failure {
                 error: "the controller stopped while sending".to_string(),
@@ -179,7 +179,7 @@ async fn send_next(state: &AppState, mailer: &Mailer) -> Result<bool> {
             permanent: false,
         }),
     };
-    let mut w = state.store.write_one().await?;
+    let mut w = core.store.write_one().await?;
     match outcome {
         Ok(()) => {
             if ndb::mark_sent(&mut w, &n.id, n.attempts, now_ms()).await? {
@@ -206,13 +206,13 @@ async fn send_next(state: &AppState, mailer: &Mailer) -> Result<bool> {
 
 /// Renders the mail from what is stored and hands it to the SMTP server.
 async fn deliver(
-    state: &AppState,
+    core: &Core,
     mailer: &Mailer,
     n: &NotificationRow,
 ) -> std::result::Result<(), Failure> {
     let details: Details = from_json(&n.details)?;
     let failed_output: Vec<LogChunk> = {
-        let mut conn = state.store.conn().await.map_err(Failure::from)?;
+        let mut conn = core.store.conn().await.map_err(Failure::from)?;
         match &details.failed {
             Some(f) => ldb::node_log_from(&mut conn, &f.node, f.attempt, 0).await?,
             None => vec![],
@@ -222,7 +222,7 @@ async fn deliver(
     let mut log = message::LogFile::default();
     let mut text_log = crate::logs::TextLog::default();
     let pages = crate::logs::pages(
-        state.store.clone(),
+        core.store.clone(),
         n.build_id.clone(),
         None,
         Some(details.ended_at),

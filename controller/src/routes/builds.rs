@@ -1,5 +1,4 @@
-//! `/builds` and `POST /projects/{name}/builds`: scopes `builds:read`,
-//! `builds:trigger` and `builds:cancel`.
+//! `/builds` and `POST /projects/{name}/builds`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -7,16 +6,16 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::{BuildsCancel, BuildsRead, BuildsTrigger};
 use ick_api::controller::{BuildList, BuildQuery, BuildSummary, BuildView, TriggerRequest};
 
-use crate::AppState;
+use crate::access;
 use crate::builds;
+use crate::core::Core;
 use crate::error::{ControllerError, Result};
 
 pub(super) async fn trigger(
-    auth: Authorized<BuildsTrigger>,
-    State(state): State<AppState>,
+    auth: Authorized<access::Trigger>,
+    State(core): State<Core>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response> {
@@ -27,7 +26,7 @@ pub(super) async fn trigger(
             ControllerError::BadRequest(format!("the trigger request is not valid JSON: {e}"))
         })?
     };
-    let build = builds::trigger(&state, &name, request, auth.caller.display_name()).await?;
+    let build = builds::trigger(&core, &name, request, auth.caller.display_name()).await?;
     let location = format!("/builds/{}", build.id);
     Ok((
         StatusCode::CREATED,
@@ -38,43 +37,43 @@ pub(super) async fn trigger(
 }
 
 pub(super) async fn list(
-    _: Authorized<BuildsRead>,
-    State(state): State<AppState>,
+    _: Authorized<access::ReadBuilds>,
+    State(core): State<Core>,
     Query(query): Query<BuildQuery>,
 ) -> Result<Json<BuildList>> {
-    Ok(Json(builds::list(&state, &query).await?))
+    Ok(Json(builds::list(&core, &query).await?))
 }
 
 pub(super) async fn show(
-    _: Authorized<BuildsRead>,
-    State(state): State<AppState>,
+    _: Authorized<access::ReadBuilds>,
+    State(core): State<Core>,
     Path(id): Path<String>,
 ) -> Result<Json<BuildView>> {
-    let build = builds::get(&state, &id).await?;
-    Ok(Json(builds::view(&state, build).await?))
+    let build = builds::get(&core, &id).await?;
+    Ok(Json(builds::view(&core, build).await?))
 }
 
 pub(super) async fn show_by_number(
-    _: Authorized<BuildsRead>,
-    State(state): State<AppState>,
+    _: Authorized<access::ReadBuilds>,
+    State(core): State<Core>,
     Path((name, number)): Path<(String, i64)>,
 ) -> Result<Json<BuildView>> {
-    let build = builds::get_by_number(&state, &name, number).await?;
-    Ok(Json(builds::view(&state, build).await?))
+    let build = builds::get_by_number(&core, &name, number).await?;
+    Ok(Json(builds::view(&core, build).await?))
 }
 
 pub(super) async fn cancel(
-    _: Authorized<BuildsCancel>,
-    State(state): State<AppState>,
+    _: Authorized<access::Cancel>,
+    State(core): State<Core>,
     Path(id): Path<String>,
 ) -> Result<Json<BuildSummary>> {
-    Ok(Json(builds::cancel(&state, &id).await?))
+    Ok(Json(builds::cancel(&core, &id).await?))
 }
 
 pub(super) async fn retry(
-    _: Authorized<BuildsTrigger>,
-    State(state): State<AppState>,
+    _: Authorized<access::Retry>,
+    State(core): State<Core>,
     Path(id): Path<String>,
 ) -> Result<Json<BuildSummary>> {
-    Ok(Json(builds::retry(&state, &id).await?))
+    Ok(Json(builds::retry(&core, &id).await?))
 }

@@ -1,4 +1,4 @@
-//! `/builds/{id}/log` and its stream: scope `builds:read`.
+//! `/builds/{id}/log` and its stream.
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -9,16 +9,16 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::BuildsRead;
 use ick_api::controller::{LogChunk, LogCursor, LogQuery, MAX_LOG_PAGE, NEXT_PAGE_HEADER};
 
-use crate::AppState;
+use crate::access;
+use crate::core::Core;
 use crate::error::{ControllerError, Result};
 use crate::{builds, logs};
 
-async fn check_node(state: &AppState, build_id: &str, node: Option<&str>) -> Result<()> {
+async fn check_node(core: &Core, build_id: &str, node: Option<&str>) -> Result<()> {
     if let Some(node) = node {
-        let mut conn = state.store.conn().await?;
+        let mut conn = core.store.conn().await?;
         let found = crate::store::builds::node_build(&mut conn, node).await?;
         if found.as_deref() != Some(build_id) {
             return Err(ControllerError::NotFound(format!(
@@ -30,14 +30,14 @@ async fn check_node(state: &AppState, build_id: &str, node: Option<&str>) -> Res
 }
 
 pub(super) async fn read(
-    _: Authorized<BuildsRead>,
-    State(state): State<AppState>,
+    _: Authorized<access::ReadBuilds>,
+    State(core): State<Core>,
     Path(id): Path<String>,
     Query(query): Query<LogQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let build = builds::get(&state, &id).await?;
-    check_node(&state, &build.id, query.node.as_deref()).await?;
+    let build = builds::get(&core, &id).await?;
+    check_node(&core, &build.id, query.node.as_deref()).await?;
     let text = super::accepts(&headers, "text/plain");
     let after = query
         .after
@@ -56,7 +56,7 @@ pub(super) async fn read(
                 "after= pages a log: give limit= too".into(),
             ));
         }
-        let pages = logs::pages(state.store.clone(), build.id, query.node, None);
+        let pages = logs::pages(core.store.clone(), build.id, query.node, None);
         return Ok((
             [(header::CONTENT_TYPE, content_type)],
             Body::from_stream(encode(pages, text)),
@@ -69,7 +69,7 @@ pub(super) async fn read(
         )));
     }
     let (chunks, next) =
-        logs::read_page(&state, &build.id, query.node.as_deref(), after, limit).await?;
+        logs::read_page(&core, &build.id, query.node.as_deref(), after, limit).await?;
     let body = if text {
         let mut log = logs::TextLog::default();
         let mut out = String::new();
@@ -148,14 +148,14 @@ fn encode(
 }
 
 pub(super) async fn follow(
-    _: Authorized<BuildsRead>,
-    State(state): State<AppState>,
+    _: Authorized<access::ReadBuilds>,
+    State(core): State<Core>,
     Path(id): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> Result<Response> {
-    let build = builds::get(&state, &id).await?;
-    check_node(&state, &build.id, query.node.as_deref()).await?;
-    let stream = logs::follow(state, build.id, query.node);
+    let build = builds::get(&core, &id).await?;
+    check_node(&core, &build.id, query.node.as_deref()).await?;
+    let stream = logs::follow(core, build.id, query.node);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())

@@ -1,6 +1,6 @@
-//! The controller's HTTP routes; every one needs a token with the scope
-//! its handler names, but the web hooks, which prove their project's
-//! trigger secret instead.
+//! The controller's HTTP routes. Each handler names the act it does
+//! (`Authorized<access::…>`), and `crate::access` decides whether its
+//! caller may; the web hooks prove their project's trigger secret instead.
 
 mod builds;
 mod definitions;
@@ -13,11 +13,38 @@ mod webhooks;
 mod work;
 mod workers;
 
+use std::sync::Arc;
+
 use axum::Router;
+use axum::extract::FromRef;
 use axum::http::{HeaderMap, header};
 use axum::routing::{get, post};
+use ick_api::auth::TokenVerifier;
+use ick_api::server::FailureLimiter;
 
-use crate::AppState;
+use crate::core::Core;
+
+/// What every handler shares: the core, and what only HTTP needs. Cheap
+/// to clone.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub core: Core,
+    pub verifier: TokenVerifier,
+    /// Web hooks with a wrong signature, per peer address.
+    pub hook_failures: Arc<FailureLimiter>,
+}
+
+impl FromRef<AppState> for TokenVerifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl FromRef<AppState> for Core {
+    fn from_ref(state: &AppState) -> Self {
+        state.core.clone()
+    }
+}
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()

@@ -1,24 +1,24 @@
-//! `/projects`: scopes `projects:read` and `projects:write`.
+//! `/projects`.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::{ProjectsRead, ProjectsWrite};
 use ick_api::controller::{Applied, Change, DefinitionKind, ProjectSpec, Revision, StoredProject};
 
-use crate::AppState;
+use crate::access;
 use crate::catalog;
+use crate::core::Core;
 use crate::error::Result;
 
 const KIND: DefinitionKind = DefinitionKind::Project;
 
 pub(super) async fn list(
-    _: Authorized<ProjectsRead>,
-    State(state): State<AppState>,
+    _: Authorized<access::ReadProjects>,
+    State(core): State<Core>,
 ) -> Result<Json<Vec<StoredProject>>> {
-    let rows = catalog::list(&state, KIND).await?;
+    let rows = catalog::list(&core, KIND).await?;
     Ok(Json(
         rows.into_iter()
             .map(catalog::stored)
@@ -27,12 +27,12 @@ pub(super) async fn list(
 }
 
 pub(super) async fn show(
-    _: Authorized<ProjectsRead>,
-    State(state): State<AppState>,
+    _: Authorized<access::ReadProjects>,
+    State(core): State<Core>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let row = catalog::get(&state, KIND, &name).await?;
+    let row = catalog::get(&core, KIND, &name).await?;
     if super::accepts(&headers, "application/yaml") {
         return Ok(([(header::CONTENT_TYPE, "application/yaml")], row.text).into_response());
     }
@@ -40,12 +40,12 @@ pub(super) async fn show(
 }
 
 pub(super) async fn apply(
-    auth: Authorized<ProjectsWrite>,
-    State(state): State<AppState>,
+    auth: Authorized<access::ChangeDefinitions>,
+    State(core): State<Core>,
     Path(name): Path<String>,
     body: String,
 ) -> Result<(StatusCode, Json<Applied>)> {
-    let applied = catalog::apply_project(&state, &name, &body, &auth.caller.subject).await?;
+    let applied = catalog::apply_project(&core, &name, &body, &auth.caller.subject).await?;
     if applied.change != Change::Unchanged {
         tracing::info!(project = %name, revision = applied.revision, by = %auth.caller.subject, "project applied");
     }
@@ -58,19 +58,19 @@ pub(super) async fn apply(
 }
 
 pub(super) async fn delete(
-    auth: Authorized<ProjectsWrite>,
-    State(state): State<AppState>,
+    auth: Authorized<access::ChangeDefinitions>,
+    State(core): State<Core>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
-    catalog::delete(&state, KIND, &name, &auth.caller.subject).await?;
+    catalog::delete(&core, KIND, &name, &auth.caller.subject).await?;
     tracing::info!(project = %name, by = %auth.caller.subject, "project deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn revisions(
-    _: Authorized<ProjectsRead>,
-    State(state): State<AppState>,
+    _: Authorized<access::ReadProjects>,
+    State(core): State<Core>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<Revision>>> {
-    Ok(Json(catalog::revisions(&state, KIND, &name).await?))
+    Ok(Json(catalog::revisions(&core, KIND, &name).await?))
 }

@@ -1,30 +1,30 @@
-//! `/projects/{name}/trigger-secret`: a project's web hook secret, scope
-//! `projects:write` to see it as well as to rotate it (it starts builds).
+//! `/projects/{name}/trigger-secret`: a project's web hook secret, to see
+//! and to rotate.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::ProjectsWrite;
 use ick_api::controller::TriggerSecret;
 
-use crate::AppState;
+use crate::access;
+use crate::core::Core;
 use crate::error::Result;
 use crate::webhooks;
 
 pub(super) async fn show(
-    _: Authorized<ProjectsWrite>,
-    State(state): State<AppState>,
+    _: Authorized<access::ManageTriggerSecret>,
+    State(core): State<Core>,
     Path(name): Path<String>,
 ) -> Result<Json<TriggerSecret>> {
-    Ok(Json(webhooks::trigger_secret(&state, &name, false).await?))
+    Ok(Json(webhooks::trigger_secret(&core, &name, false).await?))
 }
 
 pub(super) async fn rotate(
-    auth: Authorized<ProjectsWrite>,
-    State(state): State<AppState>,
+    auth: Authorized<access::ManageTriggerSecret>,
+    State(core): State<Core>,
     Path(name): Path<String>,
 ) -> Result<Json<TriggerSecret>> {
-    let secret = webhooks::trigger_secret(&state, &name, true).await?;
+    let secret = webhooks::trigger_secret(&core, &name, true).await?;
     tracing::info!(project = %name, by = %auth.caller.subject, "trigger secret rotated");
     Ok(Json(secret))
 }

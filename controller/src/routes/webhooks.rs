@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use ick_api::controller::WebhookAnswer;
 use serde::Deserialize;
 
-use crate::AppState;
+use super::AppState;
 use crate::error::Result;
 use crate::webhooks::{self, forges::Forge};
 
@@ -30,8 +30,16 @@ async fn receive(
     body: Body,
 ) -> Result<(StatusCode, Json<WebhookAnswer>)> {
     let only = query.project.as_deref();
-    let (status, answer) =
-        webhooks::receive(&state, forge, only, peer.ip(), &headers, body).await?;
+    let (status, answer) = webhooks::receive(
+        &state.core,
+        &state.hook_failures,
+        forge,
+        only,
+        peer.ip(),
+        &headers,
+        body,
+    )
+    .await?;
     Ok((status, Json(answer)))
 }
 

@@ -1,71 +1,71 @@
-//! `/work`: the work protocol (`ick_api::work`), scope `work:run`.
+//! `/work`: the work protocol (`ick_api::work`), for workers.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::WorkRun;
 use ick_api::server::JsonBody;
 use ick_api::work::{ClaimRequest, Done, Heartbeat, HeartbeatReply, Leave, OutputBatch, Presence};
 
-use crate::AppState;
+use crate::access;
+use crate::core::Core;
 use crate::error::Result;
-use crate::queue;
+use crate::work;
 
 pub(super) async fn claim(
-    auth: Authorized<WorkRun>,
-    State(state): State<AppState>,
+    auth: Authorized<access::RunWork>,
+    State(core): State<Core>,
     JsonBody(request): JsonBody<ClaimRequest>,
 ) -> Result<Response> {
-    let worker = queue::Worker::of(&auth.caller)?;
-    Ok(match queue::claim(&state, &worker, request).await? {
+    let worker = access::Worker::of(&auth.caller)?;
+    Ok(match work::claims::claim(&core, &worker, request).await? {
         Some(assignment) => Json(assignment).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     })
 }
 
 pub(super) async fn heartbeat(
-    auth: Authorized<WorkRun>,
-    State(state): State<AppState>,
+    auth: Authorized<access::RunWork>,
+    State(core): State<Core>,
     Path(id): Path<String>,
     JsonBody(heartbeat): JsonBody<Heartbeat>,
 ) -> Result<Json<HeartbeatReply>> {
-    let worker = queue::Worker::of(&auth.caller)?;
+    let worker = access::Worker::of(&auth.caller)?;
     Ok(Json(
-        queue::heartbeat(&state, &worker, &id, heartbeat).await?,
+        work::reports::heartbeat(&core, &worker, &id, heartbeat).await?,
     ))
 }
 
 pub(super) async fn output(
-    auth: Authorized<WorkRun>,
-    State(state): State<AppState>,
+    auth: Authorized<access::RunWork>,
+    State(core): State<Core>,
     Path(id): Path<String>,
     JsonBody(batch): JsonBody<OutputBatch>,
 ) -> Result<StatusCode> {
-    let worker = queue::Worker::of(&auth.caller)?;
-    queue::output(&state, &worker, &id, batch).await?;
+    let worker = access::Worker::of(&auth.caller)?;
+    work::reports::output(&core, &worker, &id, batch).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn done(
-    auth: Authorized<WorkRun>,
-    State(state): State<AppState>,
+    auth: Authorized<access::RunWork>,
+    State(core): State<Core>,
     Path(id): Path<String>,
     JsonBody(done): JsonBody<Done>,
 ) -> Result<StatusCode> {
-    let worker = queue::Worker::of(&auth.caller)?;
-    queue::done(&state, &worker, &id, done).await?;
+    let worker = access::Worker::of(&auth.caller)?;
+    work::reports::done(&core, &worker, &id, done).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn presence(
-    auth: Authorized<WorkRun>,
-    State(state): State<AppState>,
+    auth: Authorized<access::RunWork>,
+    State(core): State<Core>,
     JsonBody(presence): JsonBody<Presence>,
 ) -> Result<Response> {
-    let worker = queue::Worker::of(&auth.caller)?;
-    let stream = queue::presence(&state, &worker, presence).await?;
+    let worker = access::Worker::of(&auth.caller)?;
+    let stream = work::workers::presence(&core, &worker, presence).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "text/plain")],
         axum::body::Body::from_stream(stream),
@@ -74,11 +74,11 @@ pub(super) async fn presence(
 }
 
 pub(super) async fn leave(
-    auth: Authorized<WorkRun>,
-    State(state): State<AppState>,
+    auth: Authorized<access::RunWork>,
+    State(core): State<Core>,
     JsonBody(leave): JsonBody<Leave>,
 ) -> Result<StatusCode> {
-    let worker = queue::Worker::of(&auth.caller)?;
-    queue::leave(&state, &worker, leave).await?;
+    let worker = access::Worker::of(&auth.caller)?;
+    work::workers::leave(&core, &worker, leave).await?;
     Ok(StatusCode::NO_CONTENT)
 }

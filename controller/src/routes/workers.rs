@@ -1,19 +1,19 @@
-//! `GET /workers[?all=true]`: scope `builds:read`.
+//! `GET /workers[?all=true]`.
 
 use axum::Json;
 use axum::extract::{Query, State};
 use ick_api::auth::Authorized;
-use ick_api::auth::scopes::BuildsRead;
 use ick_api::work::{WorkerInfo, WorkersQuery};
 
-use crate::AppState;
+use crate::access;
+use crate::core::Core;
 use crate::error::Result;
-use crate::queue;
+use crate::work;
 
 pub(super) async fn list(
-    _: Authorized<BuildsRead>,
-    State(state): State<AppState>,
+    _: Authorized<access::ListWorkers>,
+    State(core): State<Core>,
     Query(query): Query<WorkersQuery>,
 ) -> Result<Json<Vec<WorkerInfo>>> {
-    Ok(Json(queue::workers(&state, &query).await?))
+    Ok(Json(work::workers::workers(&core, &query).await?))
 }

@@ -22,10 +22,11 @@ use ick_api::Secret;
 use ick_api::controller::{
     DefinitionKind, ProjectSpec, TriggerRequest, TriggerSecret, WebhookAnswer, WebhookOutcome,
 };
+use ick_api::server::FailureLimiter;
 use serde_json::Value;
 
-use crate::AppState;
 use crate::builds::{self, Delivery, Triggered};
+use crate::core::Core;
 use crate::error::{ControllerError, Result};
 use crate::store::definitions as defs;
 use crate::store::webhooks as wdb;
@@ -120,21 +121,20 @@ fn candidates(
 }
 
 /// `POST /webhooks/{forge}[?project=NAME]` from `peer`: with `project`,
-/// only that project's secret is tried.
+/// only that project's secret is tried. `failures` counts the wrong
+/// signatures of each peer (the HTTP front keeps it).
 pub async fn receive(
-    state: &AppState,
+    core: &Core,
+    failures: &FailureLimiter,
     forge: Forge,
     only: Option<&str>,
     peer: IpAddr,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, WebhookAnswer)> {
-    let limits = &state.config.webhooks;
+    let limits = &core.config.webhooks;
     let peer_key = peer.to_string();
-    if let Some(wait) = state
-        .hook_failures
-        .blocked_for(&peer_key, limits.max_failed_signatures)
-    {
+    if let Some(wait) = failures.blocked_for(&peer_key, limits.max_failed_signatures) {
         let seconds = wait.as_secs().max(1);
         return Err(ControllerError::TooManyRequests {
             message: format!(
@@ -148,7 +148,7 @@ pub async fn receive(
         .proof(headers)
         .map_err(ControllerError::Unauthorized)?;
     let secrets = {
-        let mut conn = state.store.conn().await?;
+        let mut conn = core.store.conn().await?;
         wdb::secrets_and_projects(&mut conn).await?
     };
     // Finding the repository and the HMACs are CPU work: off the runtime.
@@ -162,7 +162,7 @@ pub async fn receive(
     .await
     .map_err(ControllerError::internal)?;
     let project = signer.ok_or_else(|| {
-        state.hook_failures.record_failure(&peer_key);
+        failures.record_failure(&peer_key);
         tracing::warn!(
             forge = forge.name(),
             %peer,
@@ -222,7 +222,7 @@ pub async fn receive(
         ));
     }
     let spec = {
-        let mut conn = state.store.conn().await?;
+        let mut conn = core.store.conn().await?;
         defs::get(&mut conn, DefinitionKind::Project, &project).await?
     };
     let Some(spec) = spec else {
@@ -258,7 +258,7 @@ pub async fn receive(
         id,
     });
     Ok(
-        match builds::trigger_once(state, &project, request, &caller, delivery).await? {
+        match builds::trigger_once(core, &project, request, &caller, delivery).await? {
             Triggered::New(build) => (
                 StatusCode::CREATED,
                 WebhookAnswer {
@@ -330,15 +330,11 @@ fn new_secret() -> Result<Secret> {
 
 /// `GET /projects/{name}/trigger-secret` (`rotate` false) and
 /// `POST /projects/{name}/trigger-secret/rotate` (`rotate` true).
-pub async fn trigger_secret(
-    state: &AppState,
-    project: &str,
-    rotate: bool,
-) -> Result<TriggerSecret> {
+pub async fn trigger_secret(core: &Core, project: &str, rotate: bool) -> Result<TriggerSecret> {
     crate::definitions::check_name("project", project)?;
     let fresh = new_secret()?;
     let row = retrying(|| async {
-        let mut tx = state.store.write().await?;
+        let mut tx = core.store.write().await?;
         if defs::get(&mut tx, DefinitionKind::Project, project)
             .await?
             .is_none()
