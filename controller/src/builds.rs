@@ -7,6 +7,7 @@ use ick_api::controller::{
     BuildList, BuildQuery, BuildStatus, BuildSummary, BuildView, DefinitionKind, LostAttempt,
     NodeStatus, PipelineSpec, ProjectSpec, TriggerRequest,
 };
+use ick_api::work::WorkerState;
 use sqlx::AnyConnection;
 
 use crate::core::Core;
@@ -431,9 +432,17 @@ pub async fn view(core: &Core, build: BuildRow) -> Result<BuildView> {
     let mut conn = core.store.conn().await?;
     let nodes = db::build_nodes(&mut conn, &build.id).await?;
     let since = now_ms() - core.config.work.worker_timeout.as_millis() as i64;
-    let mut workers = wdb::workers(&mut conn, Some(since)).await?;
-    // A draining, dead or departed worker will not take the node.
-    workers.retain(|w| crate::work::workers::takes_work(core, w));
+    let (workers, others): (Vec<_>, Vec<_>) = wdb::workers(&mut conn, Some(since))
+        .await?
+        .into_iter()
+        .partition(|w| crate::work::workers::takes_work(core, w));
+    // A draining, dead or departed worker will not take the node; a
+    // draining one is still named, as it is still there.
+    let draining: Vec<String> = others
+        .into_iter()
+        .filter(|w| w.state == WorkerState::Draining)
+        .map(|w| w.name)
+        .collect();
     let ahead = if build.status == BuildStatus::Queued && !build.admitted {
         db::admitted_numbers(&mut conn, &build.project).await?
     } else {
@@ -444,7 +453,7 @@ pub async fn view(core: &Core, build: BuildRow) -> Result<BuildView> {
         .iter()
         .map(|n| {
             let why = (n.status == NodeStatus::Queued)
-                .then(|| waiting_for(&build, n, &by_id, &workers, &ahead));
+                .then(|| waiting_for(&build, n, &by_id, &workers, &draining, &ahead));
             let mut view = n.view(why);
             started_again(&mut view.lost_attempts, n, &nodes);
             view
@@ -498,6 +507,7 @@ fn waiting_for(
     node: &NodeRow,
     by_id: &HashMap<&str, &NodeRow>,
     workers: &[WorkerRow],
+    draining: &[String],
     ahead: &[i64],
 ) -> String {
     if node.held {
@@ -541,7 +551,11 @@ fn waiting_for(
         };
     }
     if workers.is_empty() {
-        return "no worker is connected".to_string();
+        return match draining {
+            [] => "no worker is connected".to_string(),
+            [one] => format!("no worker takes work: {one} is draining"),
+            many => format!("no worker takes work: {} are draining", many.join(", ")),
+        };
     }
     let labelled: Vec<&WorkerRow> = workers
         .iter()

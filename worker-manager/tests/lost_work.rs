@@ -194,7 +194,11 @@ async fn a_stopping_worker_says_it_is_draining_then_gone_and_is_not_counted_busy
     let why = env.admin.build(&waiting.id).await.nodes[0]
         .waiting_for
         .clone();
-    assert_eq!(why.as_deref(), Some("no worker is connected"), "{why:?}");
+    assert_eq!(
+        why,
+        Some(format!("no worker takes work: {name} is draining")),
+        "{why:?}"
+    );
 
     std::fs::write(&release, "").expect("release");
     let status = worker.terminate(SOON).expect("the worker exits");
