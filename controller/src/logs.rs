@@ -1,12 +1,13 @@
-//! Build logs: the whole log at once, and a Server-Sent Events stream that
-//! replays what exists and follows the build until it ends.
+//! Build logs: read a page at a time, and a Server-Sent Events stream that
+//! replays what exists (a page at a time too) and follows the build until
+//! it ends.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::response::sse::Event;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use ick_api::controller::{LogChunk, LogCursor, LogEvent, NodeEvent, NodeStatus};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -148,17 +149,32 @@ pub fn follow(
     async_stream::stream! {
         let mut wake = core.hub.build_receiver();
         let mut sent: HashMap<String, Sent> = HashMap::new();
-        let mut first = true;
+        {
+            let replay = replay(&core, &build_id, node.as_deref(), &mut sent);
+            futures::pin_mut!(replay);
+            while let Some(events) = replay.next().await {
+                match events {
+                    Ok(events) => {
+                        for e in events {
+                            yield Ok(e);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(build_id = %build_id, error = %e, "log stream failed");
+                        return;
+                    }
+                }
+            }
+        }
         loop {
             let mut out = Vec::new();
-            let ended = match look(&core, &build_id, node.as_deref(), &mut sent, first, &mut out).await {
+            let ended = match look(&core, &build_id, node.as_deref(), &mut sent, &mut out).await {
                 Ok(ended) => ended,
                 Err(e) => {
                     tracing::warn!(build_id = %build_id, error = %e, "log stream failed");
                     break;
                 }
             };
-            first = false;
             for e in out {
                 yield Ok(e);
             }
@@ -187,65 +203,88 @@ pub fn follow(
     }
 }
 
-/// One look at the build: new node states and chunks into `out`; the end
-/// event once the build has ended and everything was sent.
+/// The replay of what exists: node by node, every attempt's output, read
+/// and sent a page at a time, so that a long log is never held whole.
+fn replay<'a>(
+    core: &'a Core,
+    build_id: &'a str,
+    node: Option<&'a str>,
+    sent: &'a mut HashMap<String, Sent>,
+) -> impl Stream<Item = Result<Vec<Event>>> + 'a {
+    async_stream::try_stream! {
+        let progress = {
+            let mut conn = core.store.conn().await?;
+            ldb::progress(&mut conn, build_id, node).await?
+        };
+        for p in &progress {
+            let s = sent.entry(p.id.clone()).or_default();
+            // A finished node's start first, as a live follower saw it,
+            // so that a replay reads like the build did.
+            let start = match (p.status.is_finished(), p.worker.is_some()) {
+                (true, true) => Some(NodeEvent {
+                    status: NodeStatus::Running,
+                    exit_code: None,
+                    message: None,
+                    ..node_state(p)
+                }),
+                (true, false) => None,
+                (false, _) => Some(node_state(p)),
+            };
+            if let Some(start) = start {
+                yield vec![event(LogEvent::Node(start))];
+            }
+            let mut after = None;
+            loop {
+                let page = {
+                    let mut conn = core.store.conn().await?;
+                    ldb::log_page(&mut conn, build_id, Some(&p.id), after, None, PAGE).await?
+                };
+                let full = page.len() == PAGE as usize;
+                after = page.last().map(|(c, _)| *c);
+                let mut out = Vec::new();
+                continue_chunks(s, page.into_iter().map(|(_, c)| c).collect(), &mut out);
+                yield out;
+                if !full {
+                    break;
+                }
+            }
+            if p.status.is_finished() {
+                yield vec![event(LogEvent::Node(node_state(p)))];
+            }
+            s.reported = Some((p.status, p.attempt));
+        }
+    }
+}
+
+/// One look at the build after the replay: new node states and chunks
+/// into `out`; the end event once the build has ended and everything was
+/// sent.
 async fn look(
     core: &Core,
     build_id: &str,
     node: Option<&str>,
     sent: &mut HashMap<String, Sent>,
-    first: bool,
     out: &mut Vec<Event>,
 ) -> Result<Option<LogEvent>> {
     let mut conn = core.store.conn().await?;
     // The build first: if it has ended, everything read after is final.
     let build = bdb::get_build(&mut conn, build_id).await?;
     let progress = ldb::progress(&mut conn, build_id, node).await?;
-    if first {
-        // Replay: every attempt's output, node by node.
-        let mut all: HashMap<String, Vec<LogChunk>> = HashMap::new();
-        for c in ldb::build_log(&mut conn, build_id, node).await? {
-            all.entry(c.node.clone()).or_default().push(c);
+    for p in &progress {
+        let s = sent.entry(p.id.clone()).or_default();
+        let changed = s.reported != Some((p.status, p.attempt));
+        if changed && !p.status.is_finished() {
+            out.push(event(LogEvent::Node(node_state(p))));
         }
-        for p in &progress {
-            let s = sent.entry(p.id.clone()).or_default();
-            let chunks = all.remove(&p.id).unwrap_or_default();
-            if p.status.is_finished() {
-                // Its start first, as a live follower saw it, so that a
-                // replay reads like the build did.
-                if p.worker.is_some() {
-                    out.push(event(LogEvent::Node(NodeEvent {
-                        status: NodeStatus::Running,
-                        exit_code: None,
-                        message: None,
-                        ..node_state(p)
-                    })));
-                }
-                continue_chunks(s, chunks, out);
-                out.push(event(LogEvent::Node(node_state(p))));
-            } else {
-                out.push(event(LogEvent::Node(node_state(p))));
-                continue_chunks(s, chunks, out);
-            }
-            s.reported = Some((p.status, p.attempt));
+        let next = s.next.get(&p.attempt).copied().unwrap_or(0);
+        if p.chunks > next && p.attempt > 0 {
+            let chunks = ldb::node_log_from(&mut conn, &p.id, p.attempt, next).await?;
+            continue_chunks(s, chunks, out);
         }
-    } else {
-        for p in &progress {
-            let s = sent.entry(p.id.clone()).or_default();
-            let changed = s.reported != Some((p.status, p.attempt));
-            if changed && !p.status.is_finished() {
-                out.push(event(LogEvent::Node(node_state(p))));
-            }
-            let next = s.next.get(&p.attempt).copied().unwrap_or(0);
-            if p.chunks > next && p.attempt > 0 {
-                let chunks = ldb::node_log_from(&mut conn, &p.id, p.attempt, next).await?;
-                continue_chunks(s, chunks, out);
-            }
-            if changed && p.status.is_finished() {
-                out.push(event(LogEvent::Node(node_state(p))));
-            }
-            s.reported = Some((p.status, p.attempt));
+        if changed && p.status.is_finished() {
+            out.push(event(LogEvent::Node(node_state(p))));
         }
+        s.reported = Some((p.status, p.attempt));
     }
     let Some(build) = build else {
         return Ok(None);

@@ -15,6 +15,7 @@ on_both_storages!(
     the_log_keeps_each_chunks_stream_and_order,
     the_log_reads_page_by_page_in_the_same_order,
     the_log_stream_replays_and_follows_a_running_build_until_it_ends,
+    a_long_log_is_replayed_whole_and_in_order,
 );
 
 fn chunk(seq: i64, stream: Stream, data: &str) -> OutputChunk {
@@ -289,5 +290,41 @@ async fn the_log_reads_page_by_page_in_the_same_order(storage: Storage) {
             .expect("answers");
         let problem: Problem = json(r, StatusCode::BAD_REQUEST).await;
         assert!(problem.detail.is_some(), "{bad}: {problem:?}");
+    }
+}
+
+async fn a_long_log_is_replayed_whole_and_in_order(storage: Storage) {
+    // More chunks than the replay reads at a time, over two attempts'
+    // worth of pages: all of them, in order, then the end.
+    const CHUNKS: usize = 2_500;
+    let env = Env::start(storage).await;
+    env.admin.pipeline("a", "actions: [{shell: loud}]").await;
+    env.admin.project("p", "pipelines: [a]").await;
+    let build = env.admin.trigger("p").await;
+    let w = env.worker("w1");
+    let a = w.claim_within(SOON).await;
+    let lines: Vec<String> = (0..CHUNKS).map(|i| format!("line {i}\n")).collect();
+    for (n, batch) in lines.chunks(500).enumerate() {
+        let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
+        w.output(&a, (n * 500) as i64, &batch).await;
+    }
+    w.finish(&a, 0, CHUNKS as i64).await;
+
+    let mut follower = LogFollower::open(&env.admin, &build.id, None).await;
+    let mut texts = Vec::new();
+    let mut last = None;
+    while let Some(e) = tokio::time::timeout(SOON, follower.next())
+        .await
+        .expect("in time")
+    {
+        if let LogEvent::Chunk(c) = &e {
+            texts.push(c.data.clone());
+        }
+        last = Some(e);
+    }
+    assert_eq!(texts, lines);
+    match last {
+        Some(LogEvent::End(b)) => assert_eq!(b.status, BuildStatus::Succeeded),
+        other => panic!("the stream must end with the build: {other:?}"),
     }
 }

@@ -28,29 +28,9 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<LogChunk> {
     })
 }
 
-/// A build's output (or one node's), nodes in graph order, each node's
-/// chunks by attempt and number.
-pub async fn build_log(
-    conn: &mut AnyConnection,
-    build_id: &str,
-    node: Option<&str>,
-) -> Result<Vec<LogChunk>> {
-    let rows = sqlx::query(
-        "SELECT c.node_id, n.pipeline, n.idx, c.attempt, c.seq, c.stream, c.data \
-         FROM chunks c JOIN nodes n ON n.id = c.node_id \
-         WHERE c.build_id = $1 AND ($2 = '' OR c.node_id = $2) \
-         ORDER BY n.position, c.attempt, c.seq",
-    )
-    .bind(build_id)
-    .bind(node.unwrap_or(""))
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(decode).collect()
-}
-
-/// A page of a build's output (or one node's) in the order of
-/// [`build_log`]: at most `limit` chunks after `after`, with their
-/// cursors; with `until`, only what was stored by then (the build's end:
+/// A page of a build's output (or one node's), nodes in graph order,
+/// each node's chunks by attempt and number: at most `limit` chunks after
+/// `after`, with their cursors; with `until`, only what was stored by then (the build's end:
 /// what a run wrote, without a later retry's).
 pub async fn log_page(
     conn: &mut AnyConnection,
