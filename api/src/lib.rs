@@ -8,6 +8,7 @@ pub mod auth;
 pub mod blobs;
 pub mod controller;
 pub mod http;
+pub mod idp;
 pub mod oauth;
 pub mod params;
 pub mod problem;

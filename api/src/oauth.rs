@@ -16,6 +16,18 @@ pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 /// Token endpoint path, relative to the issuer.
 pub const TOKEN_PATH: &str = "/token";
 
+/// Authorization endpoint path (the browser login), relative to the issuer.
+pub const AUTHORIZE_PATH: &str = "/authorize";
+
+/// OpenID Connect UserInfo endpoint path, relative to the issuer.
+pub const USERINFO_PATH: &str = "/userinfo";
+
+/// RFC 7009 revocation endpoint path (logout), relative to the issuer.
+pub const REVOKE_PATH: &str = "/revoke";
+
+/// The `typ` of OpenID Connect ID tokens.
+pub const ID_TOKEN_TYPE: &str = "JWT";
+
 /// RFC 6749 §5.1: a successful token response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenResponse {
@@ -27,6 +39,62 @@ pub struct TokenResponse {
     pub expires_in: u64,
     /// The scopes granted, space-separated.
     pub scope: String,
+    /// For a person: the opaque token that gets the next access token
+    /// (single use: each refresh answers a new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// For a person who asked for the `openid` scope: who they are, signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// The claims of an OpenID Connect ID token that the IDP issues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    /// The IDP's issuer URL.
+    pub iss: String,
+    /// The user's stable id.
+    pub sub: String,
+    /// The client the person logged in through.
+    pub aud: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// When the person entered their password, seconds since the epoch.
+    pub auth_time: i64,
+    /// The `nonce` of the authorization request, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// The client's id (`azp`, OpenID Connect Core §2).
+    pub azp: String,
+    /// Who the person is, by name and groups.
+    #[serde(flatten)]
+    pub person: UserClaims,
+}
+
+/// What the IDP says of a person, in ID tokens and at `/userinfo`
+/// (OpenID Connect standard claims, and `groups`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserClaims {
+    /// The username.
+    pub preferred_username: String,
+    /// The display name.
+    pub name: String,
+    /// The email address (empty if none was given).
+    pub email: String,
+    /// The groups the user is in.
+    pub groups: Vec<String>,
+}
+
+/// The answer of `GET /userinfo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfoResponse {
+    /// The user's stable id, as in the ID token.
+    pub sub: String,
+    /// The rest.
+    #[serde(flatten)]
+    pub person: UserClaims,
 }
 
 /// RFC 6749 §5.2: an error from the token endpoint.
@@ -70,6 +138,22 @@ pub struct AccessClaims {
     /// here, never from the worker's own requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ick_worker: Option<WorkerIdentity>,
+    /// For a token a person got by logging in: who they are, and the
+    /// groups they were in when it was issued. What they may do to a
+    /// project is decided from this and the project's members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ick_user: Option<UserIdentity>,
+}
+
+/// Who a person is, as the IDP knows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserIdentity {
+    /// The user's unique name (`[a-z0-9][a-z0-9._-]*`).
+    pub name: String,
+    /// The groups the user is in.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// Who a worker is: its name and the labels it may claim work with.
@@ -99,12 +183,39 @@ pub struct DiscoveryDocument {
     pub token_endpoint: String,
     /// Where the public keys are.
     pub jwks_uri: String,
-    /// Always `["client_credentials"]`.
+    /// Where people log in (the authorization-code grant).
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// The OpenID Connect UserInfo endpoint.
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    /// The RFC 7009 revocation endpoint (logout).
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
+    /// The RFC 8628 device authorization endpoint, once there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_endpoint: Option<String>,
+    /// `authorization_code`, `refresh_token`, `client_credentials`.
     pub grant_types_supported: Vec<String>,
-    /// `client_secret_basic` and `client_secret_post`.
+    /// `["code"]`.
+    #[serde(default)]
+    pub response_types_supported: Vec<String>,
+    /// `["S256"]`: PKCE is required, `plain` refused.
+    #[serde(default)]
+    pub code_challenge_methods_supported: Vec<String>,
+    /// `["public"]`: a user's `sub` is their id, the same for every client.
+    #[serde(default)]
+    pub subject_types_supported: Vec<String>,
+    /// `["EdDSA"]`.
+    #[serde(default)]
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    /// `client_secret_basic`, `client_secret_post` and `none` (public clients).
     pub token_endpoint_auth_methods_supported: Vec<String>,
-    /// Every scope the IDP can grant.
+    /// Every scope the IDP can grant, and `openid`.
     pub scopes_supported: Vec<String>,
+    /// The claims ID tokens and `/userinfo` carry.
+    #[serde(default)]
+    pub claims_supported: Vec<String>,
     /// Always `["EdDSA"]`.
     #[serde(default)]
     pub token_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
@@ -159,6 +270,14 @@ pub struct ClientInfo {
     /// The worker its tokens name (clients with `work:run`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<WorkerIdentity>,
+    /// Where the browser login may send people back with a code; matched
+    /// exactly.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// A public client has no secret (a command line, a single-page app):
+    /// it may only log people in, with PKCE.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// Body of `POST /clients`.
@@ -178,6 +297,13 @@ pub struct CreateClient {
     /// For a worker: the labels it may claim work with (default none).
     #[serde(default)]
     pub labels: Option<Vec<String>>,
+    /// Where people logging in through it may be sent back (absolute
+    /// `https` URLs, or `http` on a loopback address).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// No secret: it may only log people in (default false).
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// Body of `PATCH /clients/{id}`.
@@ -196,6 +322,9 @@ pub struct UpdateClient {
     /// A worker's new labels (replacing the old ones).
     #[serde(default)]
     pub labels: Option<Vec<String>>,
+    /// New redirect URIs (replacing the old ones).
+    #[serde(default)]
+    pub redirect_uris: Option<Vec<String>>,
 }
 
 /// A client together with its secret: answered once, at creation or rotation.
@@ -204,6 +333,7 @@ pub struct ClientWithSecret {
     /// The client.
     #[serde(flatten)]
     pub client: ClientInfo,
-    /// The secret; the IDP keeps only its hash.
-    pub client_secret: String,
+    /// The secret; the IDP keeps only its hash. None for a public client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::bail;
 use ick_api::blobs::BlobClient;
+use ick_api::idp::{IdpAdmin, IdpAdminError};
 use ick_api::{Problem, TokenSource};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Serialize;
@@ -208,6 +209,35 @@ impl Ick {
     pub async fn delete(&self, service: Service, path: &str) -> anyhow::Result<()> {
         self.send(service, Method::DELETE, path, &[], |r| r).await?;
         Ok(())
+    }
+
+    /// The IDP's admin API for people, sharing the token source.
+    pub fn idp_admin(&self) -> IdpAdmin {
+        IdpAdmin::new(
+            self.http.clone(),
+            self.settings.idp.clone(),
+            self.tokens.clone(),
+        )
+    }
+
+    /// An error of the IDP's admin API as a sentence, refusals as the
+    /// other services' are.
+    pub fn idp_error(&self, e: IdpAdminError) -> anyhow::Error {
+        match e {
+            IdpAdminError::Refused(problem) => Refused {
+                service: Service::Idp,
+                problem,
+            }
+            .into(),
+            IdpAdminError::Token(e) => anyhow::anyhow!(
+                "cannot get a token as client {}: {e}",
+                self.settings.client_id
+            ),
+            IdpAdminError::Transport { url, source } => {
+                anyhow::anyhow!("cannot reach the IDP at {url}: {}", chain(&source))
+            }
+            other => other.into(),
+        }
     }
 
     /// A blob client of the artifact store, sharing the token source.

@@ -102,6 +102,14 @@ enum Command {
     /// IDP clients (needs idp:admin): create, list, show, disable, enable, rotate, delete.
     #[command(subcommand)]
     Client(commands::client::ClientCommand),
+    /// People in the IDP (needs idp:admin): create, list, show, update,
+    /// disable, enable, delete, passwd.
+    #[command(subcommand)]
+    User(commands::user::UserCommand),
+    /// Groups of people in the IDP (needs idp:admin): create, list, show,
+    /// delete, add, remove.
+    #[command(subcommand)]
+    Group(commands::user::GroupCommand),
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -166,6 +174,8 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Blob(b) => blob::run_blob(&Ick::connect(config)?, b, &out).await,
         Command::Ref(r) => blob::run_ref(&Ick::connect(config)?, r, &out).await,
         Command::Client(c) => client::run(&Ick::connect(config)?, c, &out).await,
+        Command::User(c) => user::run_user(&Ick::connect(config)?, c, &out).await,
+        Command::Group(c) => user::run_group(&Ick::connect(config)?, c, &out).await,
     }
 }
 
@@ -177,6 +187,43 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn a_password_cannot_be_given_as_an_argument() {
+        for args in [
+            &[
+                "icktool",
+                "user",
+                "create",
+                "alice",
+                "--password",
+                "hunter22",
+            ][..],
+            &[
+                "icktool",
+                "user",
+                "passwd",
+                "alice",
+                "--password",
+                "hunter22",
+            ][..],
+            &["icktool", "user", "passwd", "alice", "hunter22"][..],
+        ] {
+            let err = Args::try_parse_from(args).err().expect("refused");
+            assert!(
+                matches!(
+                    err.kind(),
+                    clap::error::ErrorKind::UnknownArgument
+                        | clap::error::ErrorKind::ArgumentConflict
+                ),
+                "{args:?}: {err}"
+            );
+        }
+        assert!(
+            Args::try_parse_from(["icktool", "user", "passwd", "alice", "--password-stdin"])
+                .is_ok()
+        );
     }
 
     #[test]

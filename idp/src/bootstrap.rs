@@ -50,12 +50,33 @@ impl Bootstrap {
         };
         let made = match self.store.find(name).await? {
             Some(record) => {
-                clients::update(&self.store, &record.id, Some(scopes), Some(true), worker).await?;
+                clients::update(
+                    &self.store,
+                    &record.id,
+                    Some(scopes),
+                    Some(true),
+                    worker,
+                    None,
+                )
+                .await?;
                 clients::rotate(&self.store, &record.id).await?
             }
-            None => clients::create(&self.store, name, scopes, &self.audience, worker).await?,
+            None => {
+                clients::create(
+                    &self.store,
+                    name,
+                    scopes,
+                    &self.audience,
+                    worker,
+                    clients::LoginSettings::default(),
+                )
+                .await?
+            }
         };
-        Ok((made.client.id, Secret::new(made.client_secret)))
+        let secret = made
+            .client_secret
+            .ok_or_else(|| anyhow::anyhow!("client {name} is public: it has no secret"))?;
+        Ok((made.client.id, Secret::new(secret)))
     }
 
     /// Removes client `name`, if there is one.

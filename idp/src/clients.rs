@@ -68,8 +68,45 @@ impl From<&ClientRecord> for ClientInfo {
             created_at: rfc3339(c.created_at),
             updated_at: rfc3339(c.updated_at),
             worker: c.worker_identity(),
+            redirect_uris: c.redirect_uris.clone(),
+            public: c.public,
         }
     }
+}
+
+/// A redirect URI a client may register: absolute, no fragment (RFC 6749
+/// §3.1.2), `https`, or `http` only to a loopback address (RFC 8252 §7.3,
+/// RFC 9700 §2.1): a code sent in the clear elsewhere can be read on the way.
+fn check_redirect_uri(uri: &str) -> Result<(), IdpError> {
+    let bad = |why: &str| IdpError::BadRequest(format!("redirect URI {uri:?} {why}"));
+    let parsed = url::Url::parse(uri).map_err(|_| bad("is not an absolute URL"))?;
+    if parsed.fragment().is_some() {
+        return Err(bad("must not have a fragment"));
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" if parsed.host().is_some() => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(bad("must be https, or http to a loopback address")),
+    }
+}
+
+fn check_redirect_uris(uris: &[String]) -> Result<(), IdpError> {
+    uris.iter().try_for_each(|u| check_redirect_uri(u))
+}
+
+/// How people may log in through a client.
+#[derive(Debug, Clone, Default)]
+pub struct LoginSettings {
+    /// Where codes may be sent.
+    pub redirect_uris: Vec<String>,
+    /// No secret: login only, with PKCE.
+    pub public: bool,
 }
 
 /// What an admin says of a worker client: its name and labels, either or
@@ -111,29 +148,49 @@ pub async fn create(
     scopes: ScopeSet,
     audience: &str,
     worker: WorkerAttributes,
+    login: LoginSettings,
 ) -> Result<ClientWithSecret, IdpError> {
     check_name(name)?;
     if audience.is_empty() {
         return Err(IdpError::BadRequest("audience must not be empty".into()));
     }
-    let secret = new_secret()?;
+    check_redirect_uris(&login.redirect_uris)?;
+    if login.public && login.redirect_uris.is_empty() {
+        return Err(IdpError::BadRequest(
+            "a public client is for logging people in: give it a redirect URI".into(),
+        ));
+    }
+    if login.public && scopes.contains(Scope::WorkRun) {
+        return Err(IdpError::BadRequest(format!(
+            "a public client cannot have {}: workers authenticate with a secret",
+            Scope::WorkRun
+        )));
+    }
+    // A public client gets no secret: its hash is empty, which no
+    // presented secret's hash equals.
+    let secret = (!login.public).then(new_secret).transpose()?;
     let now = now_ms();
     let mut record = ClientRecord {
         id: uuid::Uuid::new_v4().to_string(),
         name: name.to_string(),
-        secret_sha256: hash_secret(secret.expose()),
+        secret_sha256: secret
+            .as_ref()
+            .map(|s| hash_secret(s.expose()))
+            .unwrap_or_default(),
         scopes,
         audience: audience.to_string(),
         enabled: true,
         created_at: now,
         updated_at: now,
         worker: None,
+        redirect_uris: login.redirect_uris,
+        public: login.public,
     };
     set_worker(&mut record, worker)?;
     store.insert(&record).await?;
     Ok(ClientWithSecret {
         client: ClientInfo::from(&record),
-        client_secret: secret.expose().to_string(),
+        client_secret: secret.map(|s| s.expose().to_string()),
     })
 }
 
@@ -152,7 +209,11 @@ pub async fn update(
     scopes: Option<ScopeSet>,
     enabled: Option<bool>,
     worker: WorkerAttributes,
+    redirect_uris: Option<Vec<String>>,
 ) -> Result<ClientInfo, IdpError> {
+    if let Some(uris) = &redirect_uris {
+        check_redirect_uris(uris)?;
+    }
     let id = existing(store, id_or_name).await?.id;
     let changed = store
         .change(&id, |record| {
@@ -163,6 +224,14 @@ pub async fn update(
                 record.enabled = enabled;
             }
             set_worker(record, worker)?;
+            if let Some(uris) = redirect_uris {
+                if record.public && uris.is_empty() {
+                    return Err(IdpError::BadRequest(
+                        "a public client needs a redirect URI".into(),
+                    ));
+                }
+                record.redirect_uris = uris;
+            }
             record.updated_at = now_ms();
             Ok(())
         })
@@ -176,6 +245,12 @@ pub async fn update(
 /// Gives a client a new secret; the old one stops working at once.
 pub async fn rotate(store: &Store, id_or_name: &str) -> Result<ClientWithSecret, IdpError> {
     let mut record = existing(store, id_or_name).await?;
+    if record.public {
+        return Err(IdpError::BadRequest(format!(
+            "client {} is public: it has no secret to rotate",
+            record.name
+        )));
+    }
     let secret = new_secret()?;
     record.secret_sha256 = hash_secret(secret.expose());
     record.updated_at = now_ms();
@@ -187,7 +262,7 @@ pub async fn rotate(store: &Store, id_or_name: &str) -> Result<ClientWithSecret,
     }
     Ok(ClientWithSecret {
         client: ClientInfo::from(&record),
-        client_secret: secret.expose().to_string(),
+        client_secret: Some(secret.expose().to_string()),
     })
 }
 
@@ -231,6 +306,27 @@ mod tests {
         assert!(secret_matches(secret.expose(), &hash));
         assert!(!secret_matches("guess", &hash));
         assert_ne!(new_secret().expect("random"), secret);
+    }
+
+    #[test]
+    fn redirect_uris_are_https_or_loopback_http_without_fragments() {
+        for good in [
+            "https://ci.example.org/callback",
+            "http://127.0.0.1:8080/cb",
+            "http://localhost/cb",
+            "http://[::1]:9/cb",
+        ] {
+            assert!(check_redirect_uri(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "http://ci.example.org/cb",
+            "https://ci.example.org/cb#x",
+            "/cb",
+            "javascript:alert(1)",
+            "ftp://127.0.0.1/",
+        ] {
+            assert!(check_redirect_uri(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -35,6 +35,11 @@ pub struct Config {
     /// Lifetime of access tokens (default 15 minutes).
     #[serde(default = "default_token_lifetime", with = "humantime_serde")]
     pub token_lifetime: Duration,
+    /// Lifetime of a person's refresh token (default 14 days): each refresh
+    /// answers a new one, valid this long from then; one unused this long
+    /// means logging in again.
+    #[serde(default = "default_refresh_token_lifetime", with = "humantime_serde")]
+    pub refresh_token_lifetime: Duration,
     /// The audience of tokens for clients created without one (default `ick`).
     #[serde(default = "default_audience")]
     pub default_audience: String,
@@ -84,6 +89,10 @@ fn default_token_lifetime() -> Duration {
     Duration::from_secs(15 * 60)
 }
 
+fn default_refresh_token_lifetime() -> Duration {
+    Duration::from_secs(14 * 24 * 3600)
+}
+
 fn default_audience() -> String {
     "ick".to_string()
 }
@@ -95,6 +104,9 @@ impl Config {
         config.database_url()?;
         if config.token_lifetime < Duration::from_secs(10) {
             anyhow::bail!("token_lifetime must be at least 10s");
+        }
+        if config.refresh_token_lifetime <= config.token_lifetime {
+            anyhow::bail!("refresh_token_lifetime must be longer than token_lifetime");
         }
         let limits = &config.auth_failures;
         if limits.max_failures == 0 || limits.max_failures_per_peer < limits.max_failures {

@@ -13,6 +13,12 @@ pub enum IdpError {
     /// Names are unique.
     #[error("a client named {0:?} already exists")]
     NameTaken(String),
+    /// No such user, group or membership; the text says which.
+    #[error("{0}")]
+    NotFound(String),
+    /// The name is taken; the text says whose.
+    #[error("{0}")]
+    Conflict(String),
     /// The request is wrong; the text says how.
     #[error("{0}")]
     BadRequest(String),
@@ -51,7 +57,10 @@ impl IntoResponse for IdpError {
         }
         let problem = match &self {
             IdpError::ClientNotFound(_) => Problem::new(StatusCode::NOT_FOUND, self.to_string()),
-            IdpError::NameTaken(_) => Problem::new(StatusCode::CONFLICT, self.to_string()),
+            IdpError::NameTaken(_) | IdpError::Conflict(_) => {
+                Problem::new(StatusCode::CONFLICT, self.to_string())
+            }
+            IdpError::NotFound(_) => Problem::new(StatusCode::NOT_FOUND, self.to_string()),
             IdpError::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, self.to_string()),
             IdpError::Storage(_) | IdpError::Internal(_) => {
                 // The details are ours to read in the log, not the caller's.

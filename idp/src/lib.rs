@@ -1,12 +1,17 @@
-//! `ick-idp`: Ick's bundled OAuth2 server. Clients get short-lived Ed25519
-//! JWTs by the client-credentials grant; every Ick service checks them
-//! against the JWKS published here.
+//! `ick-idp`: Ick's bundled OAuth2 and OpenID Connect server. Machines
+//! (clients) get short-lived Ed25519 JWTs by the client-credentials grant;
+//! people log in through the browser (the authorization-code grant with
+//! PKCE) and get the same tokens, naming them, plus an ID token and a
+//! rotating refresh token. Every Ick service checks the tokens against the
+//! JWKS published here.
 
 pub mod bootstrap;
 pub mod clients;
 pub mod config;
 pub mod error;
 pub mod keys;
+mod login;
+pub mod people;
 mod routes;
 pub mod store;
 mod tokens;
@@ -34,6 +39,9 @@ pub(crate) struct AppState {
     config: Arc<Config>,
     verifier: TokenVerifier,
     failures: Arc<FailureLimiter>,
+    /// A hash of no one's password, checked for unknown users so that a
+    /// login takes as long whether or not the user exists.
+    dummy_hash: Arc<str>,
 }
 
 impl FromRef<AppState> for TokenVerifier {
@@ -79,7 +87,10 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         auth,
         Arc::new(move || local_keys.read().unwrap_or_else(|e| e.into_inner()).jwks()),
     );
+    let dummy_password = clients::new_secret()?;
+    let dummy_hash: Arc<str> = people::hash_password(dummy_password).await?.into();
     let state = AppState {
+        dummy_hash,
         store: store.clone(),
         keys: keys.clone(),
         issuer,

@@ -53,6 +53,12 @@ enum ClientCommand {
         /// `trusted,arch=amd64` (default: none).
         #[arg(long, value_delimiter = ',')]
         labels: Option<Vec<String>>,
+        /// Where people logging in through it may be sent back (repeat).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A public client: no secret, it may only log people in (PKCE).
+        #[arg(long)]
+        public: bool,
     },
     /// List clients.
     List,
@@ -120,6 +126,8 @@ async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
             audience,
             worker_name,
             labels,
+            redirect_uris,
+            public,
         } => {
             let scopes = clients::parse_scopes(&scopes)?;
             let audience = audience.unwrap_or_else(|| config.default_audience.clone());
@@ -127,14 +135,22 @@ async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
                 name: worker_name,
                 labels,
             };
-            let created = clients::create(&store, &name, scopes, &audience, worker).await?;
+            let login = clients::LoginSettings {
+                redirect_uris,
+                public,
+            };
+            let created = clients::create(&store, &name, scopes, &audience, worker, login).await?;
             println!("client_id: {}", created.client.id);
-            println!("client_secret: {}", created.client_secret);
+            if let Some(secret) = &created.client_secret {
+                println!("client_secret: {secret}");
+            }
             println!("scopes: {}", created.client.scopes);
             if let Some(w) = &created.client.worker {
                 println!("worker: {} labels: {}", w.name, w.labels.join(","));
             }
-            eprintln!("The secret is shown only now; keep it somewhere safe.");
+            if created.client_secret.is_some() {
+                eprintln!("The secret is shown only now; keep it somewhere safe.");
+            }
         }
         ClientCommand::List => {
             for c in store.list().await? {

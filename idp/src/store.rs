@@ -12,6 +12,12 @@ use sqlx::{AnyPool, Row};
 
 use crate::error::IdpError;
 
+mod grants;
+mod people;
+
+pub use grants::{CodeRecord, FamilyRecord, LoginAttempt, Redeemed, Refreshed};
+pub use people::{GroupRecord, UserRecord};
+
 /// A client as stored.
 #[derive(Debug, Clone)]
 pub struct ClientRecord {
@@ -26,6 +32,10 @@ pub struct ClientRecord {
     pub updated_at: i64,
     /// The worker it is, as an admin set it (see [`ClientRecord::worker_identity`]).
     pub worker: Option<WorkerIdentity>,
+    /// Where a login through it may send people back (exact match).
+    pub redirect_uris: Vec<String>,
+    /// No secret: it may only log people in, with PKCE.
+    pub public: bool,
 }
 
 impl ClientRecord {
@@ -54,7 +64,8 @@ static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 macro_rules! columns {
     () => {
-        "id, name, secret_sha256, scopes, audience, enabled, created_at, updated_at, worker"
+        "id, name, secret_sha256, scopes, audience, enabled, created_at, updated_at, worker, \
+         redirect_uris, public"
     };
 }
 
@@ -94,7 +105,7 @@ impl Store {
         let result = sqlx::query(concat!(
             "INSERT INTO clients (",
             columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         ))
         .bind(&client.id)
         .bind(&client.name)
@@ -105,6 +116,8 @@ impl Store {
         .bind(client.created_at)
         .bind(client.updated_at)
         .bind(worker_json(client)?)
+        .bind(uris_json(&client.redirect_uris)?)
+        .bind(i64::from(client.public))
         .execute(&self.pool)
         .await;
         match result {
@@ -161,11 +174,7 @@ impl Store {
         id: &str,
         change: impl FnOnce(&mut ClientRecord) -> Result<(), IdpError>,
     ) -> Result<Option<ClientRecord>, IdpError> {
-        let mut tx = if self.sqlite {
-            self.pool.begin_with("BEGIN IMMEDIATE").await?
-        } else {
-            self.pool.begin().await?
-        };
+        let mut tx = begin_write(self).await?;
         let lock = if self.sqlite { "" } else { " FOR UPDATE" };
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {} FROM clients WHERE id = $1{lock}",
@@ -180,13 +189,14 @@ impl Store {
         let mut client = decode(&row)?;
         change(&mut client)?;
         sqlx::query(
-            "UPDATE clients SET scopes = $1, enabled = $2, updated_at = $3, worker = $4 \
-             WHERE id = $5",
+            "UPDATE clients SET scopes = $1, enabled = $2, updated_at = $3, worker = $4, \
+             redirect_uris = $5 WHERE id = $6",
         )
         .bind(client.scopes.to_string())
         .bind(i64::from(client.enabled))
         .bind(client.updated_at)
         .bind(worker_json(&client)?)
+        .bind(uris_json(&client.redirect_uris)?)
         .bind(&client.id)
         .execute(&mut *tx)
         .await?;
@@ -212,11 +222,25 @@ impl Store {
         Ok(result.rows_affected() == 1)
     }
 
+    /// Deletes a client and the refresh tokens people got through it.
     pub async fn delete(&self, id: &str) -> Result<bool, IdpError> {
+        let mut tx = begin_write(self).await?;
+        sqlx::query(
+            "DELETE FROM refresh_tokens WHERE family_id IN \
+             (SELECT id FROM refresh_families WHERE client_id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM refresh_families WHERE client_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let result = sqlx::query("DELETE FROM clients WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(result.rows_affected() == 1)
     }
 }
@@ -238,6 +262,23 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<ClientRecord, IdpError> {
             .map(|text| serde_json::from_str(&text))
             .transpose()
             .map_err(|e| IdpError::Internal(format!("stored worker: {e}")))?,
+        redirect_uris: serde_json::from_str(&row.try_get::<String, _>("redirect_uris")?)
+            .map_err(|e| IdpError::Internal(format!("stored redirect_uris: {e}")))?,
+        public: row.try_get::<i64, _>("public")? != 0,
+    })
+}
+
+fn uris_json(uris: &[String]) -> Result<String, IdpError> {
+    serde_json::to_string(uris).map_err(|e| IdpError::Internal(format!("redirect_uris: {e}")))
+}
+
+/// A transaction that holds the write lock from its start on SQLite (one
+/// writer; a read-then-write transaction could otherwise fail to upgrade).
+async fn begin_write(store: &Store) -> Result<sqlx::Transaction<'static, sqlx::Any>, IdpError> {
+    Ok(if store.sqlite {
+        store.pool.begin_with("BEGIN IMMEDIATE").await?
+    } else {
+        store.pool.begin().await?
     })
 }
 

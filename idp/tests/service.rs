@@ -35,14 +35,15 @@ async fn discovery_and_jwks_describe_the_issuer_and_its_ed25519_key() {
     assert_eq!(doc["token_endpoint"], format!("{}/token", idp.url()));
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
     );
     assert_eq!(
         doc["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post"])
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
     );
     let scopes = doc["scopes_supported"].as_array().expect("scopes");
-    assert_eq!(scopes.len(), 10);
+    assert_eq!(scopes.len(), 11, "openid and every Ick scope");
+    assert!(scopes.contains(&Value::from("openid")));
     assert!(scopes.contains(&Value::from("work:run")));
 
     let (status, jwks) = get(doc["jwks_uri"].as_str().expect("jwks_uri")).await;

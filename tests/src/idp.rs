@@ -116,6 +116,90 @@ impl TestIdp {
         create_client(&self.config, name, scopes, &extra)
     }
 
+    /// Creates a client people log in through, with the CLI: `redirect_uris`
+    /// registered, public (no secret: `secret` is empty) or not.
+    pub fn create_login_client(
+        &self,
+        name: &str,
+        scopes: &[&str],
+        redirect_uris: &[&str],
+        public: bool,
+    ) -> Credentials {
+        let mut args = vec!["client", "create", name];
+        for scope in scopes {
+            args.extend(["--scope", scope]);
+        }
+        for uri in redirect_uris {
+            args.extend(["--redirect-uri", uri]);
+        }
+        if public {
+            args.push("--public");
+        }
+        let out = self.run(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "client create failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let field = |key: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_string())
+        };
+        Credentials {
+            id: field("client_id:").unwrap_or_else(|| panic!("no client_id in {stdout}")),
+            secret: field("client_secret:").unwrap_or_default(),
+        }
+    }
+
+    /// Creates user `name` with `password` through the admin API.
+    pub async fn create_user(&self, name: &str, password: &str) {
+        let token = self.admin_token().await;
+        let response = reqwest::Client::new()
+            .post(format!("{}/users", self.url()))
+            .bearer_auth(token)
+            .json(&serde_json::json!({
+                "name": name,
+                "display_name": format!("{name} (test)"),
+                "email": format!("{name}@example.org"),
+                "password": password,
+            }))
+            .send()
+            .await
+            .expect("IDP answers");
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::CREATED,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Calls the admin API as the admin client: `method path` with a JSON
+    /// body (or none); answers the status and the JSON (or null).
+    pub async fn admin_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let token = self.admin_token().await;
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url()))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("IDP answers");
+        let status = response.status();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// A token for `creds`, asking for `scope` (all the client may have if `None`).
     pub async fn token(&self, creds: &Credentials, scope: Option<&str>) -> String {
         self.token_source(creds, scope)

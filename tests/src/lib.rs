@@ -2,6 +2,7 @@
 //! started on loopback port 0, each with a fresh Postgres database (or
 //! SQLite file) and a temporary directory, killed when the test ends.
 
+pub mod browser;
 pub mod controller;
 pub mod db;
 pub mod faults;

@@ -263,12 +263,13 @@ fn clients_are_created_listed_disabled_enabled_and_rotated() {
         .icktool(&["client", "rotate", "ci", "--output", "json"])
         .ok()
         .json();
-    assert_ne!(rotated.client_secret, secret);
+    let rotated_secret = rotated.client_secret.expect("a new secret");
+    assert_ne!(rotated_secret, secret);
     icktool(&ci_config, &["build", "list"], &[]).fails(2, "invalid_client");
     icktool(
         &ci_config,
         &["build", "list"],
-        &[("ICKTOOL_CLIENT_SECRET", rotated.client_secret.as_str())],
+        &[("ICKTOOL_CLIENT_SECRET", rotated_secret.as_str())],
     )
     .ok();
 

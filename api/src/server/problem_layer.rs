@@ -40,7 +40,11 @@ async fn errors_as_problems(request: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with(PROBLEM_JSON) || ct.starts_with("application/json"));
+        .is_some_and(|ct| {
+            ct.starts_with(PROBLEM_JSON)
+                || ct.starts_with("application/json")
+                || ct.starts_with("text/html")
+        });
     if is_json {
         return response;
     }

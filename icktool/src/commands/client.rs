@@ -33,6 +33,14 @@ pub enum ClientCommand {
         /// `trusted,arch=amd64` (default: none).
         #[arg(long, value_delimiter = ',')]
         labels: Option<Vec<String>>,
+        /// Where people logging in through it may be sent back with a
+        /// code (repeat); matched exactly.
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Vec<String>,
+        /// A public client (a command line, a single-page app): no secret;
+        /// it may only log people in, with PKCE.
+        #[arg(long, conflicts_with = "write_config")]
+        public: bool,
         /// Also write an icktool config (mode 0600) for the new client,
         /// with this config's URLs.
         #[arg(long, value_name = "FILE")]
@@ -52,6 +60,9 @@ pub enum ClientCommand {
         /// The worker's labels, replacing the old ones (`--labels ''` for none).
         #[arg(long, value_delimiter = ',')]
         labels: Option<Vec<String>>,
+        /// Its redirect URIs, replacing the old ones (repeat).
+        #[arg(long = "redirect-uri", value_name = "URI")]
+        redirect_uris: Option<Vec<String>>,
     },
     /// Stop a client from getting tokens.
     Disable { client: String },
@@ -79,6 +90,8 @@ pub async fn run(ick: &Ick, command: ClientCommand, out: &Out) -> anyhow::Result
             audience,
             worker_name,
             labels,
+            redirect_uris,
+            public,
             write_config,
         } => {
             // Checked first: a refusal must not leave a client behind.
@@ -97,17 +110,19 @@ pub async fn run(ick: &Ick, command: ClientCommand, out: &Out) -> anyhow::Result
                 audience,
                 worker_name,
                 labels,
+                redirect_uris,
+                public,
             };
             let created: ClientWithSecret = ick
                 .call(Service::Idp, Method::POST, "/clients", Some(&body))
                 .await?;
-            if let Some(path) = &write_config {
+            if let (Some(path), Some(secret)) = (&write_config, &created.client_secret) {
                 let file = ConfigFile {
                     controller: ick.settings.controller.clone(),
                     idp: Some(ick.settings.idp.clone()),
                     artifact_store: ick.settings.artifact_store.clone(),
                     client_id: Some(created.client.id.clone()),
-                    client_secret: Some(ick_api::Secret::new(created.client_secret.clone())),
+                    client_secret: Some(ick_api::Secret::new(secret.clone())),
                     client_secret_file: None,
                 };
                 file.write(path)?;
@@ -150,8 +165,10 @@ pub async fn run(ick: &Ick, command: ClientCommand, out: &Out) -> anyhow::Result
             client,
             worker_name,
             labels,
+            redirect_uris,
         } => {
             let body = UpdateClient {
+                redirect_uris,
                 worker_name,
                 labels: labels.map(|l| l.into_iter().filter(|l| !l.is_empty()).collect()),
                 ..UpdateClient::default()
@@ -203,11 +220,16 @@ async fn set_enabled(ick: &Ick, out: &Out, client: &str, enabled: bool) -> anyho
 }
 
 fn secret_text(c: &ClientWithSecret) -> String {
-    format!(
-        "{}client_secret: {}\n(the secret is shown this once: keep it now)\n",
-        info_text(&c.client),
-        c.client_secret
-    )
+    match &c.client_secret {
+        Some(secret) => format!(
+            "{}client_secret: {secret}\n(the secret is shown this once: keep it now)\n",
+            info_text(&c.client),
+        ),
+        None => format!(
+            "{}(a public client: it has no secret)\n",
+            info_text(&c.client)
+        ),
+    }
 }
 
 fn info_text(c: &ClientInfo) -> String {
@@ -219,6 +241,12 @@ fn info_text(c: &ClientInfo) -> String {
         c.scopes,
         c.audience
     );
+    if c.public {
+        text.push_str("public:        yes (no secret; login with PKCE only)\n");
+    }
+    for uri in &c.redirect_uris {
+        text.push_str(&format!("redirect_uri:  {uri}\n"));
+    }
     if let Some(w) = &c.worker {
         let labels = if w.labels.is_empty() {
             "(none)".to_string()

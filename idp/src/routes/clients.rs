@@ -23,7 +23,19 @@ pub(super) async fn create(
         name: body.worker_name,
         labels: body.labels,
     };
-    let created = clients::create(&state.store, &body.name, body.scopes, &audience, worker).await?;
+    let login = clients::LoginSettings {
+        redirect_uris: body.redirect_uris,
+        public: body.public,
+    };
+    let created = clients::create(
+        &state.store,
+        &body.name,
+        body.scopes,
+        &audience,
+        worker,
+        login,
+    )
+    .await?;
     tracing::info!(client_id = %created.client.id, name = %created.client.name, "client created");
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -54,7 +66,15 @@ pub(super) async fn update(
         name: body.worker_name,
         labels: body.labels,
     };
-    let updated = clients::update(&state.store, &id, body.scopes, body.enabled, worker).await?;
+    let updated = clients::update(
+        &state.store,
+        &id,
+        body.scopes,
+        body.enabled,
+        worker,
+        body.redirect_uris,
+    )
+    .await?;
     tracing::info!(client_id = %updated.id, enabled = updated.enabled, "client updated");
     Ok(Json(updated))
 }

@@ -1,22 +1,33 @@
 //! The IDP's HTTP routes.
 
+mod authorize;
 mod clients;
 mod discovery;
+mod login_page;
+mod oauth;
+mod people;
 mod token;
+mod userinfo;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
+use ick_api::oauth::{
+    AUTHORIZE_PATH, DISCOVERY_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH, USERINFO_PATH,
+};
 
 use crate::AppState;
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
-        .route(ick_api::oauth::TOKEN_PATH, post(token::token))
+        .route(TOKEN_PATH, post(token::token))
+        .route(AUTHORIZE_PATH, get(authorize::show).post(authorize::submit))
         .route(
-            ick_api::oauth::DISCOVERY_PATH,
-            get(discovery::configuration),
+            USERINFO_PATH,
+            get(userinfo::userinfo).post(userinfo::userinfo),
         )
-        .route(ick_api::oauth::JWKS_PATH, get(discovery::jwks))
+        .route(REVOKE_PATH, post(userinfo::revoke))
+        .route(DISCOVERY_PATH, get(discovery::configuration))
+        .route(JWKS_PATH, get(discovery::jwks))
         .route("/clients", get(clients::list).post(clients::create))
         .route(
             "/clients/{id}",
@@ -25,5 +36,25 @@ pub(crate) fn router(state: AppState) -> Router {
                 .delete(clients::delete),
         )
         .route("/clients/{id}/rotate-secret", post(clients::rotate))
+        .route("/users", get(people::list_users).post(people::create_user))
+        .route(
+            "/users/{name}",
+            get(people::show_user)
+                .patch(people::update_user)
+                .delete(people::delete_user),
+        )
+        .route("/users/{name}/password", put(people::set_password))
+        .route(
+            "/groups",
+            get(people::list_groups).post(people::create_group),
+        )
+        .route(
+            "/groups/{name}",
+            get(people::show_group).delete(people::delete_group),
+        )
+        .route(
+            "/groups/{name}/members/{user}",
+            put(people::add_member).delete(people::remove_member),
+        )
         .with_state(state)
 }

@@ -1,5 +1,7 @@
-//! `POST /token`: the client-credentials grant (RFC 6749 §4.4), with
-//! errors exactly as §5.2 says.
+//! `POST /token`: the client-credentials grant (RFC 6749 §4.4) for
+//! machines; the authorization-code grant with PKCE (§4.1, RFC 7636) and
+//! the refresh-token grant (§6, rotating, RFC 9700 §4.14) for people. Errors
+//! exactly as §5.2 says.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -7,127 +9,17 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use ick_api::ScopeSet;
-use ick_api::oauth::OAuthErrorResponse;
+use ick_api::oauth::TokenResponse;
 
+use super::oauth::{OAuthError, authenticate, no_store, parse_form};
 use crate::AppState;
-use crate::clients::{hash_secret, secret_matches};
-
-/// An RFC 6749 §5.2 error answer.
-struct OAuthError {
-    status: StatusCode,
-    code: &'static str,
-    description: String,
-    retry_after: Option<u64>,
-}
-
-impl OAuthError {
-    fn new(code: &'static str, description: impl Into<String>) -> Self {
-        let status = match code {
-            "invalid_client" => StatusCode::UNAUTHORIZED,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        OAuthError {
-            status,
-            code,
-            description: description.into(),
-            retry_after: None,
-        }
-    }
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let body = OAuthErrorResponse {
-            error: self.code.to_string(),
-            error_description: Some(self.description),
-        };
-        let mut response = (self.status, no_store(), Json(body)).into_response();
-        let headers = response.headers_mut();
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"ick\""),
-            );
-        }
-        if let Some(seconds) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-fn no_store() -> [(header::HeaderName, &'static str); 2] {
-    [
-        (header::CACHE_CONTROL, "no-store"),
-        (header::PRAGMA, "no-cache"),
-    ]
-}
-
-/// The form, refusing repeated parameters (RFC 6749 §3.2).
-fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
-    let mut form = HashMap::new();
-    for (key, value) in url::form_urlencoded::parse(body) {
-        if form.insert(key.to_string(), value.to_string()).is_some() {
-            return Err(OAuthError::new(
-                "invalid_request",
-                format!("the parameter {key} is given more than once"),
-            ));
-        }
-    }
-    Ok(form)
-}
-
-/// Client id and secret from HTTP Basic (each form-urlencoded, RFC 6749
-/// §2.3.1) or from the form; using both is an error.
-fn client_credentials(
-    headers: &HeaderMap,
-    form: &HashMap<String, String>,
-) -> Result<(String, String), OAuthError> {
-    let from_form = form.get("client_secret").is_some();
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return match (form.get("client_id"), form.get("client_secret")) {
-            (Some(id), Some(secret)) => Ok((id.clone(), secret.clone())),
-            _ => Err(OAuthError::new(
-                "invalid_client",
-                "no client authentication: use HTTP Basic or client_id and client_secret",
-            )),
-        };
-    };
-    if from_form {
-        return Err(OAuthError::new(
-            "invalid_request",
-            "use one client authentication method, not both Basic and form fields",
-        ));
-    }
-    let malformed = || OAuthError::new("invalid_client", "malformed Basic authorization header");
-    let value = value.to_str().map_err(|_| malformed())?;
-    let (scheme, encoded) = value.split_once(' ').ok_or_else(malformed)?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(malformed());
-    }
-    let decoded = STANDARD.decode(encoded.trim()).map_err(|_| malformed())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
-    let unescape = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.to_string())
-            .unwrap_or_default()
-    };
-    let id = unescape(id);
-    if form.get("client_id").is_some_and(|f| *f != id) {
-        return Err(OAuthError::new(
-            "invalid_request",
-            "client_id in the form differs from the Basic credentials",
-        ));
-    }
-    Ok((id, unescape(secret)))
-}
+use crate::clients::{hash_secret, new_secret};
+use crate::login::{self, GrantedScope};
+use crate::store::{ClientRecord, Redeemed, Refreshed, UserRecord};
+use crate::tokens::{self, IdTokenFor, Person};
 
 pub(super) async fn token(
     State(state): State<AppState>,
@@ -136,7 +28,7 @@ pub(super) async fn token(
     body: Bytes,
 ) -> Response {
     match grant(&state, peer, &headers, &body).await {
-        Ok(response) => response,
+        Ok(response) => (StatusCode::OK, no_store(), Json(response)).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -146,106 +38,42 @@ async fn grant(
     peer: SocketAddr,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Response, OAuthError> {
-    let form_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    if !form_type {
-        return Err(OAuthError::new(
-            "invalid_request",
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let form = parse_form(body)?;
+) -> Result<TokenResponse, OAuthError> {
+    let form = parse_form(headers, body)?;
     match form.get("grant_type").map(String::as_str) {
-        None => return Err(OAuthError::new("invalid_request", "grant_type is missing")),
-        Some("client_credentials") => {}
-        Some(other) => {
-            return Err(OAuthError::new(
-                "unsupported_grant_type",
-                format!("grant type {other:?} is not supported; use client_credentials"),
-            ));
+        None => Err(OAuthError::new("invalid_request", "grant_type is missing")),
+        Some("client_credentials") => {
+            let client = authenticate(state, peer, headers, &form, false).await?;
+            client_credentials(state, &client, &form)
         }
+        Some("authorization_code") => {
+            let client = authenticate(state, peer, headers, &form, true).await?;
+            authorization_code(state, &client, &form).await
+        }
+        Some("refresh_token") => {
+            let client = authenticate(state, peer, headers, &form, true).await?;
+            refresh_token(state, &client, &form).await
+        }
+        Some(other) => Err(OAuthError::new(
+            "unsupported_grant_type",
+            format!(
+                "grant type {other:?} is not supported; use client_credentials, \
+                 authorization_code or refresh_token"
+            ),
+        )),
     }
-    let (client_id, secret) = client_credentials(headers, &form)?;
+}
 
-    // Failures count per peer, per (client, peer), and, from addresses
-    // the client never authenticated from, per client for all such
-    // strangers: a stranger who knows a client's id cannot lock it out
-    // of the addresses it used before.
-    let peer_key = format!("peer:{}", peer.ip());
-    let pair_key = format!("client:{client_id}@{}", peer.ip());
-    let strangers_key = format!("client:{client_id}:strangers");
-    let known = state.failures.is_known(&pair_key);
-    let limits = &state.config.auth_failures;
-    let mut keys = vec![
-        (&peer_key, limits.max_failures_per_peer),
-        (&pair_key, limits.max_failures),
-    ];
-    if !known {
-        keys.push((&strangers_key, limits.max_failures));
-    }
-    let blocked = keys
-        .into_iter()
-        .filter_map(|(key, max)| state.failures.blocked_for(key, max))
-        .max();
-    if let Some(wait) = blocked {
-        let seconds = wait.as_secs().max(1);
-        tracing::warn!(client_id = %client_id, peer = %peer.ip(), "token requests refused after failed authentications");
-        return Err(OAuthError {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: "temporarily_unavailable",
-            description: format!("too many failed client authentications; retry in {seconds} s"),
-            retry_after: Some(seconds),
-        });
-    }
+fn signing_failed(e: String) -> OAuthError {
+    tracing::error!(error = %e, "cannot issue a token");
+    OAuthError::server_error()
+}
 
-    let client = state.store.get(&client_id).await.map_err(|e| {
-        if e.is_unreachable() {
-            tracing::warn!(error = %e, "the database is away");
-            return OAuthError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "temporarily_unavailable",
-                description: "the identity provider cannot reach its database; try again shortly"
-                    .into(),
-                retry_after: Some(crate::error::RETRY_AFTER_SECONDS),
-            };
-        }
-        tracing::error!(error = %e, "cannot read clients");
-        OAuthError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "server_error",
-            description: "the identity provider failed; see its log".into(),
-            retry_after: None,
-        }
-    })?;
-    // Hash even for an unknown client, so timing does not tell which exist.
-    let stored = client
-        .as_ref()
-        .map(|c| c.secret_sha256.clone())
-        .unwrap_or_else(|| hash_secret("no such client"));
-    let authenticated = secret_matches(&secret, &stored) && client.is_some();
-    let client = match client {
-        Some(client) if authenticated => client,
-        _ => {
-            state.failures.record_failure(&peer_key);
-            state.failures.record_failure(&pair_key);
-            if !known {
-                state.failures.record_failure(&strangers_key);
-            }
-            tracing::info!(client_id = %client_id, peer = %peer.ip(), "client authentication failed");
-            return Err(OAuthError::new(
-                "invalid_client",
-                "client authentication failed",
-            ));
-        }
-    };
-    if !client.enabled {
-        return Err(OAuthError::new("invalid_client", "the client is disabled"));
-    }
-    state.failures.mark_known(&pair_key);
-
+fn client_credentials(
+    state: &AppState,
+    client: &ClientRecord,
+    form: &HashMap<String, String>,
+) -> Result<TokenResponse, OAuthError> {
     let scopes = match form
         .get("scope")
         .map(|s| s.trim())
@@ -266,23 +94,230 @@ async fn grant(
             asked
         }
     };
-
     let ring = state.key_ring();
-    let issued = crate::tokens::issue(
+    tokens::issue(
         &ring,
         &state.issuer,
         state.config.token_lifetime,
-        &client,
+        client,
         &scopes,
     )
-    .map_err(|e| {
-        tracing::error!(error = %e, "cannot issue a token");
-        OAuthError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "server_error",
-            description: "the identity provider failed; see its log".into(),
-            retry_after: None,
+    .map_err(signing_failed)
+}
+
+fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
+    form.get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| OAuthError::new("invalid_request", format!("{name} is missing")))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The user a grant is for, if they may still have tokens; otherwise the
+/// family is revoked and the grant refused.
+async fn live_user(
+    state: &AppState,
+    user_id: &str,
+    family_id: &str,
+) -> Result<UserRecord, OAuthError> {
+    match state.store.user_by_id(user_id).await? {
+        Some(user) if user.enabled => Ok(user),
+        _ => {
+            state.store.revoke_family(family_id, now_ms()).await?;
+            Err(OAuthError::new(
+                "invalid_grant",
+                "the user is disabled or gone",
+            ))
         }
+    }
+}
+
+/// Access token (and, for `openid`, an ID token) for `user` through
+/// `client`, with `refresh` as the refresh token.
+async fn person_tokens(
+    state: &AppState,
+    client: &ClientRecord,
+    user: &UserRecord,
+    granted: &GrantedScope,
+    refresh: String,
+    id_token: Option<IdTokenFor<'_>>,
+) -> Result<TokenResponse, OAuthError> {
+    let person = Person {
+        user,
+        groups: state.store.groups_of(&user.id).await?,
+    };
+    let ring = state.key_ring();
+    let lifetime = state.config.token_lifetime;
+    let mut response = tokens::issue_for_person(
+        &ring,
+        &state.issuer,
+        lifetime,
+        client,
+        &person,
+        &granted.to_string(),
+    )
+    .map_err(signing_failed)?;
+    response.refresh_token = Some(refresh);
+    if let Some(login) = id_token.filter(|_| granted.openid) {
+        response.id_token = Some(
+            tokens::id_token(&ring, &state.issuer, lifetime, &person, login)
+                .map_err(signing_failed)?,
+        );
+    }
+    Ok(response)
+}
+
+async fn authorization_code(
+    state: &AppState,
+    client: &ClientRecord,
+    form: &HashMap<String, String>,
+) -> Result<TokenResponse, OAuthError> {
+    let code = required(form, "code")?;
+    let redirect_uri = required(form, "redirect_uri")?;
+    let verifier = form.get("code_verifier").ok_or_else(|| {
+        OAuthError::new(
+            "invalid_request",
+            "code_verifier is missing: this IDP requires PKCE (S256)",
+        )
     })?;
-    Ok((StatusCode::OK, no_store(), Json(issued)).into_response())
+    login::check_verifier(verifier).map_err(|e| OAuthError::new("invalid_request", e))?;
+    let family_id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    let redeemed = state
+        .store
+        .redeem_code(&hash_secret(code), &family_id, now, |stored| {
+            if stored.client_id != client.id {
+                return Err("the code was issued to another client".into());
+            }
+            if stored.expires_at < now {
+                return Err("the code has expired".into());
+            }
+            if stored.redirect_uri != redirect_uri {
+                return Err("redirect_uri differs from the authorization request's".into());
+            }
+            if !login::verifier_matches(verifier, &stored.code_challenge) {
+                return Err("code_verifier does not match the code_challenge".into());
+            }
+            Ok(())
+        })
+        .await?;
+    let code = match redeemed {
+        Redeemed::Issued(code) => code,
+        Redeemed::Unknown => {
+            return Err(OAuthError::new("invalid_grant", "the code is unknown"));
+        }
+        Redeemed::Reused => {
+            tracing::warn!(client_id = %client.id, "an authorization code was used twice; its tokens are revoked");
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the code was used before; the tokens issued for it are revoked",
+            ));
+        }
+        Redeemed::Refused(why) => return Err(OAuthError::new("invalid_grant", why)),
+    };
+    let user = live_user(state, &code.user_id, &family_id).await?;
+    let refresh = new_secret()?;
+    state
+        .store
+        .insert_refresh_token(
+            &family_id,
+            &hash_secret(refresh.expose()),
+            now,
+            now + state.config.refresh_token_lifetime.as_millis() as i64,
+        )
+        .await?;
+    let granted = GrantedScope::parse_stored(&code.scope);
+    let login = IdTokenFor {
+        client,
+        nonce: code.nonce.clone(),
+        auth_time: code.auth_time,
+    };
+    tracing::info!(client_id = %client.id, user = %user.name, "tokens issued for a login");
+    person_tokens(
+        state,
+        client,
+        &user,
+        &granted,
+        refresh.expose().to_string(),
+        Some(login),
+    )
+    .await
+}
+
+async fn refresh_token(
+    state: &AppState,
+    client: &ClientRecord,
+    form: &HashMap<String, String>,
+) -> Result<TokenResponse, OAuthError> {
+    let presented = required(form, "refresh_token")?;
+    let next = new_secret()?;
+    let now = now_ms();
+    let rotated = state
+        .store
+        .rotate_refresh_token(
+            &hash_secret(presented),
+            &hash_secret(next.expose()),
+            now,
+            now + state.config.refresh_token_lifetime.as_millis() as i64,
+            |family| {
+                if family.client_id == client.id {
+                    Ok(())
+                } else {
+                    Err("the refresh token was issued to another client".into())
+                }
+            },
+        )
+        .await?;
+    let family = match rotated {
+        Refreshed::Rotated(family) => family,
+        Refreshed::Unknown => {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the refresh token is unknown",
+            ));
+        }
+        Refreshed::Revoked => {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the refresh token was revoked; log in again",
+            ));
+        }
+        Refreshed::Reused => {
+            tracing::warn!(client_id = %client.id, "a rotated refresh token was used again; its family is revoked");
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the refresh token was used before; every token of its login is revoked",
+            ));
+        }
+        Refreshed::Expired => {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the refresh token has expired",
+            ));
+        }
+        Refreshed::Refused(why) => return Err(OAuthError::new("invalid_grant", why)),
+    };
+    let user = live_user(state, &family.user_id, &family.id).await?;
+    let mut granted = GrantedScope::parse_stored(&family.scope);
+    if let Some(asked) = form
+        .get("scope")
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+    {
+        granted = granted
+            .narrowed(asked)
+            .map_err(|e| OAuthError::new("invalid_scope", e))?;
+    }
+    person_tokens(
+        state,
+        client,
+        &user,
+        &granted,
+        next.expose().to_string(),
+        None,
+    )
+    .await
 }

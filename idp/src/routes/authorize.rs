@@ -1,0 +1,327 @@
+//! `GET /authorize` shows the login form for an authorization request;
+//! `POST /authorize` checks the person's password and sends them back to
+//! the client with a code (RFC 6749 §4.1, PKCE S256, RFC 9207 `iss`).
+//!
+//! Login CSRF: the form carries a random token, stored hashed with the
+//! request it is for; the browser carries a random cookie, whose hash the
+//! attempt also holds. A POST needs both, so a page elsewhere cannot log a
+//! victim in as the attacker, nor replay someone else's form.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ick_api::Secret;
+use subtle::ConstantTimeEq;
+
+use super::login_page::{LoginForm, error_page, login_form};
+use crate::AppState;
+use crate::clients::{hash_secret, new_secret};
+use crate::error::IdpError;
+use crate::login::{AuthorizationRequest, RequestError, redirect_with};
+use crate::people::{Name, password_matches};
+use crate::store::{CodeRecord, LoginAttempt};
+
+/// The browser's login cookie.
+const COOKIE: &str = "ick_login";
+/// How long a login form may be filled in.
+const FORM_LIFETIME_MS: i64 = 10 * 60 * 1000;
+/// How long a code lives (it is for the client to exchange at once).
+const CODE_LIFETIME_MS: i64 = 60 * 1000;
+
+const EXPIRED: &str = "This login form has expired or was not issued to this browser.";
+const WRONG: &str = "The username or password is not right, or the account cannot log in.";
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn failed(e: IdpError) -> Response {
+    if e.is_unreachable() {
+        tracing::warn!(error = %e, "the database is away");
+        return error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The identity provider cannot reach its database; try again shortly.",
+        );
+    }
+    tracing::error!(error = %e, "login failed");
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "The identity provider failed; its log says why.",
+    )
+}
+
+fn see_other(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(value) => {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            response.headers_mut().insert(header::LOCATION, value);
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(_) => error_page(StatusCode::BAD_REQUEST, "The redirect URI is not usable."),
+    }
+}
+
+/// The pairs of a query or form, refusing repeated names (RFC 6749 §3.1).
+fn pairs(text: &[u8]) -> Result<HashMap<String, String>, String> {
+    let mut map = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(text) {
+        if map.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(format!("The parameter {k} is given more than once."));
+        }
+    }
+    Ok(map)
+}
+
+/// The value of cookie `name` in the request, if any.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+pub(super) async fn show(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let query = match pairs(query.unwrap_or_default().as_bytes()) {
+        Ok(q) => q,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let client = match query.get("client_id") {
+        Some(id) => match state.store.get(id).await {
+            Ok(c) => c,
+            Err(e) => return failed(e),
+        },
+        None => None,
+    };
+    let request = match AuthorizationRequest::parse(&query, client.as_ref()) {
+        Ok(r) => r,
+        Err(RequestError::Show(text)) => return error_page(StatusCode::BAD_REQUEST, &text),
+        Err(RequestError::Redirect {
+            redirect_uri,
+            error,
+            description,
+            state: given_state,
+        }) => {
+            let mut params = vec![
+                ("error", error),
+                ("error_description", description.as_str()),
+            ];
+            if let Some(s) = &given_state {
+                params.push(("state", s.as_str()));
+            }
+            params.push(("iss", &state.issuer));
+            return see_other(&redirect_with(&redirect_uri, &params));
+        }
+    };
+    let Some(client) = client else {
+        return error_page(StatusCode::BAD_REQUEST, "Unknown application.");
+    };
+    // One cookie per browser, shared by its tabs: a second login form
+    // must not break the first.
+    let existing = cookie(&headers, COOKIE)
+        .filter(|v| v.len() == 43)
+        .map(str::to_string);
+    let (csrf, browser) = match (new_secret(), existing) {
+        (Ok(csrf), Some(b)) => (csrf, Secret::new(b)),
+        (Ok(csrf), None) => match new_secret() {
+            Ok(b) => (csrf, b),
+            Err(e) => return failed(e),
+        },
+        (Err(e), _) => return failed(e),
+    };
+    let now = now_ms();
+    let attempt = LoginAttempt {
+        csrf_sha256: hash_secret(csrf.expose()),
+        cookie_sha256: hash_secret(browser.expose()),
+        client_id: request.client_id,
+        redirect_uri: request.redirect_uri,
+        scope: request.scope.to_string(),
+        state: request.state,
+        code_challenge: request.code_challenge,
+        nonce: request.nonce,
+        expires_at: now + FORM_LIFETIME_MS,
+    };
+    if let Err(e) = state.store.insert_login_attempt(&attempt, now).await {
+        return failed(e);
+    }
+    let mut response = login_form(
+        StatusCode::OK,
+        &LoginForm {
+            client_name: &client.name,
+            csrf: csrf.expose(),
+            username: "",
+            error: None,
+        },
+    );
+    let secure = if state.issuer.starts_with("https:") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let set = format!(
+        "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400{secure}",
+        browser.expose()
+    );
+    if let Ok(value) = HeaderValue::from_str(&set) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+pub(super) async fn submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = match pairs(&body) {
+        Ok(f) => f,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    };
+    let Some(csrf) = form.get("csrf").filter(|c| !c.is_empty()) else {
+        return error_page(StatusCode::BAD_REQUEST, EXPIRED);
+    };
+    let csrf_sha256 = hash_secret(csrf);
+    let now = now_ms();
+    let attempt = match state.store.login_attempt(&csrf_sha256, now).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return error_page(StatusCode::BAD_REQUEST, EXPIRED),
+        Err(e) => return failed(e),
+    };
+    let same_browser = cookie(&headers, COOKIE).is_some_and(|c| {
+        hash_secret(c)
+            .as_bytes()
+            .ct_eq(attempt.cookie_sha256.as_bytes())
+            .into()
+    });
+    if !same_browser {
+        tracing::info!(peer = %peer.ip(), "a login form came back without its browser's cookie");
+        return error_page(StatusCode::BAD_REQUEST, EXPIRED);
+    }
+    let client = match state.store.get(&attempt.client_id).await {
+        Ok(Some(c)) if c.enabled => c,
+        Ok(_) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "The application is gone or disabled.",
+            );
+        }
+        Err(e) => return failed(e),
+    };
+    let username = form.get("username").map(|u| u.trim()).unwrap_or("");
+    let password = Secret::new(form.get("password").cloned().unwrap_or_default());
+    let again = |status: StatusCode, error: &str| {
+        login_form(
+            status,
+            &LoginForm {
+                client_name: &client.name,
+                csrf,
+                username,
+                error: Some(error),
+            },
+        )
+    };
+
+    // As for client secrets: per peer, per (user, peer), and per user for
+    // all the addresses it never logged in from.
+    let peer_key = format!("login-peer:{}", peer.ip());
+    let pair_key = format!("login:{username}@{}", peer.ip());
+    let strangers_key = format!("login:{username}:strangers");
+    let known = state.failures.is_known(&pair_key);
+    let limits = &state.config.auth_failures;
+    let mut keys = vec![
+        (&peer_key, limits.max_failures_per_peer),
+        (&pair_key, limits.max_failures),
+    ];
+    if !known {
+        keys.push((&strangers_key, limits.max_failures));
+    }
+    let blocked = keys
+        .into_iter()
+        .filter_map(|(key, max)| state.failures.blocked_for(key, max))
+        .max();
+    if let Some(wait) = blocked {
+        let seconds = wait.as_secs().max(1);
+        tracing::warn!(user = %username, peer = %peer.ip(), "logins refused after failed attempts");
+        let mut response = again(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many failed logins; try again in {seconds} s."),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        return response;
+    }
+
+    let user = match Name::parse("user", username) {
+        Ok(name) => match state.store.user_by_name(name.as_str()).await {
+            Ok(user) => user,
+            Err(e) => return failed(e),
+        },
+        Err(_) => None,
+    };
+    // The same work for an unknown user, a user without a password, and a
+    // wrong password, so that neither answers nor timing tell them apart.
+    let hash = user
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_hash.to_string());
+    let matches = password_matches(password, hash).await;
+    let user = match user {
+        Some(user) if matches && user.password_hash.is_some() && user.enabled => user,
+        _ => {
+            state.failures.record_failure(&peer_key);
+            state.failures.record_failure(&pair_key);
+            if !known {
+                state.failures.record_failure(&strangers_key);
+            }
+            tracing::info!(user = %username, peer = %peer.ip(), "login failed");
+            return again(StatusCode::UNAUTHORIZED, WRONG);
+        }
+    };
+    state.failures.mark_known(&pair_key);
+
+    let code = match new_secret() {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let record = CodeRecord {
+        code_sha256: hash_secret(code.expose()),
+        client_id: client.id.clone(),
+        user_id: user.id.clone(),
+        redirect_uri: attempt.redirect_uri.clone(),
+        code_challenge: attempt.code_challenge.clone(),
+        scope: attempt.scope.clone(),
+        nonce: attempt.nonce.clone(),
+        auth_time: now / 1000,
+        expires_at: now + CODE_LIFETIME_MS,
+    };
+    match state.store.finish_login(&csrf_sha256, &record).await {
+        Ok(true) => {}
+        Ok(false) => return error_page(StatusCode::BAD_REQUEST, EXPIRED),
+        Err(e) => return failed(e),
+    }
+    tracing::info!(user = %user.name, client_id = %client.id, "logged in");
+    see_other(&redirect_with(
+        &attempt.redirect_uri,
+        &[
+            ("code", code.expose()),
+            ("state", &attempt.state),
+            ("iss", &state.issuer),
+        ],
+    ))
+}
