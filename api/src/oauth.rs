@@ -70,6 +70,22 @@ pub struct AccessClaims {
     /// here, never from the worker's own requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ick_worker: Option<WorkerIdentity>,
+    /// For a token a person got by logging in: who they are, and the
+    /// groups they were in when it was issued. What they may do to a
+    /// project is decided from this and the project's members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ick_user: Option<UserIdentity>,
+}
+
+/// Who a person is, as the IDP knows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserIdentity {
+    /// The user's unique name (`[a-z0-9][a-z0-9._-]*`).
+    pub name: String,
+    /// The groups the user is in.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// Who a worker is: its name and the labels it may claim work with.

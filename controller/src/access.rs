@@ -161,6 +161,7 @@ mod tests {
                 name: name.into(),
                 labels: labels.iter().map(|l| l.to_string()).collect(),
             }),
+            user: None,
         }
     }
 

@@ -34,6 +34,7 @@ pub fn issue(
             .contains(ick_api::Scope::WorkRun)
             .then(|| client.worker_identity())
             .flatten(),
+        ick_user: None,
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some(ACCESS_TOKEN_TYPE.to_string());

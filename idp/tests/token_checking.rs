@@ -52,6 +52,7 @@ fn claims(idp: &TestIdp) -> AccessClaims {
         client_name: None,
         scope: "builds:read".into(),
         ick_worker: None,
+        ick_user: None,
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Caller {
     pub expires_at: i64,
     /// The worker the token names (`ick_worker`), for clients with `work:run`.
     pub worker: Option<crate::oauth::WorkerIdentity>,
+    /// The person the token acts for (`ick_user`), if a person logged in.
+    pub user: Option<crate::oauth::UserIdentity>,
 }
 
 impl Caller {

@@ -215,6 +215,7 @@ impl TokenVerifier {
             scopes,
             expires_at: claims.exp,
             worker: claims.ick_worker,
+            user: claims.ick_user,
         };
         self.remember(digest, &caller);
         Ok(caller)

@@ -229,6 +229,7 @@ async fn forge(env: &Env, issuer: &str, exp: i64, scope: &str) -> String {
         client_name: None,
         scope: scope.into(),
         ick_worker: None,
+        ick_user: None,
     };
     let mut header = Header::new(Algorithm::EdDSA);
     header.typ = Some("at+jwt".into());
