@@ -102,6 +102,14 @@ enum Command {
     /// IDP clients (needs idp:admin): create, list, show, disable, enable, rotate, delete.
     #[command(subcommand)]
     Client(commands::client::ClientCommand),
+    /// A project's members and their roles: add, list, remove.
+    #[command(subcommand)]
+    Member(commands::member::MemberCommand),
+    /// Global roles (admin, creator): grant, revoke, list.
+    #[command(subcommand)]
+    Role(commands::role::RoleCommand),
+    /// Who changed what, when and from where (admins; a project's owners).
+    Audit(commands::audit::AuditArgs),
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -166,6 +174,9 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Blob(b) => blob::run_blob(&Ick::connect(config)?, b, &out).await,
         Command::Ref(r) => blob::run_ref(&Ick::connect(config)?, r, &out).await,
         Command::Client(c) => client::run(&Ick::connect(config)?, c, &out).await,
+        Command::Member(m) => member::run(&Ick::connect(config)?, m, &out).await,
+        Command::Role(r) => role::run(&Ick::connect(config)?, r, &out).await,
+        Command::Audit(a) => audit::run(&Ick::connect(config)?, a, &out).await,
     }
 }
 

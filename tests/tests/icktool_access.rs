@@ -223,6 +223,10 @@ fn clients_are_created_listed_disabled_enabled_and_rotated() {
         s(&author),
     ])
     .ok();
+    // With the scope, but no role, it may not; as a creator, it may.
+    icktool(&author, &["apply", "-f", s(&file)], &[]).fails(2, "global role creator");
+    ick.icktool(&["role", "grant", "client:author", "creator"])
+        .ok();
     icktool(&author, &["apply", "-f", s(&file)], &[]).ok();
     // An existing config is never overwritten, and no client is made.
     let before = std::fs::read_to_string(&author).expect("author config");
