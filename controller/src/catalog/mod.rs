@@ -1,6 +1,11 @@
 //! Applying and deleting projects and pipelines: parse and check first
-//! (nothing stored on error), then one transaction that records the change
-//! and its revision. Applying what is already stored changes nothing.
+//! (nothing stored on error), then one transaction that checks the
+//! author's roles ([`authorize`]) and records the change, its revision and
+//! its audit entry ([`record`]). Applying what is already stored changes
+//! nothing.
+
+mod authorize;
+mod record;
 
 use std::collections::BTreeMap;
 
@@ -8,12 +13,13 @@ use ick_api::actions::BUILTIN_KINDS;
 use ick_api::auth::Caller;
 use ick_api::controller::{
     Applied, ApplyAnswer, ApplyRequest, AuditAction, Change, DefinitionFile, DefinitionKind,
-    DefinitionProblem, Member, Membership, PipelineSpec, ProjectRole, ProjectSpec, Revision,
-    Stored,
+    DefinitionProblem, PipelineSpec, ProjectSpec, Revision, Stored,
 };
 use ick_definitions::files::{Definition, FileError, Spec, kind_name};
 use ick_definitions::needs_cycle;
 
+use self::authorize::{authorize, readable};
+use self::record::record_apply;
 use crate::access::{self, Actor, Bindings, Identity};
 use crate::audit;
 use crate::core::Core;
@@ -418,189 +424,6 @@ async fn apply_tx(
         }
     }
     Ok(Ok(applied))
-}
-
-/// The projects that run `pipeline`, as stored.
-fn users_of<'a>(runs: &'a [(String, String)], pipeline: &str) -> impl Iterator<Item = &'a String> {
-    runs.iter()
-        .filter(move |(_, p)| p == pipeline)
-        .map(|(project, _)| project)
-}
-
-/// Whether `who` may read a stored pipeline.
-fn readable(
-    bindings: &Bindings,
-    who: &Identity<'_>,
-    pipeline: &str,
-    runs: &[(String, String)],
-) -> bool {
-    let users: Vec<String> = users_of(runs, pipeline).cloned().collect();
-    bindings.may_read_pipeline(who, &users)
-}
-
-/// Why `who` may not apply `items`: one sentence per definition refused.
-/// A definition that would not change needs only to be readable; a
-/// project the author may not see is refused as a new one would be, so
-/// that the refusal does not tell it the project exists.
-fn authorize(
-    bindings: &Bindings,
-    who: &Identity<'_>,
-    items: &[Item],
-    current: &[Option<DefRow>],
-    specs: &[String],
-    runs: &[(String, String)],
-) -> Vec<String> {
-    let mut refused = Vec::new();
-    let cannot_create = |name: &str| {
-        if bindings.may_create_projects(who) {
-            format!(
-                "{} may not create project {name:?}: the name is taken",
-                who.describe()
-            )
-        } else {
-            format!(
-                "{} may not create project {name:?}: that needs the global role creator",
-                who.describe()
-            )
-        }
-    };
-    // Projects this batch creates: their author will own them.
-    let created: Vec<&str> = items
-        .iter()
-        .zip(current)
-        .filter(|(i, c)| i.kind == DefinitionKind::Project && c.is_none())
-        .map(|(i, _)| i.name.as_str())
-        .collect();
-    for ((item, current), spec) in items.iter().zip(current).zip(specs) {
-        let unchanged = current.as_ref().is_some_and(|c| &c.spec == spec);
-        match item.kind {
-            DefinitionKind::Project => {
-                if current.is_none() {
-                    if !bindings.may_create_projects(who) {
-                        refused.push(cannot_create(&item.name));
-                    }
-                    continue;
-                }
-                if !bindings.may_read(who, &item.name) {
-                    refused.push(cannot_create(&item.name));
-                    continue;
-                }
-                if unchanged {
-                    continue;
-                }
-                if let Err(e) = access::judge::<access::ChangeDefinitions>(
-                    bindings,
-                    who,
-                    &item.name,
-                    String::new,
-                ) {
-                    refused.push(e.to_string());
-                }
-            }
-            DefinitionKind::Pipeline => {
-                // Those that run it now, and those of the batch that will.
-                let mut users: Vec<String> = users_of(runs, &item.name).cloned().collect();
-                for other in items {
-                    if let Spec::Project(p) = &other.spec
-                        && p.pipelines.contains(&item.name)
-                    {
-                        users.push(other.name.clone());
-                    }
-                }
-                users.retain(|u| !created.contains(&u.as_str()));
-                users.sort();
-                users.dedup();
-                if unchanged {
-                    if !bindings.may_read_pipeline(who, &users) {
-                        refused.push(access::pipeline_refusal(
-                            who,
-                            &item.name,
-                            access::PipelineRefusal::Unused,
-                        ));
-                    }
-                    continue;
-                }
-                if let Err(why) = bindings.may_change_pipeline(who, &users) {
-                    refused.push(access::pipeline_refusal(who, &item.name, why));
-                }
-            }
-        }
-    }
-    refused
-}
-
-/// The audit entries of a definition that changed; a new project's
-/// author becomes its owner (an admin need not).
-async fn record_apply(
-    conn: &mut sqlx::AnyConnection,
-    author: Author<'_>,
-    bindings: &Bindings,
-    who: &Identity<'_>,
-    item: &Item,
-    done: &Applied,
-    runs: &[(String, String)],
-) -> Result<()> {
-    let created = done.change == Change::Created;
-    match item.kind {
-        DefinitionKind::Project => {
-            let action = if created {
-                AuditAction::ProjectCreate
-            } else {
-                AuditAction::ProjectUpdate
-            };
-            audit::record(
-                conn,
-                author.actor,
-                action,
-                Some(&item.name),
-                &item.name,
-                serde_json::json!({"revision": done.revision}),
-            )
-            .await?;
-            if created && !bindings.is_admin(who) {
-                let member = match who {
-                    Identity::Person { name, .. } => Member::User(name.to_string()),
-                    Identity::Client { name: Some(name) } => Member::Client(name.to_string()),
-                    // A creator has a name: it holds the role by it.
-                    _ => return Ok(()),
-                };
-                let owner = Membership {
-                    member: member.clone(),
-                    role: ProjectRole::Owner,
-                    granted_by: author.actor.shown(),
-                    granted_at: time(now_ms()),
-                };
-                roles::set_member(conn, &item.name, &owner).await?;
-                audit::record(
-                    conn,
-                    author.actor,
-                    AuditAction::MemberSet,
-                    Some(&item.name),
-                    &member.to_string(),
-                    serde_json::json!({"role": ProjectRole::Owner, "why": "the creator of the project"}),
-                )
-                .await?;
-            }
-        }
-        DefinitionKind::Pipeline => {
-            let action = if created {
-                AuditAction::PipelineCreate
-            } else {
-                AuditAction::PipelineUpdate
-            };
-            let users: Vec<&String> = users_of(runs, &item.name).collect();
-            audit::record(
-                conn,
-                author.actor,
-                action,
-                None,
-                &item.name,
-                serde_json::json!({"revision": done.revision, "projects": users}),
-            )
-            .await?;
-        }
-    }
-    Ok(())
 }
 
 /// What a definition will do that its author may not expect.
