@@ -4,12 +4,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use ick_api::controller::{
-    BuildList, BuildQuery, BuildStatus, BuildSummary, BuildView, DefinitionKind, LostAttempt,
-    NodeStatus, PipelineSpec, ProjectSpec, TriggerRequest,
+    AuditAction, BuildList, BuildQuery, BuildStatus, BuildSummary, BuildView, DefinitionKind,
+    LostAttempt, NodeStatus, PipelineSpec, ProjectSpec, TriggerRequest,
 };
 use ick_api::work::WorkerState;
 use sqlx::AnyConnection;
 
+use crate::access::{Actor, Readable};
+use crate::audit;
 use crate::core::Core;
 use crate::error::{ControllerError, Result};
 use crate::graph::{build_graph, build_parameters, fill_refs};
@@ -50,9 +52,9 @@ pub async fn trigger(
     core: &Core,
     project: &str,
     request: TriggerRequest,
-    caller: &str,
+    actor: &Actor,
 ) -> Result<BuildSummary> {
-    match trigger_once(core, project, request, caller, None).await? {
+    match trigger_once(core, project, request, actor, None).await? {
         Triggered::New(build) => Ok(build),
         Triggered::Duplicate(_) => Err(ControllerError::Internal(
             "a trigger without a delivery was a duplicate".into(),
@@ -79,12 +81,13 @@ pub enum Triggered {
     Duplicate(Option<BuildSummary>),
 }
 
-/// Triggers a build, at most once per delivery when one is given.
+/// Triggers a build, at most once per delivery when one is given; the
+/// audit log has it (in the same transaction).
 pub async fn trigger_once(
     core: &Core,
     project: &str,
     request: TriggerRequest,
-    caller: &str,
+    actor: &Actor,
     delivery: Option<Delivery<'_>>,
 ) -> Result<Triggered> {
     crate::definitions::check_name("project", project)?;
@@ -94,7 +97,7 @@ pub async fn trigger_once(
             &core.store,
             project,
             &request,
-            caller,
+            actor,
             default_concurrency,
             delivery,
         )
@@ -119,7 +122,7 @@ pub async fn trigger_once(
         );
         return Ok(Triggered::Duplicate(earlier));
     };
-    tracing::info!(build_id = %build.id, project, number = build.number, by = caller, "build triggered");
+    tracing::info!(build_id = %build.id, project, number = build.number, by = %actor.id(), "build triggered");
     effects.publish(core);
     Ok(Triggered::New(build.summary()))
 }
@@ -129,7 +132,7 @@ async fn trigger_tx(
     store: &Store,
     project_name: &str,
     request: &TriggerRequest,
-    caller: &str,
+    actor: &Actor,
     default_concurrency: u32,
     delivery: Option<Delivery<'_>>,
 ) -> Result<Option<(BuildRow, Effects)>> {
@@ -178,7 +181,7 @@ async fn trigger_tx(
         concurrency,
         cancel_requested: false,
         parameters,
-        triggered_by: caller.to_string(),
+        triggered_by: actor.shown(),
         created_at: now,
         started_at: None,
         ended_at: None,
@@ -223,6 +226,19 @@ async fn trigger_tx(
         })
         .collect();
     db::insert_graph(&mut tx, &nodes).await?;
+    audit::record(
+        &mut tx,
+        actor,
+        AuditAction::BuildTrigger,
+        Some(project_name),
+        &build.id,
+        serde_json::json!({
+            "number": build.number,
+            "parameters": request.parameters,
+            "delivery": delivery.map(|d| d.id),
+        }),
+    )
+    .await?;
     tx.commit().await?;
     let effects = Effects {
         work: admitted,
@@ -330,7 +346,7 @@ pub async fn end_if_idle(
 
 /// `POST /builds/{id}/cancel`: queued nodes end at once, running ones are
 /// told through their heartbeat; the build ends when they stop.
-pub async fn cancel(core: &Core, id: &str) -> Result<BuildSummary> {
+pub async fn cancel(core: &Core, id: &str, actor: &Actor) -> Result<BuildSummary> {
     let (build, effects) = retrying(|| async {
         let store = &core.store;
         let mut tx = store.write().await?;
@@ -356,11 +372,20 @@ pub async fn cancel(core: &Core, id: &str) -> Result<BuildSummary> {
         };
         finish_if_done(store, &mut tx, &cancelled, now, &mut effects).await?;
         let after = db::get_build(&mut tx, id).await?.unwrap_or(cancelled);
+        audit::record(
+            &mut tx,
+            actor,
+            AuditAction::BuildCancel,
+            Some(&after.project),
+            &after.id,
+            serde_json::json!({"number": after.number, "run": after.run}),
+        )
+        .await?;
         tx.commit().await?;
         Ok((after, effects))
     })
     .await?;
-    tracing::info!(build_id = %build.id, status = %build.status, "build cancelled");
+    tracing::info!(build_id = %build.id, status = %build.status, by = %actor.id(), "build cancelled");
     effects.publish(core);
     Ok(build.summary())
 }
@@ -368,7 +393,7 @@ pub async fn cancel(core: &Core, id: &str) -> Result<BuildSummary> {
 /// `POST /builds/{id}/retry`: a new run of an ended build that re-runs
 /// only its failed, skipped and cancelled pipelines, each from its first
 /// action; succeeded pipelines keep their results.
-pub async fn retry(core: &Core, id: &str) -> Result<BuildSummary> {
+pub async fn retry(core: &Core, id: &str, actor: &Actor) -> Result<BuildSummary> {
     let (build, effects) = retrying(|| async {
         let store = &core.store;
         let mut tx = store.write().await?;
@@ -410,6 +435,15 @@ pub async fn retry(core: &Core, id: &str) -> Result<BuildSummary> {
         let after = db::get_build(&mut tx, id)
             .await?
             .ok_or_else(|| ControllerError::Internal("the retried build vanished".into()))?;
+        audit::record(
+            &mut tx,
+            actor,
+            AuditAction::BuildRetry,
+            Some(&after.project),
+            &after.id,
+            serde_json::json!({"number": after.number, "run": after.run, "pipelines": again}),
+        )
+        .await?;
         tx.commit().await?;
         tracing::info!(build_id = %after.id, run = after.run, pipelines = ?again, "build retried");
         Ok((
@@ -588,8 +622,9 @@ fn waiting_for(
     )
 }
 
-/// `GET /builds`.
-pub async fn list(core: &Core, query: &BuildQuery) -> Result<BuildList> {
+/// `GET /builds`: of the projects in `readable` (the route checked a
+/// `project=` it names).
+pub async fn list(core: &Core, query: &BuildQuery, readable: &Readable) -> Result<BuildList> {
     let page = Page::<BuildStatus>::parse(
         query.status.as_deref(),
         query.before.as_deref(),
@@ -602,6 +637,7 @@ pub async fn list(core: &Core, query: &BuildQuery) -> Result<BuildList> {
     let rows = db::list_builds(
         &mut conn,
         query.project.as_deref(),
+        readable,
         &page.statuses,
         page.before,
         page.limit + 1,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use ick_api::Secret;
 use ick_api::auth::AuthConfig;
+use ick_api::controller::Member;
 use ick_api::server::HttpConfig;
 use serde::Deserialize;
 
@@ -58,6 +59,11 @@ pub struct Config {
     /// notifications wait in the outbox).
     #[serde(default)]
     pub mail: Option<MailConfig>,
+    /// Members that are always global `admin`, e.g. `[client:ick-admin]`
+    /// or `[group:ops]`: the first admins, who grant every other role.
+    /// They cannot be revoked through the API (default none).
+    #[serde(default)]
+    pub admins: Vec<Member>,
 }
 
 /// `webhooks:`.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::cache::AccessCache;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::store::{self, Store};
@@ -18,6 +19,8 @@ pub(crate) struct Core {
     pub store: Store,
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
+    /// Who may do what, read from the database and kept.
+    pub access: Arc<AccessCache>,
     pub workers: Arc<WorkerRegistry>,
     pub build_infos: Arc<BuildInfos>,
     /// Cancelled when the controller stops: long polls and log streams end.
@@ -32,10 +35,16 @@ pub(crate) struct Core {
 impl Core {
     /// The core of a controller that starts now.
     pub fn new(store: Store, config: Config, hub: Arc<Hub>, cancel: CancellationToken) -> Core {
+        let access = Arc::new(AccessCache::new(
+            store.clone(),
+            hub.clone(),
+            config.admins.clone(),
+        ));
         Core {
             store,
             config: Arc::new(config),
             hub,
+            access,
             workers: Arc::new(WorkerRegistry::default()),
             build_infos: Arc::new(BuildInfos::default()),
             cancel,

@@ -33,6 +33,11 @@ pub enum ControllerError {
     /// A web hook without a valid proof of its project's secret.
     #[error("{0}")]
     Unauthorized(String),
+    /// No token, where only a public project could be read without one:
+    /// answered as a request without a token is everywhere (401 with
+    /// `WWW-Authenticate`).
+    #[error("the request has no bearer token")]
+    NoToken,
     /// The caller may not do this; the text says why.
     #[error("{0}")]
     Forbidden(String),
@@ -116,6 +121,9 @@ impl IntoResponse for ControllerError {
             ControllerError::BadRequest(_) => Problem::new(StatusCode::BAD_REQUEST, text),
             ControllerError::Conflict(_) => Problem::new(StatusCode::CONFLICT, text),
             ControllerError::Unauthorized(_) => Problem::new(StatusCode::UNAUTHORIZED, text),
+            ControllerError::NoToken => {
+                return ick_api::auth::AuthRejection::Unauthenticated(text).into_response();
+            }
             ControllerError::Forbidden(_) => Problem::new(StatusCode::FORBIDDEN, text),
             ControllerError::TooLarge(_) => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, text),
             ControllerError::TooManyRequests { retry_after, .. } => {

@@ -4,9 +4,14 @@
 //! other controllers sharing the database (`NOTIFY`, coalesced off the hot
 //! path) and hears them (`LISTEN`). Waiters also look again now and then,
 //! so a missed wake-up only delays.
+//!
+//! A change of who may do what (members, roles, projects) bumps the access
+//! epoch, here and on the other controllers; the access cache reads the
+//! bindings again when the epoch moved.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::Connection;
@@ -16,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 const WORK_CHANNEL: &str = "ick_work";
 const BUILD_CHANNEL: &str = "ick_build";
+const ACCESS_CHANNEL: &str = "ick_access";
 /// How long the notifier gathers events before it notifies.
 const COALESCE: Duration = Duration::from_millis(5);
 /// How long a starting controller waits to listen before it serves.
@@ -26,6 +32,7 @@ pub const ALL_BUILDS: &str = "*";
 enum Signal {
     Work,
     Build(Arc<str>),
+    Access,
 }
 
 /// Where waiters wait.
@@ -33,6 +40,7 @@ pub struct Hub {
     instance: String,
     work: watch::Sender<u64>,
     builds: broadcast::Sender<Arc<str>>,
+    access: AtomicU64,
     remote: Option<mpsc::UnboundedSender<Signal>>,
 }
 
@@ -50,6 +58,7 @@ impl Hub {
             instance: uuid::Uuid::new_v4().simple().to_string(),
             work: watch::channel(0).0,
             builds: broadcast::channel(4096).0,
+            access: AtomicU64::new(0),
             remote: tx,
         };
         (Arc::new(hub), rx)
@@ -76,6 +85,20 @@ impl Hub {
     /// hear at once (those elsewhere look again within a second).
     pub fn build_changed_here(&self, id: &str) {
         let _ = self.builds.send(id.into());
+    }
+
+    /// Who may do what changed (committed): bindings are read again, here
+    /// and on the other controllers.
+    pub fn access_changed(&self) {
+        self.access.fetch_add(1, Ordering::SeqCst);
+        if let Some(remote) = &self.remote {
+            let _ = remote.send(Signal::Access);
+        }
+    }
+
+    /// Moves on every change of who may do what, here or elsewhere.
+    pub fn access_epoch(&self) -> u64 {
+        self.access.load(Ordering::SeqCst)
     }
 
     /// For a claim's wait.
@@ -137,9 +160,11 @@ async fn notifier(
             },
         };
         let mut work = false;
+        let mut access = false;
         let mut builds = BTreeSet::new();
         let mut take = |signal: Signal| match signal {
             Signal::Work => work = true,
+            Signal::Access => access = true,
             Signal::Build(id) => {
                 builds.insert(id);
             }
@@ -154,6 +179,9 @@ async fn notifier(
         let mut messages = Vec::new();
         if work {
             messages.push((WORK_CHANNEL, instance.clone()));
+        }
+        if access {
+            messages.push((ACCESS_CHANNEL, instance.clone()));
         }
         let mut payload = format!("{instance}:");
         for id in builds {
@@ -215,15 +243,25 @@ async fn listener(
                 }
             }
         };
-        if let Err(e) = listener.listen_all([WORK_CHANNEL, BUILD_CHANNEL]).await {
+        if let Err(e) = listener
+            .listen_all([WORK_CHANNEL, BUILD_CHANNEL, ACCESS_CHANNEL])
+            .await
+        {
             tracing::warn!(error = %e, "cannot listen for other controllers; retrying");
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
             }
         }
-        if let Some(tx) = listening.take() {
-            let _ = tx.send(());
+        match listening.take() {
+            Some(tx) => {
+                let _ = tx.send(());
+            }
+            // Listening again after a lost connection: changes of access
+            // made meanwhile were not heard.
+            None => {
+                hub.access.fetch_add(1, Ordering::SeqCst);
+            }
         }
         loop {
             let next = tokio::select! {
@@ -235,6 +273,7 @@ async fn listener(
                 Ok(None) => {
                     // Reconnected: what was sent meanwhile is lost, so look again.
                     hub.work.send_modify(|v| *v = v.wrapping_add(1));
+                    hub.access.fetch_add(1, Ordering::SeqCst);
                     let _ = hub.builds.send(ALL_BUILDS.into());
                 }
                 Err(e) => {
@@ -253,6 +292,9 @@ fn hear(hub: &Hub, channel: &str, payload: &str) {
     }
     match channel {
         WORK_CHANNEL => hub.work.send_modify(|v| *v = v.wrapping_add(1)),
+        ACCESS_CHANNEL => {
+            hub.access.fetch_add(1, Ordering::SeqCst);
+        }
         BUILD_CHANNEL => {
             for id in rest.split(',').filter(|s| !s.is_empty()) {
                 let _ = hub.builds.send(id.into());

@@ -6,7 +6,8 @@
 //! git servers and mails people how builds ended. Postgres in production
 //! (several controllers may share it), SQLite on one host.
 
-mod access;
+pub mod access;
+mod audit;
 mod builds;
 mod catalog;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod error;
 pub mod graph;
 mod hub;
 mod logs;
+mod members;
 mod notify;
 mod paging;
 mod routes;
@@ -92,6 +94,20 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
                     "notifications wait in the outbox, but the config has no mail section to send them with"
                 );
             }
+        }
+    }
+    if core.config.admins.is_empty() {
+        let mut conn = core.store.conn().await?;
+        let admins = store::roles::global_roles(&mut conn)
+            .await?
+            .into_iter()
+            .filter(|r| r.role == ick_api::controller::GlobalRole::Admin)
+            .count();
+        if admins == 0 {
+            tracing::warn!(
+                "no admin: the config's `admins:` is empty and none was granted, so nobody can \
+                 create projects or grant roles (add e.g. `admins: [client:NAME]`)"
+            );
         }
     }
     running.own(tokio::spawn(work::reaper::reaper(core)));

@@ -1,5 +1,6 @@
 //! Every endpoint but the health checks and the web hooks (signed with a
-//! project's trigger secret instead) needs a token with its scope.
+//! project's trigger secret instead) needs a token with its scope (a
+//! public project's reads without a token are in `roles.rs`).
 
 mod common;
 
@@ -151,6 +152,33 @@ async fn every_endpoint_refuses_missing_and_wrong_scope_tokens() {
             Scope::ProjectsWrite,
             &none,
         ),
+        (
+            Method::GET,
+            "/projects/p/members".into(),
+            Scope::ProjectsRead,
+            &none,
+        ),
+        (
+            Method::PUT,
+            "/projects/p/members".into(),
+            Scope::ProjectsWrite,
+            &none,
+        ),
+        (
+            Method::DELETE,
+            "/projects/p/members/user:alice".into(),
+            Scope::ProjectsWrite,
+            &none,
+        ),
+        (Method::GET, "/roles".into(), Scope::ProjectsRead, &none),
+        (Method::PUT, "/roles".into(), Scope::ProjectsWrite, &none),
+        (
+            Method::DELETE,
+            "/roles/user:alice/creator".into(),
+            Scope::ProjectsWrite,
+            &none,
+        ),
+        (Method::GET, "/audit".into(), Scope::ProjectsRead, &none),
         (Method::POST, "/work/claim".into(), Scope::WorkRun, &claim),
         (
             Method::POST,

@@ -177,7 +177,8 @@ async fn applying_the_same_definition_twice_is_one_revision(storage: Storage) {
     assert_eq!(stored.revision, 2);
     assert_eq!(stored.text, changed);
     assert_eq!(stored.spec.actions[0].describe(), "shell: make check");
-    assert_eq!(stored.updated_by, env.idp.admin.id);
+    // Named by the client's name, not its id.
+    assert_eq!(stored.updated_by, ick_tests::idp::ADMIN_CLIENT);
     let revisions: Vec<Revision> = api.get("/pipelines/build/revisions").await;
     assert_eq!(revisions.len(), 2);
     assert_eq!(
@@ -191,7 +192,7 @@ async fn applying_the_same_definition_twice_is_one_revision(storage: Storage) {
     assert!(
         revisions
             .iter()
-            .all(|r| r.author == env.idp.admin.id && !r.deleted)
+            .all(|r| r.author == ick_tests::idp::ADMIN_CLIENT && !r.deleted)
     );
 
     // As YAML, the text as applied.

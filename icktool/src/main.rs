@@ -110,6 +110,14 @@ enum Command {
     /// delete, add, remove.
     #[command(subcommand)]
     Group(commands::user::GroupCommand),
+    /// A project's members and their roles: add, list, remove.
+    #[command(subcommand)]
+    Member(commands::member::MemberCommand),
+    /// Global roles (admin, creator): grant, revoke, list.
+    #[command(subcommand)]
+    Role(commands::role::RoleCommand),
+    /// Who changed what, when and from where (admins; a project's owners).
+    Audit(commands::audit::AuditArgs),
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -176,6 +184,9 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Client(c) => client::run(&Ick::connect(config)?, c, &out).await,
         Command::User(c) => user::run_user(&Ick::connect(config)?, c, &out).await,
         Command::Group(c) => user::run_group(&Ick::connect(config)?, c, &out).await,
+        Command::Member(m) => member::run(&Ick::connect(config)?, m, &out).await,
+        Command::Role(r) => role::run(&Ick::connect(config)?, r, &out).await,
+        Command::Audit(a) => audit::run(&Ick::connect(config)?, a, &out).await,
     }
 }
 

@@ -11,8 +11,9 @@
 //! State in DIR (default `.ick/`): `idp/` (keys and clients),
 //! `controller.db`, `artifacts/`, `workers/NAME/` (workspaces), `ick.log`
 //! (every service's log), and `icktool.yaml`: the admin client's config
-//! (mode 0600), created on first start and kept after. A worker client is
-//! made too; its secret is renewed at each start and never written down.
+//! (mode 0600), created on first start and kept after; the controller
+//! makes that client a global `admin`. A worker client is made too; its
+//! secret is renewed at each start and never written down.
 //!
 //! `--config FILE` ([`UpConfig`]) adds what a one-host user may need of
 //! the services' settings: the controller's `mail:`.
@@ -33,7 +34,8 @@ use crate::config::ConfigFile;
 use crate::connection::Ick;
 use crate::up_config::UpConfig;
 
-/// The admin client `up` creates: every scope.
+/// The admin client `up` creates: every scope, and the controller's
+/// global `admin` (its `admins:`).
 const ADMIN_CLIENT: &str = "icktool-admin";
 /// The client the worker-managers share.
 const WORKER_CLIENT: &str = "icktool-worker";
@@ -405,6 +407,9 @@ async fn start_all(
             "http": {"listen": listeners.controller.local_addr()?.to_string()},
             "auth": {"issuer": idp_url},
             "database_url": format!("sqlite://{}?mode=rwc", dir.join("controller.db").display()),
+            // Its admin client may do everything; the workers' clients
+            // have work:run only, and no role.
+            "admins": [format!("client:{ADMIN_CLIENT}")],
         }),
     )?;
     if settings.mail.is_some() {

@@ -100,6 +100,9 @@ impl TestController {
         config["auth"]["issuer"] = idp.url().into();
         config["database_url"] = database_url.as_str().into();
         config["max_connections"] = 5.into();
+        // The IDP's admin client is the controller's admin too; tests of
+        // roles give their narrower clients the roles they need.
+        config["admins"] = vec![Value::from(format!("client:{}", crate::idp::ADMIN_CLIENT))].into();
         edit(&mut config);
         let path = dir.path().join("controller.yaml");
         std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write config");

@@ -11,6 +11,10 @@ use crate::db::TestDb;
 use crate::process::ServiceProcess;
 use crate::{bin_path, repo_root};
 
+/// The name of the admin client every test IDP has (every scope; the
+/// test controllers' `admins:`).
+pub const ADMIN_CLIENT: &str = "test-admin";
+
 /// A client id and its secret.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -63,7 +67,7 @@ impl TestIdp {
         let path = dir.path().join("idp.yaml");
         std::fs::write(&path, serde_yaml::to_string(&config).expect("yaml")).expect("write");
         let all = ick_api::ScopeSet::all().to_string();
-        let admin = create_client(&path, "test-admin", &[all.as_str()], &[]);
+        let admin = create_client(&path, ADMIN_CLIENT, &[all.as_str()], &[]);
         let process = ServiceProcess::start(
             &bin_path("ick-idp"),
             ["--config".as_ref(), path.as_os_str()],

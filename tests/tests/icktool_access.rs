@@ -223,6 +223,10 @@ fn clients_are_created_listed_disabled_enabled_and_rotated() {
         s(&author),
     ])
     .ok();
+    // With the scope, but no role, it may not; as a creator, it may.
+    icktool(&author, &["apply", "-f", s(&file)], &[]).fails(2, "global role creator");
+    ick.icktool(&["role", "grant", "client:author", "creator"])
+        .ok();
     icktool(&author, &["apply", "-f", s(&file)], &[]).ok();
     // An existing config is never overwritten, and no client is made.
     let before = std::fs::read_to_string(&author).expect("author config");
@@ -290,4 +294,92 @@ fn completions_are_printed_for_each_shell() {
         );
     }
     icktool_bare(&["completions", "tcsh"], &[], dir.path()).fails(2, "invalid value");
+}
+
+/// `icktool member`, `role` and `audit` against the real suite: a
+/// developer added by icktool triggers; bad members and roles are refused
+/// before anything is sent; the audit log names who did it.
+#[test]
+fn members_roles_and_the_audit_log_from_icktool() {
+    let ick = Ick::start(0);
+    let file = ick.file(
+        "p.yaml",
+        "pipelines:\n  - pipeline: p\n    actions: [{shell: 'true'}]\n\
+         projects:\n  - project: secret\n    pipelines: [p]\n    visibility: private\n",
+    );
+    ick.icktool(&["apply", "-f", s(&file)]).ok();
+    let dev = ick.dir.path().join("dev.yaml");
+    ick.icktool(&[
+        "client",
+        "create",
+        "dev",
+        "--scope",
+        "projects:read builds:read builds:trigger",
+        "--write-config",
+        s(&dev),
+    ])
+    .ok();
+    // Private: to dev, it is not there.
+    icktool(&dev, &["trigger", "secret"], &[]).fails(2, "no project \"secret\"");
+    icktool(&dev, &["project", "list"], &[]).ok();
+    ick.icktool(&["member", "add", "secret", "client:dev", "developer"])
+        .ok();
+    icktool(&dev, &["trigger", "secret"], &[]).ok();
+    let list = ick.icktool(&["member", "list", "secret"]).ok();
+    assert!(
+        list.stdout.contains("client:dev") && list.stdout.contains("developer"),
+        "{list}"
+    );
+    // Refused before anything is sent.
+    ick.icktool(&["member", "add", "secret", "dev", "developer"])
+        .fails(2, "user:NAME, group:NAME or client:NAME");
+    ick.icktool(&["member", "add", "secret", "user:x", "boss"])
+        .fails(2, "viewer, developer, maintainer and owner");
+    ick.icktool(&["role", "grant", "user:x", "viewer"])
+        .fails(2, "project's role");
+    ick.icktool(&["member", "add", "nowhere", "user:x", "viewer"])
+        .fails(2, "no project \"nowhere\"");
+    // Global roles.
+    ick.icktool(&["role", "grant", "group:release", "creator"])
+        .ok();
+    let roles = ick.icktool(&["role", "list"]).ok();
+    assert!(
+        roles.stdout.contains("group:release") && roles.stdout.contains("config"),
+        "{roles}"
+    );
+    ick.icktool(&["role", "revoke", "group:release", "creator"])
+        .ok();
+    ick.icktool(&["role", "revoke", "client:test-admin", "admin"])
+        .fails(2, "config");
+    icktool(&dev, &["role", "list"], &[]).fails(2, "global role admin");
+    ick.icktool(&["member", "remove", "secret", "client:dev"])
+        .ok();
+    icktool(&dev, &["trigger", "secret"], &[]).fails(2, "no project");
+    // The audit log, filtered; dev may not read it.
+    let log = ick
+        .icktool(&["audit", "--project", "secret", "--output", "json"])
+        .ok()
+        .json::<ick_api::controller::AuditList>();
+    let actions: Vec<(String, &str)> = log
+        .entries
+        .iter()
+        .map(|e| (e.actor.clone(), e.action.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("client:test-admin".to_string(), "member.remove"),
+            ("client:dev".to_string(), "build.trigger"),
+            ("client:test-admin".to_string(), "member.set"),
+            ("client:test-admin".to_string(), "project.create"),
+        ]
+    );
+    let by_dev = ick
+        .icktool(&["audit", "--actor", "dev", "--since", "1h"])
+        .ok();
+    assert!(by_dev.stdout.contains("build.trigger"), "{by_dev}");
+    assert!(!by_dev.stdout.contains("member.set"), "{by_dev}");
+    ick.icktool(&["audit", "--since", "soon"])
+        .fails(2, "RFC 3339");
+    icktool(&dev, &["audit"], &[]).fails(2, "global role admin");
 }

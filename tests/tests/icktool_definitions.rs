@@ -85,7 +85,7 @@ fn apply_creates_then_reports_unchanged_then_updates() {
         revisions.iter().map(|r| r.revision).collect::<Vec<_>>(),
         [2, 1]
     );
-    assert_eq!(revisions[0].author, ick.idp.admin.id);
+    assert_eq!(revisions[0].author, ick_tests::idp::ADMIN_CLIENT);
     let texts = ick
         .icktool(&["project", "revisions", "hello", "--text"])
         .ok();

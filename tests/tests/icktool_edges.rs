@@ -73,6 +73,10 @@ fn triggered_by_names_the_client_not_its_id() {
         s(&bot),
     ])
     .ok();
+    // Without a role on the project, the scope alone does not trigger.
+    common::icktool(&bot, &["trigger", "hello"], &[]).fails(2, "needs the role developer");
+    ick.icktool(&["member", "add", "hello", "client:ci-bot", "developer"])
+        .ok();
     common::icktool(&bot, &["trigger", "hello"], &[]).ok();
 
     let first = ick.icktool(&["build", "show", "hello/1"]).ok();

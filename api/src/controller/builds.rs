@@ -169,8 +169,9 @@ pub struct BuildSummary {
     /// The parameters its actions get: the project's defaults and the
     /// trigger's overrides.
     pub parameters: BTreeMap<String, Value>,
-    /// Who triggered it, as recorded then: the client's name (the
-    /// token's `client_name`, else its `sub`), or `webhook:FORGE`.
+    /// Who triggered it, as recorded then: the person's user name (the
+    /// token's `ick_user`), else the client's name (its `client_name`,
+    /// else its `sub`), or `webhook:FORGE`.
     pub triggered_by: String,
     /// When it was triggered.
     pub created_at: DateTime<Utc>,

@@ -60,6 +60,7 @@ pub struct PipelineSpec {
 /// pipelines: [build, test]
 /// runs_on: [linux]
 /// concurrency: 1
+/// visibility: internal
 /// notify: {to: [dev@example.org], on: [failure, fixed]}
 /// triggers:
 ///   - {repository: "https://example.org/hello.git", branches: [main]}
@@ -88,6 +89,64 @@ pub struct ProjectSpec {
     /// Pushes that start a build through a web hook.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggers: Vec<TriggerSpec>,
+    /// Who may read the project, its builds and logs (default `internal`;
+    /// left out when it is, so that older definitions stay as stored).
+    #[serde(default, skip_serializing_if = "Visibility::is_default")]
+    pub visibility: Visibility,
+}
+
+/// Who may read a project besides its members.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Only its members (and admins); to anyone else it does not exist.
+    Private,
+    /// Every caller with a valid token.
+    #[default]
+    Internal,
+    /// Also callers without a token: the project, its builds and logs
+    /// (never its trigger secret or members).
+    Public,
+}
+
+impl Visibility {
+    /// Every visibility.
+    pub const ALL: [Visibility; 3] = [
+        Visibility::Private,
+        Visibility::Internal,
+        Visibility::Public,
+    ];
+
+    /// The wire name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Private => "private",
+            Visibility::Internal => "internal",
+            Visibility::Public => "public",
+        }
+    }
+
+    /// Whether it is `internal`, the default.
+    pub fn is_default(&self) -> bool {
+        *self == Visibility::Internal
+    }
+}
+
+impl fmt::Display for Visibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Visibility {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Visibility::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| format!("unknown visibility {s:?}: use private, internal or public"))
+    }
 }
 
 /// When to send mail about a build.
@@ -185,7 +244,7 @@ pub struct Stored<T> {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
-    /// Who last changed it (the token's `sub`).
+    /// Who last changed it: the person's user name, or the client's name.
     pub updated_by: String,
     /// The parsed definition, with `name` set.
     pub spec: T,
@@ -299,7 +358,7 @@ impl DefinitionProblem {
 pub struct Revision {
     /// The revision number.
     pub revision: i64,
-    /// Who made it (the token's `sub`).
+    /// Who made it: the person's user name, or the client's name.
     pub author: String,
     /// When.
     pub at: DateTime<Utc>,
@@ -321,6 +380,23 @@ mod tests {
         for bad in ["", "-a", ".a", "A", "a b", "a/b", "é", &"a".repeat(101)] {
             assert!(!is_valid_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn visibility_defaults_to_internal_and_is_left_out_then() {
+        let old: ProjectSpec = serde_yaml::from_str("pipelines: [a]").expect("old");
+        assert_eq!(old.visibility, Visibility::Internal);
+        let json = serde_json::to_string(&old).expect("json");
+        assert!(!json.contains("visibility"), "{json}");
+        let private: ProjectSpec =
+            serde_yaml::from_str("pipelines: [a]\nvisibility: private").expect("private");
+        assert_eq!(private.visibility, Visibility::Private);
+        assert!(
+            serde_json::to_string(&private)
+                .expect("json")
+                .contains("private")
+        );
+        assert!(serde_yaml::from_str::<ProjectSpec>("pipelines: [a]\nvisibility: secret").is_err());
     }
 
     #[test]

@@ -148,7 +148,11 @@ pub async fn enqueue(
 }
 
 /// `GET /notifications`.
-pub async fn list(core: &Core, query: &NotificationQuery) -> Result<NotificationList> {
+pub async fn list(
+    core: &Core,
+    query: &NotificationQuery,
+    readable: &crate::access::Readable,
+) -> Result<NotificationList> {
     let page = Page::<NotificationStatus>::parse(
         query.status.as_deref(),
         query.before.as_deref(),
@@ -162,6 +166,7 @@ pub async fn list(core: &Core, query: &NotificationQuery) -> Result<Notification
         &mut conn,
         &page.statuses,
         query.project.as_deref(),
+        readable,
         page.before,
         page.limit + 1,
     )

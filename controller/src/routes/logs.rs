@@ -8,9 +8,9 @@ use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use ick_api::auth::Authorized;
 use ick_api::controller::{LogChunk, LogCursor, LogQuery, MAX_LOG_PAGE, NEXT_PAGE_HEADER};
 
+use super::MaybeAuthorized;
 use crate::access;
 use crate::core::Core;
 use crate::error::{ControllerError, Result};
@@ -29,14 +29,29 @@ async fn check_node(core: &Core, build_id: &str, node: Option<&str>) -> Result<(
     Ok(())
 }
 
+/// The build of `id`, if `caller` may read its log (404 if not, as for none).
+async fn readable_build(
+    core: &Core,
+    caller: Option<&ick_api::auth::Caller>,
+    id: &str,
+) -> Result<crate::store::builds::BuildRow> {
+    let build = builds::get(core, id).await?;
+    access::check_build::<access::ReadBuilds>(core, caller, &build.project, || {
+        format!("no build {id:?}")
+    })
+    .await?;
+    Ok(build)
+}
+
+/// Also without a token, for a build of a public project.
 pub(super) async fn read(
-    _: Authorized<access::ReadBuilds>,
+    auth: MaybeAuthorized<access::ReadBuilds>,
     State(core): State<Core>,
     Path(id): Path<String>,
     Query(query): Query<LogQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let build = builds::get(&core, &id).await?;
+    let build = readable_build(&core, auth.caller.as_ref(), &id).await?;
     check_node(&core, &build.id, query.node.as_deref()).await?;
     let text = super::accepts(&headers, "text/plain");
     let after = query
@@ -147,13 +162,14 @@ fn encode(
     }
 }
 
+/// Also without a token, for a build of a public project.
 pub(super) async fn follow(
-    _: Authorized<access::ReadBuilds>,
+    auth: MaybeAuthorized<access::ReadBuilds>,
     State(core): State<Core>,
     Path(id): Path<String>,
     Query(query): Query<LogQuery>,
 ) -> Result<Response> {
-    let build = builds::get(&core, &id).await?;
+    let build = readable_build(&core, auth.caller.as_ref(), &id).await?;
     check_node(&core, &build.id, query.node.as_deref()).await?;
     let stream = logs::follow(core, build.id, query.node);
     Ok(Sse::new(stream)

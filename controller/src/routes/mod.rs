@@ -1,25 +1,32 @@
 //! The controller's HTTP routes. Each handler names the act it does
-//! (`Authorized<access::…>`), and `crate::access` decides whether its
-//! caller may; the web hooks prove their project's trigger secret instead.
+//! (`Authorized<access::…>`, which checks the token's scope), and asks
+//! `crate::access` whether its caller may do it to the project (its
+//! roles); the web hooks prove their project's trigger secret instead.
+//! Handlers of changes take the caller's address for the audit log.
 
+mod audit;
 mod builds;
 mod definitions;
 mod logs;
+mod members;
 mod notifications;
 mod pipelines;
 mod projects;
+mod roles;
 mod trigger_secrets;
 mod webhooks;
 mod work;
 mod workers;
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::FromRef;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use axum::routing::{get, post};
-use ick_api::auth::TokenVerifier;
+use axum::routing::{delete, get, post};
+use ick_api::auth::{AuthRejection, Authorized, Caller, RequiredScope, TokenVerifier};
 use ick_api::server::FailureLimiter;
 
 use crate::core::Core;
@@ -46,6 +53,38 @@ impl FromRef<AppState> for Core {
     }
 }
 
+/// Like `Authorized<A>`, for reads that a public project allows without a
+/// token: a request without an `Authorization` header passes with no
+/// caller (what it may read is `crate::access`'s to say); one with a
+/// token must have a valid one with the scope, as everywhere.
+pub(crate) struct MaybeAuthorized<A> {
+    pub caller: Option<Caller>,
+    _act: PhantomData<A>,
+}
+
+impl<A: RequiredScope> FromRequestParts<AppState> for MaybeAuthorized<A> {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = if parts.headers.contains_key(header::AUTHORIZATION) {
+            Some(
+                Authorized::<A>::from_request_parts(parts, state)
+                    .await?
+                    .caller,
+            )
+        } else {
+            None
+        };
+        Ok(MaybeAuthorized {
+            caller,
+            _act: PhantomData,
+        })
+    }
+}
+
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/projects", get(projects::list))
@@ -64,6 +103,14 @@ pub(crate) fn router(state: AppState) -> Router {
             "/projects/{name}/trigger-secret/rotate",
             post(trigger_secrets::rotate),
         )
+        .route(
+            "/projects/{name}/members",
+            get(members::list).put(members::set),
+        )
+        .route("/projects/{name}/members/{member}", delete(members::remove))
+        .route("/roles", get(roles::list).put(roles::grant))
+        .route("/roles/{member}/{role}", delete(roles::revoke))
+        .route("/audit", get(audit::list))
         .route("/projects/{name}/builds", post(builds::trigger))
         .route(
             "/projects/{name}/builds/{number}",

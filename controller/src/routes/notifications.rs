@@ -10,10 +10,18 @@ use crate::core::Core;
 use crate::error::Result;
 use crate::notify;
 
+/// Mail about builds of the projects the caller may read.
 pub(super) async fn list(
-    _: Authorized<access::ReadBuilds>,
+    auth: Authorized<access::ReadBuilds>,
     State(core): State<Core>,
     Query(query): Query<NotificationQuery>,
 ) -> Result<Json<NotificationList>> {
-    Ok(Json(notify::list(&core, &query).await?))
+    let readable = match &query.project {
+        Some(project) => {
+            access::check::<access::ReadBuilds>(&core, Some(&auth.caller), project).await?;
+            access::Readable::All
+        }
+        None => access::readable(&core, Some(&auth.caller)).await?,
+    };
+    Ok(Json(notify::list(&core, &query, &readable).await?))
 }

@@ -1,7 +1,9 @@
 //! `/pipelines`.
 
+use std::net::SocketAddr;
+
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ick_api::auth::Authorized;
@@ -9,18 +11,18 @@ use ick_api::controller::{
     Applied, Change, DefinitionKind, PipelineSpec, Revision, StoredPipeline,
 };
 
-use crate::access;
-use crate::catalog;
+use crate::access::{self, Actor};
+use crate::catalog::{self, Author};
 use crate::core::Core;
 use crate::error::Result;
 
 const KIND: DefinitionKind = DefinitionKind::Pipeline;
 
 pub(super) async fn list(
-    _: Authorized<access::ReadProjects>,
+    auth: Authorized<access::ReadProjects>,
     State(core): State<Core>,
 ) -> Result<Json<Vec<StoredPipeline>>> {
-    let rows = catalog::list(&core, KIND).await?;
+    let rows = catalog::list(&core, KIND, &auth.caller).await?;
     Ok(Json(
         rows.into_iter()
             .map(catalog::stored)
@@ -29,11 +31,12 @@ pub(super) async fn list(
 }
 
 pub(super) async fn show(
-    _: Authorized<access::ReadProjects>,
+    auth: Authorized<access::ReadProjects>,
     State(core): State<Core>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
+    catalog::check_read_pipeline(&core, &auth.caller, &name).await?;
     let row = catalog::get(&core, KIND, &name).await?;
     if super::accepts(&headers, "application/yaml") {
         return Ok(([(header::CONTENT_TYPE, "application/yaml")], row.text).into_response());
@@ -44,12 +47,18 @@ pub(super) async fn show(
 pub(super) async fn apply(
     auth: Authorized<access::ChangeDefinitions>,
     State(core): State<Core>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     body: String,
 ) -> Result<(StatusCode, Json<Applied>)> {
-    let applied = catalog::apply_pipeline(&core, &name, &body, &auth.caller.subject).await?;
+    let actor = Actor::of(&auth.caller, peer.ip());
+    let author = Author {
+        caller: &auth.caller,
+        actor: &actor,
+    };
+    let applied = catalog::apply_pipeline(&core, &name, &body, author).await?;
     if applied.change != Change::Unchanged {
-        tracing::info!(pipeline = %name, revision = applied.revision, by = %auth.caller.subject, "pipeline applied");
+        tracing::info!(pipeline = %name, revision = applied.revision, by = %actor.id(), "pipeline applied");
     }
     let status = if applied.change == Change::Created {
         StatusCode::CREATED
@@ -62,17 +71,24 @@ pub(super) async fn apply(
 pub(super) async fn delete(
     auth: Authorized<access::ChangeDefinitions>,
     State(core): State<Core>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
 ) -> Result<StatusCode> {
-    catalog::delete(&core, KIND, &name, &auth.caller.subject).await?;
-    tracing::info!(pipeline = %name, by = %auth.caller.subject, "pipeline deleted");
+    let actor = Actor::of(&auth.caller, peer.ip());
+    let author = Author {
+        caller: &auth.caller,
+        actor: &actor,
+    };
+    catalog::delete(&core, KIND, &name, author).await?;
+    tracing::info!(pipeline = %name, by = %actor.id(), "pipeline deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn revisions(
-    _: Authorized<access::ReadProjects>,
+    auth: Authorized<access::ReadProjects>,
     State(core): State<Core>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<Revision>>> {
+    catalog::check_read_pipeline(&core, &auth.caller, &name).await?;
     Ok(Json(catalog::revisions(&core, KIND, &name).await?))
 }

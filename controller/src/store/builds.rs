@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
 use super::{Store, from_json, time, to_json, values_placeholders};
+use crate::access::Readable;
 use crate::error::{ControllerError, Result};
 
 /// A build as stored.
@@ -458,20 +459,25 @@ pub async fn lock_build(
 pub async fn list_builds(
     conn: &mut AnyConnection,
     project: Option<&str>,
+    readable: &Readable,
     statuses: &[BuildStatus],
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<BuildRow>> {
     let status_list = super::status_list(statuses.iter().map(|s| s.as_str()));
+    let (all, only) = super::readable_param(readable);
     let rows = sqlx::query(concat!(
         build_columns!(),
         "WHERE ($1 = '' OR project = $1) AND ($2 = ',,' OR $2 LIKE '%,' || status || ',%') \
-         AND seq < $3 ORDER BY seq DESC LIMIT $4"
+         AND seq < $3 AND ($5 = 1 OR instr($6, ',' || project || ',') > 0) \
+         ORDER BY seq DESC LIMIT $4"
     ))
     .bind(project.unwrap_or(""))
     .bind(status_list)
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
+    .bind(all)
+    .bind(only)
     .fetch_all(conn)
     .await?;
     rows.iter().map(decode_build).collect()

@@ -220,3 +220,13 @@ pub async fn projects_using(conn: &mut AnyConnection, pipeline: &str) -> Result<
             .await?;
     rows.iter().map(|r| Ok(r.try_get("project")?)).collect()
 }
+
+/// Which project runs which pipeline: (project, pipeline), every pair.
+pub async fn all_project_pipelines(conn: &mut AnyConnection) -> Result<Vec<(String, String)>> {
+    let rows = sqlx::query("SELECT project, pipeline FROM project_pipelines ORDER BY project")
+        .fetch_all(conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("project")?, r.try_get("pipeline")?)))
+        .collect()
+}

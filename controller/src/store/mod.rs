@@ -10,10 +10,12 @@
 //! [`retrying`]). On SQLite, writers are serialised by a lock in the process
 //! and `BEGIN IMMEDIATE`, so a read-then-write transaction is atomic.
 
+pub mod audit;
 pub mod builds;
 pub mod definitions;
 pub mod logs;
 pub mod notifications;
+pub mod roles;
 pub mod webhooks;
 pub mod work;
 
@@ -287,6 +289,28 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
 pub fn status_list<'a>(statuses: impl IntoIterator<Item = &'a str>) -> String {
     let names: Vec<&str> = statuses.into_iter().collect();
     format!(",{},", names.join(","))
+}
+
+/// Projects as one bound parameter, `,a,b,`, matched in SQL with
+/// `instr($N, ',' || project || ',') > 0` (`instr` is SQLite's; the
+/// Postgres migrations define it). Names hold no commas.
+pub fn project_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut list = String::from(",");
+    for name in names {
+        list.push_str(name);
+        list.push(',');
+    }
+    list
+}
+
+/// A listing's two parameters for who may see what: 1 (and an empty
+/// list) for every project, else 0 and the [`project_list`] of those it
+/// may read.
+pub fn readable_param(readable: &crate::access::Readable) -> (i64, String) {
+    match readable {
+        crate::access::Readable::All => (1, String::new()),
+        crate::access::Readable::Only(names) => (0, project_list(names.iter().map(String::as_str))),
+    }
 }
 
 /// `$1, $2, …` placeholders for a multi-row insert of `rows` rows of `cols`

@@ -221,20 +221,25 @@ pub async fn list(
     conn: &mut AnyConnection,
     statuses: &[NotificationStatus],
     project: Option<&str>,
+    readable: &crate::access::Readable,
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<NotificationRow>> {
     let status_list = super::status_list(statuses.iter().map(|s| s.as_str()));
+    let (all, only) = super::readable_param(readable);
     let rows = sqlx::query(concat!(
         "SELECT ",
         columns!(),
         " FROM notifications WHERE ($1 = ',,' OR $1 LIKE '%,' || status || ',%') \
-         AND ($2 = '' OR project = $2) AND seq < $3 ORDER BY seq DESC LIMIT $4"
+         AND ($2 = '' OR project = $2) AND seq < $3 \
+         AND ($5 = 1 OR instr($6, ',' || project || ',') > 0) ORDER BY seq DESC LIMIT $4"
     ))
     .bind(status_list)
     .bind(project.unwrap_or(""))
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
+    .bind(all)
+    .bind(only)
     .fetch_all(conn)
     .await?;
     rows.iter().map(decode).collect()

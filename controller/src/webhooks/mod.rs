@@ -20,11 +20,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use futures::StreamExt;
 use ick_api::Secret;
 use ick_api::controller::{
-    DefinitionKind, ProjectSpec, TriggerRequest, TriggerSecret, WebhookAnswer, WebhookOutcome,
+    AuditAction, DefinitionKind, ProjectSpec, TriggerRequest, TriggerSecret, WebhookAnswer,
+    WebhookOutcome,
 };
 use ick_api::server::FailureLimiter;
 use serde_json::Value;
 
+use crate::access::Actor;
+use crate::audit;
 use crate::builds::{self, Delivery, Triggered};
 use crate::core::Core;
 use crate::error::{ControllerError, Result};
@@ -252,13 +255,13 @@ pub async fn receive(
             ("git_commit".to_string(), Value::from(push.commit.clone())),
         ]),
     };
-    let caller = format!("webhook:{}", forge.name());
+    let actor = Actor::webhook(forge.name(), peer);
     let delivery = delivery.as_deref().map(|id| Delivery {
         source: forge.name(),
         id,
     });
     Ok(
-        match builds::trigger_once(core, &project, request, &caller, delivery).await? {
+        match builds::trigger_once(core, &project, request, &actor, delivery).await? {
             Triggered::New(build) => (
                 StatusCode::CREATED,
                 WebhookAnswer {
@@ -329,8 +332,14 @@ fn new_secret() -> Result<Secret> {
 }
 
 /// `GET /projects/{name}/trigger-secret` (`rotate` false) and
-/// `POST /projects/{name}/trigger-secret/rotate` (`rotate` true).
-pub async fn trigger_secret(core: &Core, project: &str, rotate: bool) -> Result<TriggerSecret> {
+/// `POST /projects/{name}/trigger-secret/rotate` (`rotate` true). Making
+/// or replacing it is in the audit log (never the secret).
+pub async fn trigger_secret(
+    core: &Core,
+    project: &str,
+    rotate: bool,
+    actor: &Actor,
+) -> Result<TriggerSecret> {
     crate::definitions::check_name("project", project)?;
     let fresh = new_secret()?;
     let row = retrying(|| async {
@@ -345,6 +354,22 @@ pub async fn trigger_secret(core: &Core, project: &str, rotate: bool) -> Result<
         let row = wdb::get_secret(&mut tx, project)
             .await?
             .ok_or_else(|| ControllerError::Internal("the trigger secret vanished".into()))?;
+        let action = if rotate {
+            Some(AuditAction::TriggerSecretRotate)
+        } else {
+            (row.secret.expose() == fresh.expose()).then_some(AuditAction::TriggerSecretCreate)
+        };
+        if let Some(action) = action {
+            audit::record(
+                &mut tx,
+                actor,
+                action,
+                Some(project),
+                project,
+                serde_json::json!({}),
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(row)
     })

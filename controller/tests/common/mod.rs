@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use ick_tests::Credentials;
 use ick_tests::controller::{Api, SimWorker, TestController};
 use ick_tests::idp::{Storage, TestIdp};
 
@@ -69,6 +70,76 @@ impl Env {
         };
         let creds = self.idp.create_client(name, &[scopes]);
         self.controller.client(&self.idp.token(&creds, None).await)
+    }
+}
+
+impl Env {
+    /// A client made through the IDP's admin API (`POST /clients`, as an
+    /// admin makes one), whose tokens have `scopes`; its API and its
+    /// credentials.
+    pub async fn idp_client(&self, name: &str, scopes: &str) -> (Api, Credentials) {
+        let body = ick_api::oauth::CreateClient {
+            name: name.to_string(),
+            scopes: scopes.parse().expect("scopes"),
+            audience: None,
+            worker_name: None,
+            labels: None,
+        };
+        let admin = self.idp.admin_token().await;
+        let response = self
+            .admin
+            .http
+            .post(format!("{}/clients", self.idp.url()))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /clients");
+        let made: ick_api::oauth::ClientWithSecret =
+            ick_tests::controller::json(response, reqwest::StatusCode::CREATED).await;
+        let creds = Credentials {
+            id: made.client.id,
+            secret: made.client_secret,
+        };
+        let api = self.controller.client(&self.idp.token(&creds, None).await);
+        (api, creds)
+    }
+
+    /// Gives `member` `role` on `project`, as the admin; panics unless done.
+    pub async fn member(&self, project: &str, member: &str, role: &str) {
+        let r = self
+            .admin
+            .request(
+                reqwest::Method::PUT,
+                &format!("/projects/{project}/members"),
+            )
+            .json(&serde_json::json!({"member": member, "role": role}))
+            .send()
+            .await
+            .expect("PUT members");
+        let status = r.status();
+        assert!(
+            status.is_success(),
+            "member {member} {role} of {project}: {status} {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Grants a global role, as the admin; panics unless done.
+    pub async fn grant(&self, member: &str, role: &str) {
+        let r = self
+            .admin
+            .request(reqwest::Method::PUT, "/roles")
+            .json(&serde_json::json!({"member": member, "role": role}))
+            .send()
+            .await
+            .expect("PUT roles");
+        let status = r.status();
+        assert!(
+            status.is_success(),
+            "role {role} for {member}: {status} {}",
+            r.text().await.unwrap_or_default()
+        );
     }
 }
 

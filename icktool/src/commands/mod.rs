@@ -3,13 +3,16 @@
 //! commands on the two kinds of definition.)
 
 pub mod apply;
+pub mod audit;
 pub mod blob;
 pub mod build;
 pub mod client;
 pub mod completions;
 pub mod definition;
 pub mod log;
+pub mod member;
 pub mod password;
+pub mod role;
 pub mod status;
 pub mod trigger;
 pub mod trigger_secret;

@@ -1,24 +1,34 @@
 //! Applying and deleting projects and pipelines: parse and check first
-//! (nothing stored on error), then one transaction that records the change
-//! and its revision. Applying what is already stored changes nothing.
+//! (nothing stored on error), then one transaction that checks the
+//! author's roles ([`authorize`]) and records the change, its revision and
+//! its audit entry ([`record`]). Applying what is already stored changes
+//! nothing.
+
+mod authorize;
+mod record;
 
 use std::collections::BTreeMap;
 
 use ick_api::actions::BUILTIN_KINDS;
+use ick_api::auth::Caller;
 use ick_api::controller::{
-    Applied, ApplyAnswer, ApplyRequest, Change, DefinitionFile, DefinitionKind, DefinitionProblem,
-    PipelineSpec, ProjectSpec, Revision, Stored,
+    Applied, ApplyAnswer, ApplyRequest, AuditAction, Change, DefinitionFile, DefinitionKind,
+    DefinitionProblem, PipelineSpec, ProjectSpec, Revision, Stored,
 };
 use ick_definitions::files::{Definition, FileError, Spec, kind_name};
 use ick_definitions::needs_cycle;
 
+use self::authorize::{authorize, readable};
+use self::record::record_apply;
+use crate::access::{self, Actor, Bindings, Identity};
+use crate::audit;
 use crate::core::Core;
 use crate::definitions::{
     DefinitionError, canonical, check_name, check_project_graph, parse_pipeline, parse_project,
 };
 use crate::error::{ControllerError, Result};
 use crate::store::definitions::{self as defs, DefRow};
-use crate::store::{Store, from_json, now_ms, retrying, time};
+use crate::store::{from_json, now_ms, retrying, roles, time};
 
 fn invalid(message: String) -> ControllerError {
     ControllerError::InvalidDefinition {
@@ -102,8 +112,21 @@ async fn context(core: &Core) -> Result<Context> {
     })
 }
 
+/// Who applies or deletes: the caller (for its roles) and how the audit
+/// log and revisions name it.
+#[derive(Clone, Copy)]
+pub struct Author<'a> {
+    pub caller: &'a Caller,
+    pub actor: &'a Actor,
+}
+
 /// `PUT /pipelines/{name}`.
-pub async fn apply_pipeline(core: &Core, name: &str, text: &str, author: &str) -> Result<Applied> {
+pub async fn apply_pipeline(
+    core: &Core,
+    name: &str,
+    text: &str,
+    author: Author<'_>,
+) -> Result<Applied> {
     let spec = off_runtime(text, name, parse_pipeline).await?;
     apply_one(
         core,
@@ -117,7 +140,12 @@ pub async fn apply_pipeline(core: &Core, name: &str, text: &str, author: &str) -
 }
 
 /// `PUT /projects/{name}`.
-pub async fn apply_project(core: &Core, name: &str, text: &str, author: &str) -> Result<Applied> {
+pub async fn apply_project(
+    core: &Core,
+    name: &str,
+    text: &str,
+    author: Author<'_>,
+) -> Result<Applied> {
     let spec = off_runtime(text, name, parse_project).await?;
     apply_one(
         core,
@@ -136,7 +164,7 @@ async fn apply_one(
     name: &str,
     text: &str,
     spec: Spec,
-    author: &str,
+    author: Author<'_>,
 ) -> Result<Applied> {
     let items = vec![Item {
         kind,
@@ -146,7 +174,8 @@ async fn apply_one(
         origin: None,
     }];
     let context = context(core).await?;
-    let mut applied = retrying(|| apply_tx(&core.store, &items, author, false, &context))
+    let bindings = access::bindings(core).await?;
+    let mut applied = retrying(|| apply_tx(core, &items, author, &bindings, false, &context))
         .await?
         .map_err(|list| {
             invalid(
@@ -161,7 +190,11 @@ async fn apply_one(
 
 /// `POST /definitions`: every definition of `files`, in one transaction,
 /// or none; every mistake is reported, placed in its file.
-pub async fn apply_files(core: &Core, request: ApplyRequest, author: &str) -> Result<ApplyAnswer> {
+pub async fn apply_files(
+    core: &Core,
+    request: ApplyRequest,
+    author: Author<'_>,
+) -> Result<ApplyAnswer> {
     if request.files.is_empty() {
         return Err(ControllerError::BadRequest(
             "no files: give at least one definition file".into(),
@@ -175,7 +208,8 @@ pub async fn apply_files(core: &Core, request: ApplyRequest, author: &str) -> Re
             ControllerError::InvalidDefinitions(errors.into_iter().map(problem).collect())
         })?;
     let context = context(core).await?;
-    let applied = retrying(|| apply_tx(&core.store, &items, author, dry_run, &context))
+    let bindings = access::bindings(core).await?;
+    let applied = retrying(|| apply_tx(core, &items, author, &bindings, dry_run, &context))
         .await?
         .map_err(|list| {
             ControllerError::InvalidDefinitions(
@@ -246,14 +280,19 @@ fn parse_files(files: &[DefinitionFile]) -> std::result::Result<Vec<Item>, Vec<F
 
 /// Checks `items` against what is stored and against each other, then
 /// stores them, in one transaction; a dry run rolls it back, so that the
-/// answer says exactly what would change.
+/// answer says exactly what would change. Before anything, every
+/// definition that would change is checked against the author's roles
+/// (with what the transaction reads of who runs which pipeline): one
+/// refusal refuses them all (403).
 async fn apply_tx(
-    store: &Store,
+    core: &Core,
     items: &[Item],
-    author: &str,
+    author: Author<'_>,
+    bindings: &Bindings,
     dry_run: bool,
     context: &Context,
 ) -> Result<std::result::Result<Vec<Applied>, Refusals>> {
+    let store = &core.store;
     let mut tx = store.write().await?;
     let mut current = Vec::new();
     for item in items {
@@ -262,6 +301,19 @@ async fn apply_tx(
     let mut pipelines: BTreeMap<String, PipelineSpec> = BTreeMap::new();
     for row in defs::list(&mut tx, DefinitionKind::Pipeline).await? {
         pipelines.insert(row.name.clone(), from_json(&row.spec)?);
+    }
+    let runs = defs::all_project_pipelines(&mut tx).await?;
+    let mut specs = Vec::new();
+    for item in items {
+        specs.push(match &item.spec {
+            Spec::Pipeline(p) => canonical(p),
+            Spec::Project(p) => canonical(p),
+        }?);
+    }
+    let who = Identity::of(Some(author.caller));
+    let refused = authorize(bindings, &who, items, &current, &specs, &runs);
+    if !refused.is_empty() {
+        return Err(ControllerError::Forbidden(refused.join("; ")));
     }
     let mut new_pipelines = BTreeMap::new();
     let mut new_projects = BTreeMap::new();
@@ -276,6 +328,15 @@ async fn apply_tx(
             }
         }
     }
+    // A project may run only pipelines its author may read: one that only
+    // projects hidden from the author run is, to it, not there.
+    let visible: BTreeMap<String, PipelineSpec> = pipelines
+        .iter()
+        .filter(|(name, _)| {
+            new_pipelines.contains_key(*name) || readable(bindings, &who, name, &runs)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let mut refusals = Refusals::new();
     // A cycle among the pipelines, whatever project runs them.
     for (name, &i) in &new_pipelines {
@@ -284,7 +345,7 @@ async fn apply_tx(
         }
     }
     for (i, spec) in new_projects.values() {
-        if let Err(e) = check_project_graph(spec, &pipelines) {
+        if let Err(e) = check_project_graph(spec, &visible) {
             refusals.push((*i, e));
         }
     }
@@ -314,13 +375,10 @@ async fn apply_tx(
         return Ok(Err(refusals));
     }
     let mut applied = Vec::new();
-    for (item, current) in items.iter().zip(&current) {
-        let spec_json = match &item.spec {
-            Spec::Pipeline(p) => canonical(p),
-            Spec::Project(p) => canonical(p),
-        }?;
+    let mut access_changed = false;
+    for ((item, current), spec_json) in items.iter().zip(&current).zip(&specs) {
         let mut done = match current {
-            Some(c) if c.spec == spec_json => Applied {
+            Some(c) if &c.spec == spec_json => Applied {
                 kind: item.kind,
                 name: item.name.clone(),
                 revision: c.revision,
@@ -335,13 +393,16 @@ async fn apply_tx(
                     item.kind,
                     &item.name,
                     &item.text,
-                    author,
-                    &spec_json,
+                    &author.actor.shown(),
+                    spec_json,
                     current.as_ref(),
                 )
                 .await?;
+                record_apply(&mut tx, author, bindings, &who, item, &done, &runs).await?;
                 if let Spec::Project(p) = &item.spec {
                     defs::set_project_pipelines(&mut tx, &item.name, &p.pipelines).await?;
+                    roles::set_visibility(&mut tx, &item.name, p.visibility).await?;
+                    access_changed = true;
                 }
                 done
             }
@@ -358,6 +419,9 @@ async fn apply_tx(
         drop(tx);
     } else {
         tx.commit().await?;
+        if access_changed {
+            core.access.changed();
+        }
     }
     Ok(Ok(applied))
 }
@@ -447,14 +511,35 @@ fn concurrent_change(e: ControllerError) -> ControllerError {
     }
 }
 
-/// `DELETE /projects/{name}` and `DELETE /pipelines/{name}`. Builds of a
-/// deleted project stay; a pipeline that a project runs cannot go.
-pub async fn delete(core: &Core, kind: DefinitionKind, name: &str, author: &str) -> Result<()> {
+/// `DELETE /projects/{name}` (its `owner`) and `DELETE /pipelines/{name}`
+/// (`maintainer` of every project that runs it: then none may, so in
+/// practice `creator` or a maintainer of some project). Builds of a
+/// deleted project stay; its members go; a pipeline that a project runs
+/// cannot go.
+pub async fn delete(
+    core: &Core,
+    kind: DefinitionKind,
+    name: &str,
+    author: Author<'_>,
+) -> Result<()> {
     check_name(what(kind), name)?;
+    let bindings = access::bindings(core).await?;
+    let who = Identity::of(Some(author.caller));
+    if kind == DefinitionKind::Project {
+        access::judge::<access::DeleteProject>(&bindings, &who, name, || {
+            format!("no project {name:?}")
+        })?;
+    }
     retrying(|| async {
         let mut tx = core.store.write().await?;
+        let mut detail = serde_json::json!({});
         if kind == DefinitionKind::Pipeline {
             let users = defs::projects_using(&mut tx, name).await?;
+            if let Err(why) = bindings.may_change_pipeline(&who, &users) {
+                return Err(ControllerError::Forbidden(access::pipeline_refusal(
+                    &who, name, why,
+                )));
+            }
             if !users.is_empty() {
                 return Err(ControllerError::Conflict(format!(
                     "pipeline {name:?} is used by project{} {}: change or delete {} first",
@@ -478,6 +563,8 @@ pub async fn delete(core: &Core, kind: DefinitionKind, name: &str, author: &str)
                     if needed_by.len() == 1 { "it" } else { "them" }
                 )));
             }
+        } else {
+            detail = serde_json::json!({"members": roles::members(&mut tx, name).await?});
         }
         if !defs::delete(&mut tx, kind, name)
             .await
@@ -488,12 +575,30 @@ pub async fn delete(core: &Core, kind: DefinitionKind, name: &str, author: &str)
                 what(kind)
             )));
         }
-        defs::add_revision(&mut tx, kind, name, author, now_ms(), true, "")
-            .await
-            .map_err(concurrent_change)?;
+        let revision = defs::add_revision(
+            &mut tx,
+            kind,
+            name,
+            &author.actor.shown(),
+            now_ms(),
+            true,
+            "",
+        )
+        .await
+        .map_err(concurrent_change)?;
+        detail["revision"] = revision.into();
+        let (action, project) = match kind {
+            DefinitionKind::Project => (AuditAction::ProjectDelete, Some(name)),
+            DefinitionKind::Pipeline => (AuditAction::PipelineDelete, None),
+        };
+        audit::record(&mut tx, author.actor, action, project, name, detail).await?;
         tx.commit().await
     })
-    .await
+    .await?;
+    if kind == DefinitionKind::Project {
+        core.access.changed();
+    }
+    Ok(())
 }
 
 /// A project took the pipeline in use while it was being deleted.
@@ -506,7 +611,8 @@ fn still_used(e: ControllerError) -> ControllerError {
     }
 }
 
-/// `GET /projects/{name}/revisions`.
+/// `GET /projects/{name}/revisions` and `GET /pipelines/{name}/revisions`
+/// (the caller's right to read it checked first).
 pub async fn revisions(core: &Core, kind: DefinitionKind, name: &str) -> Result<Vec<Revision>> {
     check_name(what(kind), name)?;
     let mut conn = core.store.conn().await?;
@@ -520,7 +626,8 @@ pub async fn revisions(core: &Core, kind: DefinitionKind, name: &str) -> Result<
     Ok(list)
 }
 
-/// `GET /projects/{name}` and `GET /pipelines/{name}`.
+/// `GET /projects/{name}` and `GET /pipelines/{name}` (the caller's right
+/// to read it checked first).
 pub async fn get(core: &Core, kind: DefinitionKind, name: &str) -> Result<DefRow> {
     check_name(what(kind), name)?;
     let mut conn = core.store.conn().await?;
@@ -529,8 +636,37 @@ pub async fn get(core: &Core, kind: DefinitionKind, name: &str) -> Result<DefRow
         .ok_or_else(|| ControllerError::NotFound(format!("no {} {name:?}", what(kind))))
 }
 
-/// `GET /projects` and `GET /pipelines`.
-pub async fn list(core: &Core, kind: DefinitionKind) -> Result<Vec<DefRow>> {
+/// Refuses `caller` reading a pipeline: 404 (as for none) unless it may
+/// read a project that runs it, or no project runs it.
+pub async fn check_read_pipeline(core: &Core, caller: &Caller, name: &str) -> Result<()> {
+    check_name("pipeline", name)?;
+    let bindings = access::bindings(core).await?;
+    let users = {
+        let mut conn = core.store.conn().await?;
+        defs::projects_using(&mut conn, name).await?
+    };
+    if bindings.may_read_pipeline(&Identity::of(Some(caller)), &users) {
+        Ok(())
+    } else {
+        Err(ControllerError::NotFound(format!("no pipeline {name:?}")))
+    }
+}
+
+/// `GET /projects` and `GET /pipelines`: what `caller` may read.
+pub async fn list(core: &Core, kind: DefinitionKind, caller: &Caller) -> Result<Vec<DefRow>> {
+    let bindings = access::bindings(core).await?;
+    let who = Identity::of(Some(caller));
     let mut conn = core.store.conn().await?;
-    defs::list(&mut conn, kind).await
+    let mut rows = defs::list(&mut conn, kind).await?;
+    if bindings.is_admin(&who) {
+        return Ok(rows);
+    }
+    match kind {
+        DefinitionKind::Project => rows.retain(|r| bindings.may_read(&who, &r.name)),
+        DefinitionKind::Pipeline => {
+            let runs = defs::all_project_pipelines(&mut conn).await?;
+            rows.retain(|r| readable(&bindings, &who, &r.name, &runs));
+        }
+    }
+    Ok(rows)
 }
