@@ -84,6 +84,8 @@ impl Env {
             audience: None,
             worker_name: None,
             labels: None,
+            redirect_uris: vec![],
+            public: false,
         };
         let admin = self.idp.admin_token().await;
         let response = self
@@ -99,7 +101,9 @@ impl Env {
             ick_tests::controller::json(response, reqwest::StatusCode::CREATED).await;
         let creds = Credentials {
             id: made.client.id,
-            secret: made.client_secret,
+            secret: made
+                .client_secret
+                .expect("a confidential client has a secret"),
         };
         let api = self.controller.client(&self.idp.token(&creds, None).await);
         (api, creds)
