@@ -211,17 +211,7 @@ impl IdpAdmin {
                 return Ok(response);
             }
             let text = response.text().await.unwrap_or_default();
-            let problem = serde_json::from_str::<Problem>(&text).unwrap_or_else(|_| {
-                let detail: String = text.chars().take(300).collect();
-                Problem::new(
-                    status,
-                    if detail.trim().is_empty() {
-                        format!("HTTP {status}")
-                    } else {
-                        detail
-                    },
-                )
-            });
+            let problem = Problem::of_refusal(status, &text);
             return Err(IdpAdminError::Refused(problem));
         }
     }

@@ -42,6 +42,19 @@ impl Problem {
         }
     }
 
+    /// The problem a refusal's body holds; for a body that is not one
+    /// (a proxy's page), one made of its first 300 characters, or of the
+    /// status if it is empty.
+    pub fn of_refusal(status: StatusCode, body: &str) -> Self {
+        serde_json::from_str::<Problem>(body).unwrap_or_else(|_| {
+            let detail: String = body.chars().take(300).collect();
+            match detail.trim().is_empty() {
+                true => Problem::new(status, format!("HTTP {status}")),
+                false => Problem::new(status, detail),
+            }
+        })
+    }
+
     /// Replaces the title.
     pub fn with_title(mut self, title: impl Into<String>) -> Self {
         self.title = title.into();

@@ -269,13 +269,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 pub async fn refused(service: Service, response: Response) -> Refused {
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    let problem = serde_json::from_str::<Problem>(&text).unwrap_or_else(|_| {
-        let mut detail: String = text.chars().take(300).collect();
-        if detail.trim().is_empty() {
-            detail = format!("HTTP {status}");
-        }
-        Problem::new(status, detail)
-    });
+    let problem = Problem::of_refusal(status, &text);
     Refused { service, problem }
 }
 

@@ -48,10 +48,15 @@ pub fn issue(
             .flatten(),
         ick_user: None,
     };
+    bearer(ring, claims)
+}
+
+/// The token response for signed `claims` (no refresh or ID token yet).
+fn bearer(ring: &KeyRing, claims: AccessClaims) -> Result<TokenResponse, String> {
     Ok(TokenResponse {
         access_token: sign(ring, ACCESS_TOKEN_TYPE, &claims)?,
         token_type: "Bearer".to_string(),
-        expires_in: lifetime,
+        expires_in: (claims.exp - claims.iat).max(0) as u64,
         scope: claims.scope,
         refresh_token: None,
         id_token: None,
@@ -104,14 +109,7 @@ pub fn issue_for_person(
             groups: person.groups.clone(),
         }),
     };
-    Ok(TokenResponse {
-        access_token: sign(ring, ACCESS_TOKEN_TYPE, &claims)?,
-        token_type: "Bearer".to_string(),
-        expires_in: lifetime,
-        scope: claims.scope,
-        refresh_token: None,
-        id_token: None,
-    })
+    bearer(ring, claims)
 }
 
 /// What an ID token says beyond who: for whom, and the login it records.

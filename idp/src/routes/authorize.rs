@@ -21,6 +21,7 @@ use super::login_page::{LoginForm, error_page, login_form};
 use crate::AppState;
 use crate::clients::{hash_secret, new_secret};
 use crate::error::IdpError;
+use crate::guesses::Guesses;
 use crate::login::{AuthorizationRequest, RequestError, redirect_with};
 use crate::people::{Name, password_matches};
 use crate::store::{CodeRecord, LoginAttempt};
@@ -236,24 +237,8 @@ pub(super) async fn submit(
         )
     };
 
-    // As for client secrets: per peer, per (user, peer), and per user for
-    // all the addresses it never logged in from.
-    let peer_key = format!("login-peer:{}", peer.ip());
-    let pair_key = format!("login:{username}@{}", peer.ip());
-    let strangers_key = format!("login:{username}:strangers");
-    let known = state.failures.is_known(&pair_key);
-    let limits = &state.config.auth_failures;
-    let mut keys = vec![
-        (&peer_key, limits.max_failures_per_peer),
-        (&pair_key, limits.max_failures),
-    ];
-    if !known {
-        keys.push((&strangers_key, limits.max_failures));
-    }
-    let blocked = keys
-        .into_iter()
-        .filter_map(|(key, max)| state.failures.blocked_for(key, max))
-        .max();
+    let guesses = Guesses::new(&state.failures, "login", username, peer.ip());
+    let blocked = guesses.blocked_for(&state.config.auth_failures);
     if let Some(wait) = blocked {
         let seconds = wait.as_secs().max(1);
         tracing::warn!(user = %username, peer = %peer.ip(), "logins refused after failed attempts");
@@ -284,16 +269,12 @@ pub(super) async fn submit(
     let user = match user {
         Some(user) if matches && user.password_hash.is_some() && user.enabled => user,
         _ => {
-            state.failures.record_failure(&peer_key);
-            state.failures.record_failure(&pair_key);
-            if !known {
-                state.failures.record_failure(&strangers_key);
-            }
+            guesses.failed();
             tracing::info!(user = %username, peer = %peer.ip(), "login failed");
             return again(StatusCode::UNAUTHORIZED, WRONG);
         }
     };
-    state.failures.mark_known(&pair_key);
+    guesses.succeeded();
 
     let code = match new_secret() {
         Ok(c) => c,

@@ -14,6 +14,7 @@ use ick_api::oauth::OAuthErrorResponse;
 use crate::AppState;
 use crate::clients::{hash_secret, secret_matches};
 use crate::error::IdpError;
+use crate::guesses::Guesses;
 use crate::store::ClientRecord;
 
 /// An RFC 6749 §5.2 error answer.
@@ -194,22 +195,8 @@ pub(super) async fn authenticate(
     let client_id = match &presented {
         Presented::Secret(id, _) | Presented::Public(id) => id.clone(),
     };
-    let peer_key = format!("peer:{}", peer.ip());
-    let pair_key = format!("client:{client_id}@{}", peer.ip());
-    let strangers_key = format!("client:{client_id}:strangers");
-    let known = state.failures.is_known(&pair_key);
-    let limits = &state.config.auth_failures;
-    let mut keys = vec![
-        (&peer_key, limits.max_failures_per_peer),
-        (&pair_key, limits.max_failures),
-    ];
-    if !known {
-        keys.push((&strangers_key, limits.max_failures));
-    }
-    let blocked = keys
-        .into_iter()
-        .filter_map(|(key, max)| state.failures.blocked_for(key, max))
-        .max();
+    let guesses = Guesses::new(&state.failures, "client", &client_id, peer.ip());
+    let blocked = guesses.blocked_for(&state.config.auth_failures);
     if let Some(wait) = blocked {
         let seconds = wait.as_secs().max(1);
         tracing::warn!(client_id = %client_id, peer = %peer.ip(), "token requests refused after failed authentications");
@@ -238,11 +225,7 @@ pub(super) async fn authenticate(
     let client = match client {
         Some(client) if authenticated => client,
         _ => {
-            state.failures.record_failure(&peer_key);
-            state.failures.record_failure(&pair_key);
-            if !known {
-                state.failures.record_failure(&strangers_key);
-            }
+            guesses.failed();
             tracing::info!(client_id = %client_id, peer = %peer.ip(), "client authentication failed");
             return Err(OAuthError::new(
                 "invalid_client",
@@ -253,6 +236,6 @@ pub(super) async fn authenticate(
     if !client.enabled {
         return Err(OAuthError::new("invalid_client", "the client is disabled"));
     }
-    state.failures.mark_known(&pair_key);
+    guesses.succeeded();
     Ok(client)
 }
