@@ -4,6 +4,7 @@
 //! the HTTP plumbing every service shares, so that all of them answer alike).
 
 pub mod actions;
+pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod controller;

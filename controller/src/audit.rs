@@ -65,48 +65,19 @@ pub async fn list(core: &Core, caller: &Caller, query: &AuditQuery) -> Result<Au
             ),
         }));
     }
-    let (actor, actor_name) = match query.actor.as_deref() {
-        None | Some("") => (None, None),
-        Some(a) if a.contains(':') => (Some(a), None),
-        Some(a) => (None, Some(a)),
-    };
-    let since = match query.since.as_deref() {
-        None | Some("") => None,
-        Some(t) => Some(
-            chrono::DateTime::parse_from_rfc3339(t)
-                .map_err(|e| {
-                    ControllerError::BadRequest(format!(
-                        "since={t:?} is not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z): {e}"
-                    ))
-                })?
-                .timestamp_millis(),
-        ),
-    };
-    let page = crate::paging::Page::<NoStatus>::parse(None, query.before.as_deref(), query.limit)?;
+    let filter = query.filter().map_err(ControllerError::BadRequest)?;
     let mut conn = core.store.conn().await?;
     let rows = db::list(
         &mut conn,
         &Filter {
             project: query.project.as_deref(),
-            actor,
-            actor_name,
-            since,
-            before: page.before,
-            limit: page.limit + 1,
+            actor: filter.actor.as_deref(),
+            actor_name: filter.actor_name.as_deref(),
+            since: filter.since,
+            before: filter.before,
+            limit: filter.limit + 1,
         },
     )
     .await?;
-    let (entries, next) = page.cut(rows, |e| e.seq);
-    Ok(AuditList { entries, next })
-}
-
-/// The audit log has no states to filter by.
-enum NoStatus {}
-
-impl std::str::FromStr for NoStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Err(format!("the audit log has no status {s:?}"))
-    }
+    Ok(AuditList::page(rows, &filter))
 }

@@ -3,12 +3,17 @@
 //! be asked of the API, since no token exists yet to ask with. Callers see
 //! clients, ids and secrets, never the store.
 
+use ick_api::audit::{Actor, AuditAction};
 use ick_api::oauth::WorkerIdentity;
 use ick_api::{ScopeSet, Secret};
 
 use crate::Config;
 use crate::clients::{self, WorkerAttributes};
 use crate::store::Store;
+use crate::store::audit::Note;
+
+/// Who the audit log says made these clients.
+const PROGRAM: &str = "bootstrap";
 
 /// The IDP's clients, opened from its config (before or without serving).
 pub struct Bootstrap {
@@ -48,10 +53,12 @@ impl Bootstrap {
             },
             None => WorkerAttributes::default(),
         };
+        let actor = Actor::local(PROGRAM);
         let made = match self.store.find(name).await? {
             Some(record) => {
                 clients::update(
                     &self.store,
+                    &actor,
                     &record.id,
                     Some(scopes),
                     Some(true),
@@ -59,11 +66,12 @@ impl Bootstrap {
                     None,
                 )
                 .await?;
-                clients::rotate(&self.store, &record.id).await?
+                clients::rotate(&self.store, &actor, &record.id).await?
             }
             None => {
                 clients::create(
                     &self.store,
+                    &actor,
                     name,
                     scopes,
                     &self.audience,
@@ -82,7 +90,9 @@ impl Bootstrap {
     /// Removes client `name`, if there is one.
     pub async fn remove(&self, name: &str) -> anyhow::Result<()> {
         if let Some(record) = self.store.find(name).await? {
-            self.store.delete(&record.id).await?;
+            let actor = Actor::local(PROGRAM);
+            let note = Note::new(&actor, AuditAction::ClientDelete, &record.name);
+            self.store.delete(&record.id, &note).await?;
         }
         Ok(())
     }

@@ -2,12 +2,15 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ick_api::audit::{Actor, AuditAction};
 use ick_api::oauth::{ClientInfo, ClientWithSecret};
 use ick_api::{Scope, ScopeSet, Secret};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::IdpError;
+use crate::store::audit::Note;
 use crate::store::{ClientRecord, Store};
 
 /// 32 random bytes, base64url: what the IDP hands out as a client secret.
@@ -144,6 +147,7 @@ fn set_worker(record: &mut ClientRecord, given: WorkerAttributes) -> Result<(), 
 /// secret is seen.
 pub async fn create(
     store: &Store,
+    actor: &Actor,
     name: &str,
     scopes: ScopeSet,
     audience: &str,
@@ -187,9 +191,11 @@ pub async fn create(
         public: login.public,
     };
     set_worker(&mut record, worker)?;
-    store.insert(&record).await?;
+    let info = ClientInfo::from(&record);
+    let note = Note::new(actor, AuditAction::ClientCreate, name).with(described(&info));
+    store.insert(&record, &note).await?;
     Ok(ClientWithSecret {
-        client: ClientInfo::from(&record),
+        client: info,
         client_secret: secret.map(|s| s.expose().to_string()),
     })
 }
@@ -205,6 +211,7 @@ async fn existing(store: &Store, id_or_name: &str) -> Result<ClientRecord, IdpEr
 /// it is.
 pub async fn update(
     store: &Store,
+    actor: &Actor,
     id_or_name: &str,
     scopes: Option<ScopeSet>,
     enabled: Option<bool>,
@@ -214,27 +221,45 @@ pub async fn update(
     if let Some(uris) = &redirect_uris {
         check_redirect_uris(uris)?;
     }
-    let id = existing(store, id_or_name).await?.id;
+    let client = existing(store, id_or_name).await?;
+    let mut detail = serde_json::Map::new();
+    for (field, value) in [
+        ("scopes", scopes.as_ref().map(|s| json!(s.to_string()))),
+        ("enabled", enabled.map(Value::from)),
+        ("worker_name", worker.name.clone().map(Value::from)),
+        ("worker_labels", worker.labels.clone().map(Value::from)),
+        ("redirect_uris", redirect_uris.clone().map(Value::from)),
+    ] {
+        if let Some(value) = value {
+            detail.insert(field.to_string(), value);
+        }
+    }
+    let note =
+        Note::new(actor, AuditAction::ClientUpdate, &client.name).with(Value::Object(detail));
     let changed = store
-        .change(&id, |record| {
-            if let Some(scopes) = scopes {
-                record.scopes = scopes;
-            }
-            if let Some(enabled) = enabled {
-                record.enabled = enabled;
-            }
-            set_worker(record, worker)?;
-            if let Some(uris) = redirect_uris {
-                if record.public && uris.is_empty() {
-                    return Err(IdpError::BadRequest(
-                        "a public client needs a redirect URI".into(),
-                    ));
+        .change(
+            &client.id,
+            |record| {
+                if let Some(scopes) = scopes {
+                    record.scopes = scopes;
                 }
-                record.redirect_uris = uris;
-            }
-            record.updated_at = now_ms();
-            Ok(())
-        })
+                if let Some(enabled) = enabled {
+                    record.enabled = enabled;
+                }
+                set_worker(record, worker)?;
+                if let Some(uris) = redirect_uris {
+                    if record.public && uris.is_empty() {
+                        return Err(IdpError::BadRequest(
+                            "a public client needs a redirect URI".into(),
+                        ));
+                    }
+                    record.redirect_uris = uris;
+                }
+                record.updated_at = now_ms();
+                Ok(())
+            },
+            &note,
+        )
         .await?;
     match changed {
         Some(record) => Ok(ClientInfo::from(&record)),
@@ -243,7 +268,11 @@ pub async fn update(
 }
 
 /// Gives a client a new secret; the old one stops working at once.
-pub async fn rotate(store: &Store, id_or_name: &str) -> Result<ClientWithSecret, IdpError> {
+pub async fn rotate(
+    store: &Store,
+    actor: &Actor,
+    id_or_name: &str,
+) -> Result<ClientWithSecret, IdpError> {
     let mut record = existing(store, id_or_name).await?;
     if record.public {
         return Err(IdpError::BadRequest(format!(
@@ -255,7 +284,12 @@ pub async fn rotate(store: &Store, id_or_name: &str) -> Result<ClientWithSecret,
     record.secret_sha256 = hash_secret(secret.expose());
     record.updated_at = now_ms();
     if !store
-        .set_secret(&record.id, &record.secret_sha256, record.updated_at)
+        .set_secret(
+            &record.id,
+            &record.secret_sha256,
+            record.updated_at,
+            &Note::new(actor, AuditAction::ClientRotateSecret, &record.name),
+        )
         .await?
     {
         return Err(IdpError::ClientNotFound(id_or_name.to_string()));
@@ -272,13 +306,19 @@ pub async fn show(store: &Store, id_or_name: &str) -> Result<ClientInfo, IdpErro
 }
 
 /// Deletes a client.
-pub async fn delete(store: &Store, id_or_name: &str) -> Result<(), IdpError> {
+pub async fn delete(store: &Store, actor: &Actor, id_or_name: &str) -> Result<(), IdpError> {
     let record = existing(store, id_or_name).await?;
-    if store.delete(&record.id).await? {
+    let note = Note::new(actor, AuditAction::ClientDelete, &record.name);
+    if store.delete(&record.id, &note).await? {
         Ok(())
     } else {
         Err(IdpError::ClientNotFound(id_or_name.to_string()))
     }
+}
+
+/// A client as its audit entry describes it (there is no secret in it).
+fn described(info: &ClientInfo) -> Value {
+    serde_json::to_value(info).unwrap_or_default()
 }
 
 /// Parses scope names given one by one or space-separated.

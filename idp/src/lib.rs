@@ -5,6 +5,7 @@
 //! rotating refresh token. Every Ick service checks the tokens against the
 //! JWKS published here.
 
+mod audit;
 pub mod bootstrap;
 pub mod clients;
 pub mod config;

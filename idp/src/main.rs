@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ick_api::audit::Actor;
 use ick_api::server::{LogFormat, init_logging, shutdown_signal};
 use ick_idp::{Config, clients, keys};
 
@@ -139,7 +140,16 @@ async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
                 redirect_uris,
                 public,
             };
-            let created = clients::create(&store, &name, scopes, &audience, worker, login).await?;
+            let created = clients::create(
+                &store,
+                &Actor::local("ick-idp"),
+                &name,
+                scopes,
+                &audience,
+                worker,
+                login,
+            )
+            .await?;
             println!("client_id: {}", created.client.id);
             if let Some(secret) = &created.client_secret {
                 println!("client_secret: {secret}");

@@ -5,10 +5,13 @@
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use ick_api::Secret;
+use ick_api::audit::{Actor, AuditAction};
 use ick_api::idp::{CreateUser, GroupInfo, UpdateUser, UserInfo, is_valid_name};
 
 use crate::error::IdpError;
+use crate::store::audit::Note;
 use crate::store::{GroupRecord, Store, UserRecord};
+use serde_json::{Value, json};
 
 /// A username or group name, checked: `[a-z0-9][a-z0-9._-]*`, at most 64.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +151,11 @@ fn no_group(name: &str) -> IdpError {
 }
 
 /// Creates a user; everything is checked before anything is stored.
-pub async fn create_user(store: &Store, body: CreateUser) -> Result<UserInfo, IdpError> {
+pub async fn create_user(
+    store: &Store,
+    actor: &Actor,
+    body: CreateUser,
+) -> Result<UserInfo, IdpError> {
     let name = Name::parse("user", &body.name)?;
     let display_name = check_display_name(body.display_name.as_deref().unwrap_or(name.as_str()))?;
     let email = check_email(body.email.as_deref().unwrap_or(""))?;
@@ -170,7 +177,12 @@ pub async fn create_user(store: &Store, body: CreateUser) -> Result<UserInfo, Id
         created_at: now,
         updated_at: now,
     };
-    store.insert_user(&user).await?;
+    let note = Note::new(actor, AuditAction::UserCreate, &user.name).with(json!({
+        "display_name": user.display_name,
+        "email": user.email,
+        "password": user.password_hash.is_some(),
+    }));
+    store.insert_user(&user, &note).await?;
     Ok(user_info(&user, Vec::new()))
 }
 
@@ -205,6 +217,7 @@ pub async fn show_user(store: &Store, name: &str) -> Result<UserInfo, IdpError> 
 /// revokes their refresh tokens.
 pub async fn update_user(
     store: &Store,
+    actor: &Actor,
     name: &str,
     body: UpdateUser,
 ) -> Result<UserInfo, IdpError> {
@@ -214,6 +227,17 @@ pub async fn update_user(
         .map(check_display_name)
         .transpose()?;
     let email = body.email.as_deref().map(check_email).transpose()?;
+    let mut detail = serde_json::Map::new();
+    for (field, value) in [
+        ("display_name", display_name.clone().map(Value::from)),
+        ("email", email.clone().map(Value::from)),
+        ("enabled", body.enabled.map(Value::from)),
+    ] {
+        if let Some(value) = value {
+            detail.insert(field.to_string(), value);
+        }
+    }
+    let note = Note::new(actor, AuditAction::UserUpdate, name).with(Value::Object(detail));
     let changed = store
         .change_user(
             name,
@@ -231,6 +255,7 @@ pub async fn update_user(
                 Ok(())
             },
             |_, after| !after.enabled,
+            &note,
         )
         .await?
         .ok_or_else(|| no_user(name))?;
@@ -240,7 +265,12 @@ pub async fn update_user(
 
 /// Sets a user's password; their refresh tokens are revoked in the same
 /// transaction, so a stolen one dies with the old password.
-pub async fn set_password(store: &Store, name: &str, password: Secret) -> Result<(), IdpError> {
+pub async fn set_password(
+    store: &Store,
+    actor: &Actor,
+    name: &str,
+    password: Secret,
+) -> Result<(), IdpError> {
     check_password(&password)?;
     if store.user_by_name(name).await?.is_none() {
         return Err(no_user(name));
@@ -255,6 +285,7 @@ pub async fn set_password(store: &Store, name: &str, password: Secret) -> Result
                 Ok(())
             },
             |_, _| true,
+            &Note::new(actor, AuditAction::UserPassword, name),
         )
         .await?
         .ok_or_else(|| no_user(name))?;
@@ -262,19 +293,21 @@ pub async fn set_password(store: &Store, name: &str, password: Secret) -> Result
 }
 
 /// Deletes a user, their memberships and their refresh tokens.
-pub async fn delete_user(store: &Store, name: &str) -> Result<(), IdpError> {
-    if store.delete_user(name).await? {
+pub async fn delete_user(store: &Store, actor: &Actor, name: &str) -> Result<(), IdpError> {
+    let note = Note::new(actor, AuditAction::UserDelete, name);
+    if store.delete_user(name, &note).await? {
         Ok(())
     } else {
         Err(no_user(name))
     }
 }
 
-pub async fn create_group(store: &Store, name: &str) -> Result<GroupInfo, IdpError> {
+pub async fn create_group(store: &Store, actor: &Actor, name: &str) -> Result<GroupInfo, IdpError> {
     let name = Name::parse("group", name)?;
     let now = now_ms();
+    let note = Note::new(actor, AuditAction::GroupCreate, name.as_str());
     store
-        .insert_group(&uuid::Uuid::new_v4().to_string(), name.as_str(), now)
+        .insert_group(&uuid::Uuid::new_v4().to_string(), name.as_str(), now, &note)
         .await?;
     Ok(GroupInfo {
         name: name.as_str().to_string(),
@@ -295,8 +328,9 @@ pub async fn show_group(store: &Store, name: &str) -> Result<GroupInfo, IdpError
         .ok_or_else(|| no_group(name))
 }
 
-pub async fn delete_group(store: &Store, name: &str) -> Result<(), IdpError> {
-    if store.delete_group(name).await? {
+pub async fn delete_group(store: &Store, actor: &Actor, name: &str) -> Result<(), IdpError> {
+    let note = Note::new(actor, AuditAction::GroupDelete, name);
+    if store.delete_group(name, &note).await? {
         Ok(())
     } else {
         Err(no_group(name))
@@ -306,11 +340,18 @@ pub async fn delete_group(store: &Store, name: &str) -> Result<(), IdpError> {
 /// Adds (`member`) or removes `user` to or from `group`; answers the group.
 pub async fn set_member(
     store: &Store,
+    actor: &Actor,
     group: &str,
     user: &str,
     member: bool,
 ) -> Result<GroupInfo, IdpError> {
-    store.set_member(group, user, member).await?;
+    let action = if member {
+        AuditAction::GroupAdd
+    } else {
+        AuditAction::GroupRemove
+    };
+    let note = Note::new(actor, action, group).with(json!({ "user": user }));
+    store.set_member(group, user, member, &note).await?;
     show_group(store, group).await
 }
 

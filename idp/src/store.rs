@@ -11,7 +11,9 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
 use crate::error::IdpError;
+use audit::Note;
 
+pub mod audit;
 mod grants;
 mod people;
 
@@ -101,7 +103,8 @@ impl Store {
         Ok(())
     }
 
-    pub async fn insert(&self, client: &ClientRecord) -> Result<(), IdpError> {
+    pub async fn insert(&self, client: &ClientRecord, note: &Note<'_>) -> Result<(), IdpError> {
+        let mut tx = begin_write(self).await?;
         let result = sqlx::query(concat!(
             "INSERT INTO clients (",
             columns!(),
@@ -118,15 +121,18 @@ impl Store {
         .bind(worker_json(client)?)
         .bind(uris_json(&client.redirect_uris)?)
         .bind(i64::from(client.public))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(IdpError::NameTaken(client.name.clone()))
+                return Err(IdpError::NameTaken(client.name.clone()));
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
         }
+        audit::append(&mut tx, note).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<ClientRecord>, IdpError> {
@@ -173,6 +179,7 @@ impl Store {
         &self,
         id: &str,
         change: impl FnOnce(&mut ClientRecord) -> Result<(), IdpError>,
+        note: &Note<'_>,
     ) -> Result<Option<ClientRecord>, IdpError> {
         let mut tx = begin_write(self).await?;
         let lock = if self.sqlite { "" } else { " FOR UPDATE" };
@@ -200,6 +207,7 @@ impl Store {
         .bind(&client.id)
         .execute(&mut *tx)
         .await?;
+        audit::append(&mut tx, note).await?;
         tx.commit().await?;
         Ok(Some(client))
     }
@@ -211,19 +219,26 @@ impl Store {
         id: &str,
         secret_sha256: &str,
         updated_at: i64,
+        note: &Note<'_>,
     ) -> Result<bool, IdpError> {
+        let mut tx = begin_write(self).await?;
         let result =
             sqlx::query("UPDATE clients SET secret_sha256 = $1, updated_at = $2 WHERE id = $3")
                 .bind(secret_sha256)
                 .bind(updated_at)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-        Ok(result.rows_affected() == 1)
+        if result.rows_affected() != 1 {
+            return Ok(false);
+        }
+        audit::append(&mut tx, note).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Deletes a client and the refresh tokens people got through it.
-    pub async fn delete(&self, id: &str) -> Result<bool, IdpError> {
+    pub async fn delete(&self, id: &str, note: &Note<'_>) -> Result<bool, IdpError> {
         let mut tx = begin_write(self).await?;
         sqlx::query(
             "DELETE FROM refresh_tokens WHERE family_id IN \
@@ -240,8 +255,12 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        if result.rows_affected() != 1 {
+            return Ok(false);
+        }
+        audit::append(&mut tx, note).await?;
         tx.commit().await?;
-        Ok(result.rows_affected() == 1)
+        Ok(true)
     }
 }
 

@@ -88,6 +88,21 @@ impl TestIdp {
         &self.process.url
     }
 
+    /// The database it keeps its state in.
+    pub fn database_url(&self) -> String {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        let config: Value = serde_yaml::from_str(&text).expect("config parses");
+        match config["database_url"].as_str() {
+            Some(url) => url.to_string(),
+            None => format!(
+                "sqlite://{}",
+                std::path::Path::new(config["data_dir"].as_str().expect("data_dir"))
+                    .join("idp.db")
+                    .display()
+            ),
+        }
+    }
+
     /// The token endpoint.
     pub fn token_url(&self) -> String {
         format!("{}/token", self.url())

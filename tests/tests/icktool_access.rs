@@ -382,4 +382,59 @@ fn members_roles_and_the_audit_log_from_icktool() {
     ick.icktool(&["audit", "--since", "soon"])
         .fails(2, "RFC 3339");
     icktool(&dev, &["audit"], &[]).fails(2, "global role admin");
+
+    // Without --project, the IDP's log comes too, in one list by time: the
+    // client dev made there, and the member changes made here.
+    let all = ick
+        .icktool(&["audit", "--output", "json"])
+        .ok()
+        .json::<ick_api::audit::AuditList>();
+    let made = all
+        .entries
+        .iter()
+        .position(|e| e.action.as_str() == "client.create" && e.target == "dev")
+        .unwrap_or_else(|| panic!("the IDP's client.create of dev: {all:?}"));
+    assert_eq!(all.entries[made].actor, "client:test-admin");
+    let added = all
+        .entries
+        .iter()
+        .position(|e| e.action.as_str() == "member.set")
+        .expect("member.set");
+    assert!(made > added, "newest first: {all:?}");
+    assert!(
+        all.entries.windows(2).all(|w| w[0].at >= w[1].at),
+        "{all:?}"
+    );
+    // A controller admin who may not read the IDP's log gets the
+    // controller's alone.
+    let auditor = ick.dir.path().join("auditor.yaml");
+    ick.icktool(&[
+        "client",
+        "create",
+        "auditor",
+        "--scope",
+        "projects:read",
+        "--write-config",
+        s(&auditor),
+    ])
+    .ok();
+    ick.icktool(&["role", "grant", "client:auditor", "admin"])
+        .ok();
+    let theirs = icktool(&auditor, &["audit", "--output", "json"], &[])
+        .ok()
+        .json::<ick_api::audit::AuditList>();
+    assert!(
+        theirs
+            .entries
+            .iter()
+            .any(|e| e.action.as_str() == "role.grant"),
+        "{theirs:?}"
+    );
+    assert!(
+        theirs
+            .entries
+            .iter()
+            .all(|e| !e.action.as_str().starts_with("client.")),
+        "{theirs:?}"
+    );
 }

@@ -32,7 +32,6 @@
 //! An `admin` has every role on every project; lists show only what the
 //! caller may read.
 
-mod audit;
 mod builds;
 mod definitions;
 mod logs;
@@ -40,7 +39,7 @@ pub mod members;
 mod notifications;
 pub mod webhooks;
 
-pub use audit::{AuditAction, AuditEntry, AuditList, AuditQuery};
+pub use crate::audit::{AuditAction, AuditEntry, AuditList, AuditQuery};
 pub use builds::{
     BuildList, BuildQuery, BuildStatus, BuildSummary, BuildView, LostAttempt, NodeStatus, NodeView,
     TriggerRequest,

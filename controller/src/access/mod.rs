@@ -19,8 +19,6 @@
 pub(crate) mod cache;
 pub mod decide;
 
-use std::net::IpAddr;
-
 use ick_api::Scope;
 use ick_api::auth::{Caller, RequiredScope};
 use ick_api::controller::ProjectRole;
@@ -28,6 +26,7 @@ use ick_api::oauth::WorkerIdentity;
 use ick_api::work::ClaimRequest;
 
 pub use decide::{Bindings, Decision, Identity, PipelineRefusal};
+pub use ick_api::audit::Actor;
 
 use crate::core::Core;
 use crate::error::{ControllerError, Result};
@@ -201,58 +200,6 @@ pub fn pipeline_refusal(who: &Identity<'_>, pipeline: &str, why: PipelineRefusal
                 who.describe(),
                 lacking.join(", ")
             )
-        }
-    }
-}
-
-/// Who made a change, as the audit log, revisions and builds name it:
-/// the person (`user:NAME`), else the client (`client:NAME`), or a web
-/// hook (`webhook:FORGE`); and from where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    kind: &'static str,
-    /// The person's user name, the client's name (its id if the IDP does
-    /// not name it), or the forge.
-    pub name: String,
-    /// The caller's IP address.
-    pub address: String,
-}
-
-impl Actor {
-    /// The caller of a request from `address`.
-    pub fn of(caller: &Caller, address: IpAddr) -> Actor {
-        let (kind, name) = match &caller.user {
-            Some(user) => ("user", user.name.clone()),
-            None => ("client", caller.display_name().to_string()),
-        };
-        Actor {
-            kind,
-            name,
-            address: address.to_string(),
-        }
-    }
-
-    /// A web hook of `forge` from `address`.
-    pub fn webhook(forge: &str, address: IpAddr) -> Actor {
-        Actor {
-            kind: "webhook",
-            name: forge.to_string(),
-            address: address.to_string(),
-        }
-    }
-
-    /// `user:alice`, `client:ci`, `webhook:github`.
-    pub fn id(&self) -> String {
-        format!("{}:{}", self.kind, self.name)
-    }
-
-    /// How a revision's author and a build's "triggered by" name it: the
-    /// person's or client's name, or `webhook:FORGE`.
-    pub fn shown(&self) -> String {
-        if self.kind == "webhook" {
-            self.id()
-        } else {
-            self.name.clone()
         }
     }
 }

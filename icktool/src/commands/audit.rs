@@ -1,12 +1,15 @@
 //! `icktool audit [--project P] [--actor A] [--since T]`: who changed what,
-//! newest first (an admin's; a project's owner's with `--project`).
+//! newest first (an admin's; a project's owner's with `--project`). The
+//! controller's log and, without `--project`, the IDP's (clients, users,
+//! groups) when the caller may read it, as one list.
 
 use anyhow::bail;
 use chrono::{DateTime, Utc};
-use ick_api::controller::{AuditList, AuditQuery};
+use ick_api::audit::{AuditList, AuditQuery};
+use reqwest::{Method, StatusCode};
 
 use crate::Exit;
-use crate::connection::{Ick, Service};
+use crate::connection::{Ick, Service, read_json};
 use crate::output::{Out, time};
 
 #[derive(clap::Args)]
@@ -57,7 +60,28 @@ pub async fn run(ick: &Ick, args: AuditArgs, out: &Out) -> anyhow::Result<Exit> 
         before: None,
         limit: Some(args.limit),
     };
-    let list: AuditList = ick.get_query(Service::Controller, "/audit", &query).await?;
+    let mut list: AuditList = ick.get_query(Service::Controller, "/audit", &query).await?;
+    if query.project.is_none() {
+        // Only `idp:admin` reads the IDP's log; without it, the
+        // controller's is the whole answer.
+        let answer = ick
+            .send(
+                Service::Idp,
+                Method::GET,
+                "/audit",
+                &[StatusCode::FORBIDDEN],
+                |r| r.query(&query),
+            )
+            .await?;
+        if answer.status() != StatusCode::FORBIDDEN {
+            let idp: AuditList = read_json(answer).await?;
+            list.entries.extend(idp.entries);
+            // Two logs merged have no one cursor to go on from.
+            list.next = None;
+            list.entries.sort_by(|a, b| b.at.cmp(&a.at));
+            list.entries.truncate(args.limit as usize);
+        }
+    }
     let rows = list
         .entries
         .iter()

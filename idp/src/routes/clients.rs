@@ -1,8 +1,11 @@
 //! The admin API: `/clients`, scope `idp:admin`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
+use ick_api::audit::Actor;
 use ick_api::auth::{Authorized, scopes::IdpAdmin};
 use ick_api::oauth::{ClientInfo, ClientWithSecret, CreateClient, UpdateClient};
 use ick_api::server::JsonBody;
@@ -12,10 +15,12 @@ use crate::clients;
 use crate::error::IdpError;
 
 pub(super) async fn create(
-    _: Authorized<IdpAdmin>,
+    auth: Authorized<IdpAdmin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateClient>,
 ) -> Result<(StatusCode, Json<ClientWithSecret>), IdpError> {
+    let actor = Actor::of(&auth.caller, peer.ip());
     let audience = body
         .audience
         .unwrap_or_else(|| state.config.default_audience.clone());
@@ -29,6 +34,7 @@ pub(super) async fn create(
     };
     let created = clients::create(
         &state.store,
+        &actor,
         &body.name,
         body.scopes,
         &audience,
@@ -57,17 +63,20 @@ pub(super) async fn show(
 }
 
 pub(super) async fn update(
-    _: Authorized<IdpAdmin>,
+    auth: Authorized<IdpAdmin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateClient>,
 ) -> Result<Json<ClientInfo>, IdpError> {
+    let actor = Actor::of(&auth.caller, peer.ip());
     let worker = clients::WorkerAttributes {
         name: body.worker_name,
         labels: body.labels,
     };
     let updated = clients::update(
         &state.store,
+        &actor,
         &id,
         body.scopes,
         body.enabled,
@@ -80,21 +89,25 @@ pub(super) async fn update(
 }
 
 pub(super) async fn rotate(
-    _: Authorized<IdpAdmin>,
+    auth: Authorized<IdpAdmin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ClientWithSecret>, IdpError> {
-    let rotated = clients::rotate(&state.store, &id).await?;
+    let actor = Actor::of(&auth.caller, peer.ip());
+    let rotated = clients::rotate(&state.store, &actor, &id).await?;
     tracing::info!(client_id = %rotated.client.id, "client secret rotated");
     Ok(Json(rotated))
 }
 
 pub(super) async fn delete(
-    _: Authorized<IdpAdmin>,
+    auth: Authorized<IdpAdmin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, IdpError> {
-    clients::delete(&state.store, &id).await?;
+    let actor = Actor::of(&auth.caller, peer.ip());
+    clients::delete(&state.store, &actor, &id).await?;
     tracing::info!(client = %id, "client deleted");
     Ok(StatusCode::NO_CONTENT)
 }

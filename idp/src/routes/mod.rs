@@ -1,5 +1,6 @@
 //! The IDP's HTTP routes.
 
+mod audit;
 mod authorize;
 mod clients;
 mod discovery;
@@ -28,6 +29,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(REVOKE_PATH, post(userinfo::revoke))
         .route(DISCOVERY_PATH, get(discovery::configuration))
         .route(JWKS_PATH, get(discovery::jwks))
+        .route("/audit", get(audit::list))
         .route("/clients", get(clients::list).post(clients::create))
         .route(
             "/clients/{id}",

@@ -1,8 +1,11 @@
 //! The admin API for people: `/users` and `/groups`, scope `idp:admin`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
+use ick_api::audit::Actor;
 use ick_api::auth::{Authorized, scopes::IdpAdmin};
 use ick_api::idp::{CreateGroup, CreateUser, GroupInfo, SetPassword, UpdateUser, UserInfo};
 use ick_api::server::JsonBody;
@@ -12,11 +15,13 @@ use crate::error::IdpError;
 use crate::people;
 
 pub(super) async fn create_user(
-    _: Authorized<IdpAdmin>,
+    auth: Authorized<IdpAdmin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateUser>,
 ) -> Result<(StatusCode, Json<UserInfo>), IdpError> {
-    let user = people::create_user(&state.store, body).await?;
+    let actor = Actor::of(&auth.caller, peer.ip());
+    let user = people::create_user(&state.store, &actor, body).await?;
     tracing::info!(user = %user.name, "user created");
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -37,43 +42,51 @@ pub(super) async fn show_user(
 }
 
 pub(super) async fn update_user(
-    _: Authorized<IdpAdmin>,
+    auth: Authorized<IdpAdmin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<UpdateUser>,
 ) -> Result<Json<UserInfo>, IdpError> {
-    let user = people::update_user(&state.store, &name, body).await?;
+    let actor = Actor::of(&auth.caller, peer.ip());
+    let user = people::update_user(&state.store, &actor, &name, body).await?;
     tracing::info!(user = %user.name, enabled = user.enabled, "user updated");
     Ok(Json(user))
 }
 
 pub(super) async fn delete_user(
-    _: Authorized<IdpAdmin>,
+    auth: Authorized<IdpAdmin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, IdpError> {
-    people::delete_user(&state.store, &name).await?;
+    let actor = Actor::of(&auth.caller, peer.ip());
+    people::delete_user(&state.store, &actor, &name).await?;
     tracing::info!(user = %name, "user deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn set_password(
-    _: Authorized<IdpAdmin>,
+    auth: Authorized<IdpAdmin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<SetPassword>,
 ) -> Result<StatusCode, IdpError> {
-    people::set_password(&state.store, &name, body.password).await?;
+    let actor = Actor::of(&auth.caller, peer.ip());
+    people::set_password(&state.store, &actor, &name, body.password).await?;
     tracing::info!(user = %name, "password changed; refresh tokens revoked");
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn create_group(
-    _: Authorized<IdpAdmin>,
+    auth: Authorized<IdpAdmin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateGroup>,
 ) -> Result<(StatusCode, Json<GroupInfo>), IdpError> {
-    let group = people::create_group(&state.store, &body.name).await?;
+    let actor = Actor::of(&auth.caller, peer.ip());
+    let group = people::create_group(&state.store, &actor, &body.name).await?;
     tracing::info!(group = %group.name, "group created");
     Ok((StatusCode::CREATED, Json(group)))
 }
@@ -94,31 +107,37 @@ pub(super) async fn show_group(
 }
 
 pub(super) async fn delete_group(
-    _: Authorized<IdpAdmin>,
+    auth: Authorized<IdpAdmin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, IdpError> {
-    people::delete_group(&state.store, &name).await?;
+    let actor = Actor::of(&auth.caller, peer.ip());
+    people::delete_group(&state.store, &actor, &name).await?;
     tracing::info!(group = %name, "group deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn add_member(
-    _: Authorized<IdpAdmin>,
+    auth: Authorized<IdpAdmin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     Path((group, user)): Path<(String, String)>,
 ) -> Result<Json<GroupInfo>, IdpError> {
-    let info = people::set_member(&state.store, &group, &user, true).await?;
+    let actor = Actor::of(&auth.caller, peer.ip());
+    let info = people::set_member(&state.store, &actor, &group, &user, true).await?;
     tracing::info!(group = %group, user = %user, "member added");
     Ok(Json(info))
 }
 
 pub(super) async fn remove_member(
-    _: Authorized<IdpAdmin>,
+    auth: Authorized<IdpAdmin>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
     Path((group, user)): Path<(String, String)>,
 ) -> Result<Json<GroupInfo>, IdpError> {
-    let info = people::set_member(&state.store, &group, &user, false).await?;
+    let actor = Actor::of(&auth.caller, peer.ip());
+    let info = people::set_member(&state.store, &actor, &group, &user, false).await?;
     tracing::info!(group = %group, user = %user, "member removed");
     Ok(Json(info))
 }

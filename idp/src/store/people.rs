@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::{self, Note};
 use super::{Store, begin_write};
 use crate::error::IdpError;
 
@@ -63,7 +64,8 @@ fn is_duplicate(e: &sqlx::Error) -> bool {
 
 impl Store {
     /// Adds a user; [`IdpError::Conflict`] if the name is taken.
-    pub async fn insert_user(&self, user: &UserRecord) -> Result<(), IdpError> {
+    pub async fn insert_user(&self, user: &UserRecord, note: &Note<'_>) -> Result<(), IdpError> {
+        let mut tx = begin_write(self).await?;
         let result = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         )))
@@ -75,16 +77,21 @@ impl Store {
         .bind(i64::from(user.enabled))
         .bind(user.created_at)
         .bind(user.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_duplicate(&e) => Err(IdpError::Conflict(format!(
-                "a user named {:?} already exists",
-                user.name
-            ))),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            Err(e) if is_duplicate(&e) => {
+                return Err(IdpError::Conflict(format!(
+                    "a user named {:?} already exists",
+                    user.name
+                )));
+            }
+            Err(e) => return Err(e.into()),
         }
+        audit::append(&mut tx, note).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, IdpError> {
@@ -152,6 +159,7 @@ impl Store {
         name: &str,
         change: impl FnOnce(&mut UserRecord) -> Result<(), IdpError>,
         revoke: impl FnOnce(&UserRecord, &UserRecord) -> bool,
+        note: &Note<'_>,
     ) -> Result<Option<UserRecord>, IdpError> {
         let mut tx = begin_write(self).await?;
         let lock = if self.sqlite { "" } else { " FOR UPDATE" };
@@ -182,12 +190,13 @@ impl Store {
         if revoke(&before, &user) {
             super::grants::revoke_user_families(&mut tx, &user.id, user.updated_at).await?;
         }
+        audit::append(&mut tx, note).await?;
         tx.commit().await?;
         Ok(Some(user))
     }
 
     /// Deletes user `name`, their memberships, codes and refresh tokens.
-    pub async fn delete_user(&self, name: &str) -> Result<bool, IdpError> {
+    pub async fn delete_user(&self, name: &str, note: &Note<'_>) -> Result<bool, IdpError> {
         let mut tx = begin_write(self).await?;
         let Some(row) = sqlx::query("SELECT id FROM users WHERE name = $1")
             .bind(name)
@@ -207,6 +216,7 @@ impl Store {
         ] {
             sqlx::query(statement).bind(&id).execute(&mut *tx).await?;
         }
+        audit::append(&mut tx, note).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -217,21 +227,28 @@ impl Store {
         id: &str,
         name: &str,
         created_at: i64,
+        note: &Note<'_>,
     ) -> Result<(), IdpError> {
+        let mut tx = begin_write(self).await?;
         let result =
             sqlx::query("INSERT INTO user_groups (id, name, created_at) VALUES ($1, $2, $3)")
                 .bind(id)
                 .bind(name)
                 .bind(created_at)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await;
         match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_duplicate(&e) => Err(IdpError::Conflict(format!(
-                "a group named {name:?} already exists"
-            ))),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            Err(e) if is_duplicate(&e) => {
+                return Err(IdpError::Conflict(format!(
+                    "a group named {name:?} already exists"
+                )));
+            }
+            Err(e) => return Err(e.into()),
         }
+        audit::append(&mut tx, note).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn group(&self, name: &str) -> Result<Option<GroupRecord>, IdpError> {
@@ -291,7 +308,7 @@ impl Store {
     }
 
     /// Deletes group `name` and its memberships.
-    pub async fn delete_group(&self, name: &str) -> Result<bool, IdpError> {
+    pub async fn delete_group(&self, name: &str, note: &Note<'_>) -> Result<bool, IdpError> {
         let mut tx = begin_write(self).await?;
         let Some(row) = sqlx::query("SELECT id FROM user_groups WHERE name = $1")
             .bind(name)
@@ -309,13 +326,21 @@ impl Store {
             .bind(&id)
             .execute(&mut *tx)
             .await?;
+        audit::append(&mut tx, note).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     /// Adds (`member`) or removes user `user` to or from `group`. Errors
     /// name which of the two does not exist.
-    pub async fn set_member(&self, group: &str, user: &str, member: bool) -> Result<(), IdpError> {
+    /// Nothing is recorded when nothing changes.
+    pub async fn set_member(
+        &self,
+        group: &str,
+        user: &str,
+        member: bool,
+        note: &Note<'_>,
+    ) -> Result<(), IdpError> {
         let mut tx = begin_write(self).await?;
         let group_id: String = sqlx::query("SELECT id FROM user_groups WHERE name = $1")
             .bind(group)
@@ -357,6 +382,7 @@ impl Store {
                 )));
             }
         }
+        audit::append(&mut tx, note).await?;
         tx.commit().await?;
         Ok(())
     }
