@@ -12,6 +12,7 @@ use common::{Ick, Run, s, set_mode};
 use ick_api::idp::{GroupInfo, UserInfo};
 use ick_tests::bin_path;
 use ick_tests::browser::Browser;
+use reqwest::{Method, StatusCode};
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
@@ -50,8 +51,8 @@ fn users(ick: &Ick) -> Vec<UserInfo> {
         .json()
 }
 
-/// A PKCE S256 authorization request for `client_id`, and its verifier.
-fn authorize_url(ick: &Ick, client_id: &str) -> String {
+/// A PKCE S256 authorization request for `client_id` and `scope`.
+fn authorize_url(ick: &Ick, client_id: &str, scope: &str) -> String {
     use base64::Engine;
     use sha2::Digest;
     let verifier = "v".repeat(50);
@@ -59,7 +60,7 @@ fn authorize_url(ick: &Ick, client_id: &str) -> String {
         .encode(sha2::Sha256::digest(verifier.as_bytes()));
     format!(
         "{}/authorize?response_type=code&client_id={client_id}&redirect_uri={REDIRECT}\
-         &scope=openid&state=xyz&code_challenge={challenge}&code_challenge_method=S256",
+         &scope={scope}&state=xyz&code_challenge={challenge}&code_challenge_method=S256",
         ick.idp.url()
     )
 }
@@ -161,7 +162,7 @@ async fn people_are_made_grouped_changed_and_removed_with_icktool() {
         .find_map(|l| l.strip_prefix("client_id:"))
         .map(|v| v.trim().to_string())
         .unwrap_or_else(|| panic!("no client_id:\n{web}"));
-    let url = authorize_url(&ick, &web_id);
+    let url = authorize_url(&ick, &web_id, "openid");
     let answer = Browser::new().log_in(&url, "alice", "first password").await;
     assert!(answer.redirect_param("code").is_some(), "{answer:?}");
     ick.icktool(&["user", "disable", "alice"]).ok();
@@ -265,4 +266,164 @@ fn bad_people_input_through_icktool_changes_nothing() {
         .json();
     assert_eq!(groups.len(), 1);
     assert!(groups[0].members.is_empty());
+}
+
+/// Logs `user` in through the browser flow of public client `client_id`
+/// and answers the access token the code is exchanged for.
+async fn person_token(ick: &Ick, client_id: &str, user: &str, password: &str) -> String {
+    let answer = Browser::new()
+        .log_in(
+            &authorize_url(
+                ick,
+                client_id,
+                "openid%20projects:read%20projects:write%20builds:read%20builds:trigger",
+            ),
+            user,
+            password,
+        )
+        .await;
+    let code = answer
+        .redirect_param("code")
+        .unwrap_or_else(|| panic!("{user} logs in: {answer:?}"));
+    let verifier = "v".repeat(50);
+    let tokens: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/token", ick.idp.url()))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("client_id", client_id),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .expect("token endpoint answers")
+        .json()
+        .await
+        .expect("tokens");
+    tokens["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token: {tokens}"))
+        .to_string()
+}
+
+/// A person's token carries who they are and their groups; the controller
+/// gives them the roles of `user:NAME` and of each `group:NAME`, never
+/// those of the client they logged in through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_gets_the_roles_of_their_name_and_groups_not_of_their_client() {
+    let ick = Ick::start(0);
+    let file = ick.file(
+        "p.yaml",
+        "pipelines:\n  - pipeline: p\n    actions: [{shell: 'true'}]\n\
+         projects:\n  - project: secret\n    pipelines: [p]\n    visibility: private\n",
+    );
+    ick.icktool(&["apply", "-f", s(&file)]).ok();
+    for (name, password) in [("alice", "alice password"), ("bob", "bobs password")] {
+        with_stdin(
+            &ick,
+            &["user", "create", name, "--password-stdin"],
+            password,
+        )
+        .ok();
+    }
+    ick.icktool(&["group", "create", "devs"]).ok();
+    ick.icktool(&["group", "add", "devs", "alice"]).ok();
+    let web = ick
+        .icktool(&[
+            "client",
+            "create",
+            "web",
+            "--scope",
+            "projects:read projects:write builds:read builds:trigger",
+            "--public",
+            "--redirect-uri",
+            REDIRECT,
+        ])
+        .ok();
+    let web_id = web
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id:"))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no client_id:\n{web}"));
+    ick.icktool(&["member", "add", "secret", "group:devs", "developer"])
+        .ok();
+    // The client people log in through is the project's owner: that must
+    // give its people nothing.
+    ick.icktool(&["member", "add", "secret", "client:web", "owner"])
+        .ok();
+
+    let alice = ick
+        .controller
+        .client(&person_token(&ick, &web_id, "alice", "alice password").await);
+    let bob = ick
+        .controller
+        .client(&person_token(&ick, &web_id, "bob", "bobs password").await);
+
+    // Alice, a developer through devs: reads and triggers, may not edit.
+    let read = alice
+        .request(Method::GET, "/projects/secret")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(read.status(), StatusCode::OK);
+    let build = alice.trigger("secret").await;
+    let shown = alice.build(&build.id).await;
+    assert_eq!(shown.build.triggered_by, "alice");
+    let edit = alice
+        .put_yaml("/projects/secret", "pipelines: [p]\nvisibility: public\n")
+        .await;
+    assert_eq!(edit.status(), StatusCode::FORBIDDEN);
+    let members = alice
+        .request(Method::PUT, "/projects/secret/members")
+        .json(&serde_json::json!({"member": "user:alice", "role": "owner"}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(members.status(), StatusCode::FORBIDDEN, "a developer");
+
+    // Bob, in no group and no member: the project is not there for him,
+    // though his client owns it.
+    for (method, path) in [
+        (Method::GET, "/projects/secret"),
+        (Method::POST, "/projects/secret/builds"),
+    ] {
+        let answer = bob
+            .request(method.clone(), path)
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(answer.status(), StatusCode::NOT_FOUND, "{method} {path}");
+    }
+
+    // Given a role by name, he has it.
+    ick.icktool(&["member", "add", "secret", "user:bob", "viewer"])
+        .ok();
+    let read = bob
+        .request(Method::GET, "/projects/secret")
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(read.status(), StatusCode::OK);
+    let trigger = bob
+        .request(Method::POST, "/projects/secret/builds")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(trigger.status(), StatusCode::FORBIDDEN, "a viewer");
+
+    // The audit log names the person.
+    let log = ick
+        .icktool(&["audit", "--project", "secret", "--output", "json"])
+        .ok()
+        .json::<ick_api::audit::AuditList>();
+    let triggered = log
+        .entries
+        .iter()
+        .find(|e| e.action.as_str() == "build.trigger")
+        .expect("the trigger");
+    assert_eq!(triggered.actor, "user:alice");
 }
