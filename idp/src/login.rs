@@ -30,11 +30,17 @@ pub struct GrantedScope {
 
 impl GrantedScope {
     /// The scopes asked for (`None`: all the client may have), intersected
-    /// with what the client may ask for. Unknown names are refused.
+    /// with what the client may ask for. Unknown names are refused. A
+    /// person is never a worker: `work:run` is not granted to people, even
+    /// through a client that has it.
     pub fn requested(asked: Option<&str>, client: &ClientRecord) -> Result<GrantedScope, String> {
         let Some(asked) = asked.map(str::trim).filter(|s| !s.is_empty()) else {
             return Ok(GrantedScope {
-                scopes: client.scopes.clone(),
+                scopes: client
+                    .scopes
+                    .iter()
+                    .filter(|s| *s != Scope::WorkRun)
+                    .collect(),
                 openid: false,
             });
         };
@@ -47,7 +53,7 @@ impl GrantedScope {
                 continue;
             } else {
                 let scope: Scope = name.parse().map_err(|e| format!("{e}"))?;
-                if client.scopes.contains(scope) {
+                if client.scopes.contains(scope) && scope != Scope::WorkRun {
                     scopes.push(scope);
                 }
             }

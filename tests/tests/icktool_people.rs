@@ -271,40 +271,109 @@ fn bad_people_input_through_icktool_changes_nothing() {
 /// Logs `user` in through the browser flow of public client `client_id`
 /// and answers the access token the code is exchanged for.
 async fn person_token(ick: &Ick, client_id: &str, user: &str, password: &str) -> String {
+    let scope = "openid%20projects:read%20projects:write%20builds:read%20builds:trigger";
+    person_tokens(ick, client_id, None, scope, user, password).await["access_token"]
+        .as_str()
+        .expect("an access token")
+        .to_string()
+}
+
+/// The token response for `user` logged in through `client_id` (with its
+/// `secret` for a confidential one), asking for `scope` (URL-encoded).
+async fn person_tokens(
+    ick: &Ick,
+    client_id: &str,
+    secret: Option<&str>,
+    scope: &str,
+    user: &str,
+    password: &str,
+) -> serde_json::Value {
     let answer = Browser::new()
-        .log_in(
-            &authorize_url(
-                ick,
-                client_id,
-                "openid%20projects:read%20projects:write%20builds:read%20builds:trigger",
-            ),
-            user,
-            password,
-        )
+        .log_in(&authorize_url(ick, client_id, scope), user, password)
         .await;
     let code = answer
         .redirect_param("code")
         .unwrap_or_else(|| panic!("{user} logs in: {answer:?}"));
     let verifier = "v".repeat(50);
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("client_id", client_id),
+        ("code_verifier", verifier.as_str()),
+    ];
+    if let Some(secret) = secret {
+        form.push(("client_secret", secret));
+    }
     let tokens: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/token", ick.idp.url()))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("client_id", client_id),
-            ("code_verifier", verifier.as_str()),
-        ])
+        .form(&form)
         .send()
         .await
         .expect("token endpoint answers")
         .json()
         .await
         .expect("tokens");
-    tokens["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no access token: {tokens}"))
-        .to_string()
+    assert!(tokens["access_token"].is_string(), "{tokens}");
+    tokens
+}
+
+/// A person is never a worker: logged in through a client that has
+/// `work:run` and asking for it, their token does not get it, and the
+/// controller's worker protocol refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_token_cannot_speak_the_worker_protocol() {
+    let ick = Ick::start(0);
+    with_stdin(
+        &ick,
+        &["user", "create", "mallory", "--password-stdin"],
+        "mallorys password",
+    )
+    .ok();
+    let made = ick
+        .icktool(&[
+            "client",
+            "create",
+            "farm",
+            "--scope",
+            "work:run builds:read",
+            "--redirect-uri",
+            REDIRECT,
+        ])
+        .ok();
+    let field = |name: &str| {
+        made.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name}\n{made}"))
+    };
+    let (id, secret) = (field("client_id:"), field("client_secret:"));
+    for scope in ["openid%20work:run%20builds:read", ""] {
+        let tokens = person_tokens(
+            &ick,
+            &id,
+            Some(&secret),
+            scope,
+            "mallory",
+            "mallorys password",
+        )
+        .await;
+        let granted = tokens["scope"].as_str().unwrap_or_default();
+        assert!(!granted.contains("work:run"), "{scope:?}: {tokens}");
+        let token = tokens["access_token"].as_str().expect("token");
+        let claim = ick
+            .controller
+            .client(token)
+            .request(Method::POST, "/work/claim")
+            .json(&serde_json::json!({
+                "worker": "farm", "free_slots": 1, "slots": 1, "kinds": ["shell"]
+            }))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(claim.status(), StatusCode::FORBIDDEN, "{scope:?}");
+    }
 }
 
 /// A person's token carries who they are and their groups; the controller
