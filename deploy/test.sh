@@ -96,6 +96,15 @@ ensure_bubblewrap() {
     exit 1
 }
 
+# /metrics is checked with the Prometheus project's own Python parser.
+ensure_prometheus_parser() {
+    if python3 -c 'import prometheus_client.openmetrics.parser' >/dev/null 2>&1; then
+        return
+    fi
+    say "installing prometheus-client (an independent parser of /metrics for the tests)"
+    python3 -m pip install --quiet prometheus-client
+}
+
 MOTO_PID=""
 cleanup() {
     if [ -n "$MOTO_PID" ]; then
@@ -108,6 +117,7 @@ trap cleanup EXIT
 ensure_postgres
 ensure_s3
 ensure_bubblewrap
+ensure_prometheus_parser
 
 say "cargo fmt"
 cargo fmt --all -- --check

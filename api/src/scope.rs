@@ -29,11 +29,13 @@ pub enum Scope {
     BlobsDelete,
     /// Manage the IDP's clients.
     IdpAdmin,
+    /// Read a service's `/metrics`.
+    MetricsRead,
 }
 
 impl Scope {
     /// Every scope, in a stable order.
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 11] = [
         Scope::ProjectsRead,
         Scope::ProjectsWrite,
         Scope::BuildsRead,
@@ -44,6 +46,7 @@ impl Scope {
         Scope::BlobsWrite,
         Scope::BlobsDelete,
         Scope::IdpAdmin,
+        Scope::MetricsRead,
     ];
 
     /// The scope's wire name, e.g. `builds:read`.
@@ -59,6 +62,7 @@ impl Scope {
             Scope::BlobsWrite => "blobs:write",
             Scope::BlobsDelete => "blobs:delete",
             Scope::IdpAdmin => "idp:admin",
+            Scope::MetricsRead => "metrics:read",
         }
     }
 }

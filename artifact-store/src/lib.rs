@@ -15,7 +15,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use futures::FutureExt;
 use ick_api::auth::TokenVerifier;
-use ick_api::server::{Running, finish_router, health_routes, serve};
+use ick_api::server::{Metrics, Running, finish_router, health_routes, serve};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -72,6 +72,7 @@ async fn launch<B: Backend>(
         verifier: verifier.clone(),
         max_blob_size: config.max_blob_size.0,
     };
+    let metrics_verifier = verifier.clone();
     let router = routes::router(state).merge(health_routes(
         "ick-artifact-store",
         Arc::new(move || {
@@ -84,6 +85,7 @@ async fn launch<B: Backend>(
         }),
     ));
     let router = finish_router(router, config.http.body_limit);
+    let router = Metrics::new(|_| {}).around(router, metrics_verifier);
     let cancel = CancellationToken::new();
     let mut running = serve(listener, router, config.http.tls.as_ref(), cancel.clone()).await?;
     running.own(tokio::spawn(uploads.sweep_until(cancel)));

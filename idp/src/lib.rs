@@ -23,7 +23,7 @@ use std::sync::{Arc, RwLock};
 use axum::extract::FromRef;
 use futures::FutureExt;
 use ick_api::auth::{AuthConfig, TokenVerifier};
-use ick_api::server::{Running, finish_router, health_routes, serve};
+use ick_api::server::{Metrics, Running, finish_router, health_routes, serve};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -98,7 +98,7 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         issuer,
         failures: Arc::new(FailureLimiter::new(config.auth_failures.window)),
         config: Arc::new(config.clone()),
-        verifier,
+        verifier: verifier.clone(),
     };
 
     let ready_store = store.clone();
@@ -110,6 +110,7 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         }),
     ));
     let router = finish_router(router, config.http.body_limit);
+    let router = Metrics::new(|_| {}).around(router, verifier);
     let cancel = CancellationToken::new();
     let mut running = serve(listener, router, config.http.tls.as_ref(), cancel.clone()).await?;
     running.own(tokio::spawn(reload_keys_on_hangup(

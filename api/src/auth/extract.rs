@@ -69,7 +69,8 @@ pub mod scopes {
         BlobsRead,
         BlobsWrite,
         BlobsDelete,
-        IdpAdmin
+        IdpAdmin,
+        MetricsRead
     );
 }
 

@@ -8,6 +8,7 @@ mod health;
 mod json;
 mod limiter;
 mod logging;
+mod metrics;
 mod problem_layer;
 mod serve;
 
@@ -17,5 +18,6 @@ pub use health::{Readiness, health_routes};
 pub use json::{JsonBody, JsonBodyRejection};
 pub use limiter::FailureLimiter;
 pub use logging::{LogFormat, init_logging, stderr_colours};
+pub use metrics::{HistogramFamily, METRICS_PATH, Metrics, latency_buckets};
 pub use problem_layer::finish_router;
 pub use serve::{Running, serve, shutdown_signal};

@@ -1,0 +1,155 @@
+//! `/metrics` of the controller, the IDP and the artifact store, through
+//! the real binaries: only `metrics:read` reads it, the Prometheus
+//! project's own parser reads what it answers, and the request counts move
+//! as requests are made.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::Ick;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// Parses OpenMetrics text with `prometheus_client` (Python), answering
+/// each family as {name, type, samples: [[name, labels, value]]}.
+fn parse(text: &str) -> Vec<Value> {
+    const SCRIPT: &str = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = []
+for f in text_string_to_metric_families(sys.stdin.read()):
+    out.append({"name": f.name, "type": f.type,
+                "samples": [[s.name, s.labels, s.value] for s in f.samples]})
+print(json.dumps(out))
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 starts (deploy/test.sh installs prometheus-client)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python3 ends");
+    assert!(
+        out.status.success(),
+        "the parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+async fn scrape(base: &str, token: &str) -> Vec<Value> {
+    let answer = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), StatusCode::OK);
+    let kind = answer.headers()["content-type"].to_str().expect("ascii");
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    parse(&answer.text().await.expect("text"))
+}
+
+/// The value of the `ick_http_requests` sample for `route`, GET, `status`.
+fn requests(families: &[Value], route: &str, status: &str) -> f64 {
+    let family = families
+        .iter()
+        .find(|f| f["name"] == "ick_http_requests")
+        .unwrap_or_else(|| panic!("no ick_http_requests: {families:?}"));
+    assert_eq!(family["type"], "counter");
+    family["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .find(|s| {
+            s[0] == "ick_http_requests_total"
+                && s[1]["route"] == route
+                && s[1]["method"] == "GET"
+                && s[1]["status"] == status
+        })
+        .map_or(0.0, |s| s[2].as_f64().expect("a number"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_service_counts_its_requests_for_metrics_read_only() {
+    let ick = Ick::start(0);
+    let admin = ick.idp.admin_token().await;
+    let reader = ick
+        .idp
+        .create_client("reader", &["projects:read builds:read"]);
+    let reader = ick.idp.token(&reader, None).await;
+    let http = reqwest::Client::new();
+    for base in [ick.controller.url(), ick.idp.url(), ick.store.url()] {
+        // Only metrics:read reads them.
+        let none = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(none.status(), StatusCode::UNAUTHORIZED, "{base}");
+        let other = http
+            .get(format!("{base}/metrics"))
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(other.status(), StatusCode::FORBIDDEN, "{base}");
+
+        let before = scrape(base, &admin).await;
+        let ready = requests(&before, "/readyz", "200");
+        for _ in 0..3 {
+            let ok = http
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .expect("answers");
+            assert_eq!(ok.status(), StatusCode::OK);
+        }
+        let nowhere = http
+            .get(format!("{base}/no/such/{}", uuid::Uuid::new_v4()))
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
+        let after = scrape(base, &admin).await;
+        assert_eq!(requests(&after, "/readyz", "200"), ready + 3.0, "{base}");
+        // A path nobody serves has no series of its own.
+        assert!(
+            requests(&after, "unmatched", "404") >= 1.0,
+            "{base}: {after:?}"
+        );
+        let text = serde_json::to_string(&after).expect("json");
+        assert!(!text.contains("/no/such/"), "{base}: {text}");
+        let latency = after
+            .iter()
+            .find(|f| f["name"] == "ick_http_request_duration_seconds")
+            .expect("latency");
+        assert_eq!(latency["type"], "histogram");
+        let count = latency["samples"]
+            .as_array()
+            .expect("samples")
+            .iter()
+            .find(|s| {
+                s[0] == "ick_http_request_duration_seconds_count" && s[1]["route"] == "/readyz"
+            })
+            .map(|s| s[2].as_f64().expect("a number"))
+            .expect("a count for /readyz");
+        assert!(count >= 3.0, "{base}: {count}");
+    }
+    // The controller's routes are counted by pattern, not by path.
+    ick.icktool(&["project", "list"]).ok();
+    let families = scrape(ick.controller.url(), &admin).await;
+    assert!(
+        requests(&families, "/projects", "200") >= 1.0,
+        "{families:?}"
+    );
+}
