@@ -4,8 +4,8 @@
 //! written (and not in the audit log).
 
 use ick_api::controller::{
-    AuditAction, DefinitionKind, GlobalRole, Member, MemberRequest, Membership, RoleBinding,
-    RoleRequest,
+    AuditAction, DefinitionKind, GlobalRole, Member, MemberRequest, Membership, ProjectRole,
+    RoleBinding, RoleRequest,
 };
 
 use crate::access::Actor;
@@ -56,6 +56,9 @@ pub async fn set(
         if let Some(b) = before.as_ref().filter(|b| b.role == request.role) {
             return Ok((Put::Kept, b.clone(), false));
         }
+        if let Some(b) = &before {
+            keep_an_owner(&mut tx, project, b).await?;
+        }
         let membership = Membership {
             member: request.member.clone(),
             role: request.role,
@@ -94,11 +97,15 @@ pub async fn set(
 pub async fn remove(core: &Core, project: &str, member: &Member, actor: &Actor) -> Result<()> {
     retrying(|| async {
         let mut tx = core.store.write().await?;
+        // The project's row locked: two owners who remove each other at
+        // once cannot both be the one left.
+        defs::get_for_update(&core.store, &mut tx, DefinitionKind::Project, project).await?;
         let Some(before) = db::member(&mut tx, project, member).await? else {
             return Err(ControllerError::NotFound(format!(
                 "{member} is not a member of project {project:?}"
             )));
         };
+        keep_an_owner(&mut tx, project, &before).await?;
         db::remove_member(&mut tx, project, member).await?;
         audit::record(
             &mut tx,
@@ -113,6 +120,32 @@ pub async fn remove(core: &Core, project: &str, member: &Member, actor: &Actor) 
     })
     .await?;
     core.access.changed();
+    Ok(())
+}
+
+/// Refuses to take the role owner from `member` (removed, or given
+/// another role) when it is the project's last owner: a project with
+/// owners keeps one, who may manage its members. (A project an admin made
+/// may have none; admins manage it.)
+async fn keep_an_owner(
+    conn: &mut sqlx::AnyConnection,
+    project: &str,
+    member: &Membership,
+) -> Result<()> {
+    if member.role != ProjectRole::Owner {
+        return Ok(());
+    }
+    let owners = db::members(conn, project)
+        .await?
+        .iter()
+        .filter(|m| m.role == ProjectRole::Owner)
+        .count();
+    if owners <= 1 {
+        return Err(ControllerError::Conflict(format!(
+            "{} is the last owner of project {project:?}: make another member owner first",
+            member.member
+        )));
+    }
     Ok(())
 }
 

@@ -940,6 +940,36 @@ async fn bad_member_changes_are_refused_and_change_nothing(storage: Storage) {
         .map(|e| e.target.as_str())
         .collect();
     assert_eq!(sets, ["user:bob", "user:bob", "user:alice"], "newest first");
+
+    // Bob is the last owner: he is neither demoted nor removed until
+    // another member is owner.
+    let delete = |member: &str| {
+        env.admin
+            .request(Method::DELETE, &format!("/projects/p/members/{member}"))
+            .send()
+    };
+    let (s, text) = status(
+        put("p", json!({"member": "user:bob", "role": "viewer"}))
+            .await
+            .expect("PUT"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{text}");
+    assert!(text.contains("last owner"), "{text}");
+    let (s, text) = status(delete("user:bob").await.expect("DELETE")).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{text}");
+    let members: Vec<Membership> = env.admin.get("/projects/p/members").await;
+    assert!(
+        members
+            .iter()
+            .any(|m| m.member.to_string() == "user:bob" && m.role.as_str() == "owner"),
+        "{members:?}"
+    );
+    env.member("p", "user:carol", "owner").await;
+    let (s, text) = status(delete("user:bob").await.expect("DELETE")).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{text}");
+    let (s, _) = status(delete("user:carol").await.expect("DELETE")).await;
+    assert_eq!(s, StatusCode::CONFLICT, "carol is the last one now");
 }
 
 on_both_storages!(bad_member_changes_are_refused_and_change_nothing);
