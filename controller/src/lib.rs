@@ -18,6 +18,7 @@ pub mod graph;
 mod hub;
 mod logs;
 mod members;
+mod metrics;
 mod notify;
 mod paging;
 mod routes;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use ick_api::auth::TokenVerifier;
-use ick_api::server::{FailureLimiter, Metrics, Running, finish_router, health_routes, serve};
+use ick_api::server::{FailureLimiter, Running, finish_router, health_routes, serve};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -79,10 +80,10 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         }
         .boxed()
     });
-    let metrics = Metrics::new(|_| {});
+    let (metrics, refresh) = metrics::controller_metrics(&core);
     let router = routes::router(state.clone()).merge(health_routes("ick-controller", ready));
     let router = finish_router(router, config.http.body_limit);
-    let router = metrics.around(router, state.verifier);
+    let router = metrics.around_refreshing(router, state.verifier, refresh);
     let mut running = serve(listener, router, config.http.tls.as_ref(), cancel).await?;
     for task in hub_tasks {
         running.own(task);

@@ -153,3 +153,65 @@ async fn each_service_counts_its_requests_for_metrics_read_only() {
         "{families:?}"
     );
 }
+
+/// The gauge `name`'s value for the sample whose labels hold `labels`
+/// (0 when there is none: a family with no series is not written).
+fn gauge(families: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
+    let Some(family) = families.iter().find(|f| f["name"] == name) else {
+        return 0.0;
+    };
+    assert_eq!(family["type"], "gauge", "{name}");
+    family["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .find(|s| labels.iter().all(|(k, v)| s[1][*k] == *v))
+        .map_or(0.0, |s| s[2].as_f64().expect("a number"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_counts_builds_actions_and_workers_as_they_change() {
+    let mut ick = Ick::start(0);
+    let admin = ick.idp.admin_token().await;
+    let file = ick.file(
+        "p.yaml",
+        "pipelines:\n  - pipeline: p\n    actions: [{shell: 'true'}, {shell: 'true'}]\n\
+         projects:\n  - project: hello\n    pipelines: [p]\n",
+    );
+    ick.icktool(&["apply", "-f", common::s(&file)]).ok();
+    let before = scrape(ick.controller.url(), &admin).await;
+    assert_eq!(gauge(&before, "ick_builds", &[("project", "hello")]), 0.0);
+    assert_eq!(gauge(&before, "ick_nodes_ready", &[]), 0.0);
+    // No worker: the builds wait; the first one's first action is ready,
+    // the second build is held by the project's concurrency (1).
+    for _ in 0..2 {
+        ick.icktool(&["trigger", "hello"]).ok();
+    }
+    let queued = scrape(ick.controller.url(), &admin).await;
+    let waiting: f64 = ["queued", "running"]
+        .iter()
+        .map(|status| {
+            gauge(
+                &queued,
+                "ick_builds",
+                &[("project", "hello"), ("status", status)],
+            )
+        })
+        .sum();
+    assert_eq!(waiting, 2.0, "{queued:?}");
+    assert_eq!(gauge(&queued, "ick_nodes_ready", &[]), 1.0);
+    assert_eq!(gauge(&queued, "ick_nodes_running", &[]), 0.0);
+    // A worker runs them all.
+    ick.add_worker();
+    ick.icktool(&["trigger", "hello", "--follow"]).ok();
+    let ran = scrape(ick.controller.url(), &admin).await;
+    assert!(
+        gauge(
+            &ran,
+            "ick_builds",
+            &[("project", "hello"), ("status", "succeeded")]
+        ) >= 1.0,
+        "{ran:?}"
+    );
+    assert_eq!(gauge(&ran, "ick_workers", &[("state", "online")]), 1.0);
+}

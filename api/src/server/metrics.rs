@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::future::BoxFuture;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -30,6 +31,10 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 pub fn latency_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
+
+/// What a service reads afresh into its gauges before `/metrics` answers
+/// (counts kept in its database, say).
+pub type Refresh = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// A histogram family whose members are made by a plain function.
 pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -94,11 +99,22 @@ impl Metrics {
     /// too) with its requests counted and `GET /metrics` (scope
     /// `metrics:read`, checked by `verifier`).
     pub fn around(&self, router: Router, verifier: TokenVerifier) -> Router {
+        self.around_refreshing(router, verifier, Arc::new(|| Box::pin(async {})))
+    }
+
+    /// The same, with `refresh` run before each read.
+    pub fn around_refreshing(
+        &self,
+        router: Router,
+        verifier: TokenVerifier,
+        refresh: Refresh,
+    ) -> Router {
         let read = Router::new()
             .route(METRICS_PATH, get(read))
             .with_state(Reader {
                 metrics: self.clone(),
                 verifier,
+                refresh,
             });
         router
             .merge(read)
@@ -110,6 +126,7 @@ impl Metrics {
 struct Reader {
     metrics: Metrics,
     verifier: TokenVerifier,
+    refresh: Refresh,
 }
 
 impl FromRef<Reader> for TokenVerifier {
@@ -119,6 +136,7 @@ impl FromRef<Reader> for TokenVerifier {
 }
 
 async fn read(_: Authorized<MetricsRead>, State(reader): State<Reader>) -> Response {
+    (reader.refresh)().await;
     let mut response = reader.metrics.encode().into_response();
     response
         .headers_mut()

@@ -18,6 +18,6 @@ pub use health::{Readiness, health_routes};
 pub use json::{JsonBody, JsonBodyRejection};
 pub use limiter::FailureLimiter;
 pub use logging::{LogFormat, init_logging, stderr_colours};
-pub use metrics::{HistogramFamily, METRICS_PATH, Metrics, latency_buckets};
+pub use metrics::{HistogramFamily, METRICS_PATH, Metrics, Refresh, latency_buckets};
 pub use problem_layer::finish_router;
 pub use serve::{Running, serve, shutdown_signal};

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod builds;
 pub mod definitions;
 pub mod logs;
+pub mod metrics;
 pub mod notifications;
 pub mod roles;
 pub mod webhooks;
