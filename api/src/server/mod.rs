@@ -18,4 +18,4 @@ pub use json::{JsonBody, JsonBodyRejection};
 pub use limiter::FailureLimiter;
 pub use logging::{LogFormat, init_logging, stderr_colours};
 pub use problem_layer::finish_router;
-pub use serve::{Running, serve, shutdown_signal};
+pub use serve::{Running, STOP_WITH_STDIN_ENV, serve, shutdown_signal};
