@@ -284,7 +284,22 @@ fn up_refuses_a_bad_config_and_changes_nothing() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         common::icktool_bare(&args, &[], cwd.path())
     };
-    run("nofrom.yaml").fails(2, "missing field `from`");
+    // The controller checks `mail:`; the error names the user's file, not
+    // the one `up` made for the check.
+    let refused = run("nofrom.yaml").fails(2, "missing field `from`");
+    assert!(
+        refused
+            .stderr
+            .contains("nofrom.yaml: the controller refuses its `mail:`")
+            && !refused.stderr.contains("icktool-up-check"),
+        "{refused}"
+    );
+    std::fs::write(
+        cwd.path().join("badfrom.yaml"),
+        "mail: {host: 127.0.0.1, from: not-an-address}\n",
+    )
+    .expect("write");
+    run("badfrom.yaml").fails(2, "is not an email address");
     run("icktool.yaml").fails(2, "unknown field `controller`");
     run("missing.yaml").fails(2, "missing.yaml");
     assert!(!cwd.path().join("state").exists(), "no state was made");
@@ -470,5 +485,79 @@ fn icktool_links_none_of_the_services() {
         "ick-worker-manager",
     ] {
         assert!(!keys.contains(&service), "icktool depends on {service}");
+    }
+}
+
+/// `ick-idp client issue`, as `up` runs it for its clients.
+fn issue(config: &Path, name: &str, keep: Option<&str>) -> (String, Option<String>) {
+    use std::io::Write;
+    let mut command = Command::new(bin_path("ick-idp"));
+    command
+        .arg("--config")
+        .arg(config)
+        .args(["client", "issue", name, "--scope", "projects:read"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if keep.is_some() {
+        command.arg("--keep-secret-stdin");
+    }
+    let mut child = command.spawn().expect("ick-idp runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    if let Some(secret) = keep {
+        writeln!(stdin, "{secret}").expect("write the secret");
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("ick-idp ends");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |key: &str| ick_tests::idp::printed(&stdout, key);
+    (
+        field("client_id:").expect("client_id"),
+        field("client_secret:"),
+    )
+}
+
+#[test]
+fn idp_client_issue_keeps_a_secret_only_if_it_is_the_clients() {
+    use ick_tests::TestIdp;
+    use ick_tests::idp::{Credentials, Storage};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    for storage in [Storage::Postgres, Storage::Sqlite] {
+        let idp = TestIdp::start_with(storage, |_| {});
+        let gets_a_token = |id: &str, secret: &str| {
+            let creds = Credentials {
+                id: id.to_string(),
+                secret: secret.to_string(),
+            };
+            runtime
+                .block_on(idp.token_source(&creds, None).fetch())
+                .is_ok()
+        };
+        let (id, first) = issue(&idp.config, "bootstrap", None);
+        let first = first.expect("a new client has a secret");
+        assert!(gets_a_token(&id, &first), "{storage:?}");
+
+        // A wrong secret is not kept: the client gets a new one, and the
+        // old one stops working.
+        let (same, second) = issue(&idp.config, "bootstrap", Some("not-the-secret"));
+        let second = second.expect("a new secret");
+        assert_eq!(same, id, "the same client");
+        assert_ne!(second, first);
+        assert!(!gets_a_token(&id, &first), "{storage:?}: the old secret");
+        assert!(gets_a_token(&id, &second), "{storage:?}");
+
+        // The right one is kept, and no secret is printed.
+        let (same, none) = issue(&idp.config, "bootstrap", Some(&second));
+        assert_eq!((same.as_str(), none), (id.as_str(), None));
+        assert!(gets_a_token(&id, &second), "{storage:?}");
+
+        let out = idp.run(&["client", "delete", "bootstrap"]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(!gets_a_token(&id, &second), "{storage:?}: deleted");
     }
 }

@@ -42,7 +42,8 @@ use services::{Binaries, Lifeline, Service, Spec, write_private};
 /// The admin client `up` creates: every scope, and the controller's
 /// global `admin` (its `admins:`).
 const ADMIN_CLIENT: &str = "icktool-admin";
-/// The client the worker-managers share.
+/// The workers' clients are this and `-N`; this alone, the client all
+/// workers once shared, is deleted.
 const WORKER_CLIENT: &str = "icktool-worker";
 /// The demo's definitions, built in so that `--demo` works from anywhere.
 const HELLO: &str = include_str!("../../../examples/hello/hello.yaml");
@@ -174,8 +175,16 @@ async fn check_mail(
     if !out.status.success() {
         let said = String::from_utf8_lossy(&out.stderr);
         let said = said.trim().trim_start_matches("ick-controller: ");
-        // Its error names the temporary file; the user's is the one to fix.
-        let said = said.replace(&candidate.path().display().to_string(), "its config");
+        // Where in the temporary file is no help: the user's is to fix.
+        let said = said
+            .strip_prefix(&candidate.path().display().to_string())
+            .and_then(|rest| rest.splitn(4, ':').nth(3))
+            .unwrap_or(said)
+            .trim();
+        let said = said
+            .rsplit_once(" at line ")
+            .filter(|(_, at)| at.split(" column ").all(|n| n.parse::<u32>().is_ok()))
+            .map_or(said, |(message, _)| message);
         bail!(
             "{}: the controller refuses its `mail:`: {said}",
             file.display()

@@ -5,9 +5,10 @@
 //! `ICK_STOP_WITH_STDIN=1`: when `up` ends, however it ends (kill -9
 //! too), the kernel closes the pipe and every service stops as on
 //! SIGTERM. PR_SET_PDEATHSIG would need `pre_exec` (unsafe, which the
-//! workspace forbids), fires on the death of the *thread* that spawned the
-//! child rather than the process, and kills without the services' own
-//! shutdown (a worker would leave its actions to its supervisor).
+//! workspace forbids) or each service setting it on itself (racing with
+//! `up` dying first), and it fires when the *thread* that spawned the
+//! child ends, not the process: with a runtime's threads, too early or
+//! never. A pipe has no such edge: its end is its writer's end.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
