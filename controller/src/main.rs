@@ -21,6 +21,10 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: LogFormat,
+    /// Read and check the config, print where mail goes (`mail: HOST:PORT`
+    /// or `mail: none`), and exit: nothing is opened or bound.
+    #[arg(long)]
+    check: bool,
 }
 
 #[tokio::main]
@@ -38,6 +42,13 @@ async fn main() -> ExitCode {
 
 async fn run(args: &Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
+    if args.check {
+        match &config.mail {
+            Some(mail) => println!("mail: {}:{}", mail.host, mail.port()),
+            None => println!("mail: none"),
+        }
+        return Ok(());
+    }
     let listener = std::net::TcpListener::bind(config.http.listen)
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     let scheme = if config.http.tls.is_some() {

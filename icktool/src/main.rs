@@ -1,6 +1,6 @@
 //! `icktool`: how people use Ick. Every command talks to the services over
 //! their HTTP APIs with a client-credentials token; `icktool up` runs the
-//! whole suite in this one process.
+//! whole suite, each service's binary a child of its own.
 //!
 //! Exit codes: 0 success; 1 a followed build failed or was cancelled; 2
 //! anything else that went wrong (usage, config, network, refusals).
@@ -123,11 +123,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // `up` runs worker-managers in this process; each supervises its
-    // actions' processes with this program, started again as a supervisor.
-    if let Some(code) = ick_worker_manager::supervise_if_asked() {
-        return code;
-    }
     let matches = Args::command().get_matches();
     // `up --config` is the services' config, never the ICKTOOL_CONFIG
     // that `up` itself tells people to export.

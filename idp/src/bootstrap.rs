@@ -1,7 +1,7 @@
-//! Clients made before the IDP serves, for a program that embeds it
-//! (`icktool up`): its first admin client and its workers' clients cannot
-//! be asked of the API, since no token exists yet to ask with. Callers see
-//! clients, ids and secrets, never the store.
+//! Clients made before any token exists to ask the API with: `ick-idp
+//! client issue` (which `icktool up` runs for its first admin client and
+//! its workers' clients). Callers see clients, ids and secrets, never the
+//! store.
 
 use ick_api::audit::{Actor, AuditAction};
 use ick_api::oauth::WorkerIdentity;
@@ -30,10 +30,11 @@ impl Bootstrap {
         })
     }
 
-    /// Whether client `id` exists, is enabled, and has `secret`.
-    pub async fn still_valid(&self, id: &str, secret: &Secret) -> anyhow::Result<bool> {
-        Ok(self.store.get(id).await?.is_some_and(|record| {
-            record.enabled && clients::secret_matches(secret.expose(), &record.secret_sha256)
+    /// The id of client `name` if it exists, is enabled, and has `secret`.
+    pub async fn holds(&self, name: &str, secret: &Secret) -> anyhow::Result<Option<String>> {
+        Ok(self.store.find(name).await?.and_then(|record| {
+            (record.enabled && clients::secret_matches(secret.expose(), &record.secret_sha256))
+                .then_some(record.id)
         }))
     }
 

@@ -5,8 +5,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ick_api::Secret;
 use ick_api::audit::Actor;
+use ick_api::oauth::WorkerIdentity;
 use ick_api::server::{LogFormat, init_logging, shutdown_signal};
+use ick_idp::bootstrap::Bootstrap;
 use ick_idp::{Config, clients, keys};
 
 #[derive(Parser)]
@@ -61,6 +64,24 @@ enum ClientCommand {
         #[arg(long)]
         public: bool,
     },
+    /// Create client NAME, or give the one of that name these scopes (and
+    /// worker name), enable it and a new secret; print its id and secret
+    /// as `create` does. For scripts: running it again is safe.
+    Issue {
+        name: String,
+        /// Scopes it may ask for (repeat, or separate with spaces).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// For a worker (scope work:run): the name it works under.
+        #[arg(long)]
+        worker_name: Option<String>,
+        /// Read a secret from stdin: if the client is enabled and has it,
+        /// change nothing and print only its id.
+        #[arg(long)]
+        keep_secret_stdin: bool,
+    },
+    /// Delete client NAME, if there is one.
+    Delete { name: String },
     /// List clients.
     List,
 }
@@ -162,6 +183,34 @@ async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
                 eprintln!("The secret is shown only now; keep it somewhere safe.");
             }
         }
+        ClientCommand::Issue {
+            name,
+            scopes,
+            worker_name,
+            keep_secret_stdin,
+        } => {
+            let clients = Bootstrap::open(&config).await?;
+            if keep_secret_stdin {
+                let mut secret = String::new();
+                std::io::stdin()
+                    .read_line(&mut secret)
+                    .context("cannot read the secret from stdin")?;
+                let secret = Secret::new(secret.trim_end().to_string());
+                if let Some(id) = clients.holds(&name, &secret).await? {
+                    println!("client_id: {id}");
+                    return Ok(());
+                }
+            }
+            let scopes = clients::parse_scopes(&scopes)?;
+            let worker = worker_name.map(|name| WorkerIdentity {
+                name,
+                labels: Vec::new(),
+            });
+            let (id, secret) = clients.issue(&name, scopes, worker).await?;
+            println!("client_id: {id}");
+            println!("client_secret: {}", secret.expose());
+        }
+        ClientCommand::Delete { name } => Bootstrap::open(&config).await?.remove(&name).await?,
         ClientCommand::List => {
             for c in store.list().await? {
                 println!(

@@ -161,12 +161,7 @@ impl TestIdp {
             "client create failed: {stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let field = |key: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
-                .map(|v| v.trim().to_string())
-        };
+        let field = |key: &str| printed(&stdout, key);
         Credentials {
             id: field("client_id:").unwrap_or_else(|| panic!("no client_id in {stdout}")),
             secret: field("client_secret:").unwrap_or_default(),
@@ -289,15 +284,17 @@ fn create_client(
         stdout,
         String::from_utf8_lossy(&out.stderr)
     );
-    let field = |key: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_else(|| panic!("no {key} in {stdout}"))
-    };
+    let field = |key: &str| printed(&stdout, key).unwrap_or_else(|| panic!("no {key} in {stdout}"));
     Credentials {
         id: field("client_id:"),
         secret: field("client_secret:"),
     }
+}
+
+/// The value of a `key: value` line that `ick-idp client …` printed.
+pub fn printed(stdout: &str, key: &str) -> Option<String> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| v.trim().to_string())
 }

@@ -284,7 +284,22 @@ fn up_refuses_a_bad_config_and_changes_nothing() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         common::icktool_bare(&args, &[], cwd.path())
     };
-    run("nofrom.yaml").fails(2, "missing field `from`");
+    // The controller checks `mail:`; the error names the user's file, not
+    // the one `up` made for the check.
+    let refused = run("nofrom.yaml").fails(2, "missing field `from`");
+    assert!(
+        refused
+            .stderr
+            .contains("nofrom.yaml: the controller refuses its `mail:`")
+            && !refused.stderr.contains("icktool-up-check"),
+        "{refused}"
+    );
+    std::fs::write(
+        cwd.path().join("badfrom.yaml"),
+        "mail: {host: 127.0.0.1, from: not-an-address}\n",
+    )
+    .expect("write");
+    run("badfrom.yaml").fails(2, "is not an email address");
     run("icktool.yaml").fails(2, "unknown field `controller`");
     run("missing.yaml").fails(2, "missing.yaml");
     assert!(!cwd.path().join("state").exists(), "no state was made");
@@ -295,4 +310,254 @@ fn up_refuses_a_bad_config_and_changes_nothing() {
         cwd.path(),
     )
     .fails(2, "--workers must be at least 1");
+}
+
+/// The processes below `pid` (children, theirs, …), from /proc.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents = vec![pid];
+    let mut found = Vec::new();
+    while let Some(parent) = parents.pop() {
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if proc_stat(child).is_some_and(|(_, ppid)| ppid == parent) && !found.contains(&child) {
+                found.push(child);
+                parents.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// A process's state letter and parent, from /proc/PID/stat.
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `PID (COMM) STATE PPID …`; COMM may hold spaces and parentheses.
+    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Whether `pid` still runs (a zombie whose new parent does not reap it
+/// runs nothing).
+fn alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// `up`'s children, one per service binary, found by their command lines.
+fn services_of(up: &Up) -> Vec<(String, u32)> {
+    let children: Vec<u32> = descendants(up.child.id())
+        .into_iter()
+        .filter(|&pid| proc_stat(pid).is_some_and(|(_, ppid)| ppid == up.child.id()))
+        .collect();
+    let mut found = Vec::new();
+    for bin in [
+        "ick-idp",
+        "ick-controller",
+        "ick-artifact-store",
+        "ick-worker-manager",
+    ] {
+        let pid = children
+            .iter()
+            .copied()
+            .find(|&pid| cmdline(pid).contains(&format!("/{bin} ")))
+            .unwrap_or_else(|| panic!("no {bin} among up's children:\n{}", up.output()));
+        found.push((bin.to_string(), pid));
+    }
+    found
+}
+
+#[test]
+fn killing_up_leaves_no_service_running() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let mut up = Up::start(cwd.path(), &["--dir", "state", "--port", "0"]);
+    up.wait_for("Stop with Ctrl-C.", Duration::from_secs(60));
+    let services = services_of(&up);
+    // The worker's supervisor too, and anything else below `up`.
+    let everything = descendants(up.child.id());
+    assert!(everything.len() >= services.len(), "{everything:?}");
+    let _ = kill(Pid::from_raw(up.child.id() as i32), Signal::SIGKILL);
+    let _ = up.child.wait();
+    for pid in everything {
+        wait_for(
+            Duration::from_secs(60),
+            &format!(
+                "process {pid} ({}) to end after up was killed",
+                cmdline(pid)
+            ),
+            || (!alive(pid)).then_some(()),
+        );
+    }
+}
+
+#[test]
+fn a_service_that_dies_stops_up_and_the_others() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let mut up = Up::start(cwd.path(), &["--dir", "state", "--port", "0"]);
+    up.wait_for("Stop with Ctrl-C.", Duration::from_secs(60));
+    let services = services_of(&up);
+    let (_, controller) = services
+        .iter()
+        .find(|(bin, _)| bin == "ick-controller")
+        .expect("the controller");
+    let _ = kill(Pid::from_raw(*controller as i32), Signal::SIGKILL);
+    let status = wait_for(Duration::from_secs(60), "icktool up to stop", || {
+        up.child.try_wait().ok().flatten()
+    });
+    let output = up.output();
+    assert_eq!(status.code(), Some(2), "{output}");
+    let log = cwd.path().join("state/logs/controller.log");
+    let log = log.canonicalize().expect("the controller's log exists");
+    assert!(
+        output.contains("the controller ended") && output.contains(&log.display().to_string()),
+        "names the controller and its log:\n{output}"
+    );
+    // `up` waited for each of the others before it exited.
+    for (bin, pid) in &services {
+        assert!(!alive(*pid), "{bin} ({pid}) still runs:\n{output}");
+    }
+}
+
+#[test]
+fn up_without_a_service_binary_names_it_and_starts_nothing() {
+    let cwd = tempfile::tempdir().expect("tempdir");
+    // icktool and the IDP beside it, nothing on PATH: the controller is
+    // missing.
+    let bin = cwd.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    for name in ["icktool", "ick-idp"] {
+        std::fs::copy(bin_path(name), bin.join(name)).expect("copy");
+    }
+    let empty = cwd.path().join("empty");
+    std::fs::create_dir(&empty).expect("empty");
+    let out = Command::new(bin.join("icktool"))
+        .args(["up", "--dir", "state", "--port", "0"])
+        .current_dir(cwd.path())
+        .env("PATH", &empty)
+        .env_remove("ICKTOOL_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("icktool runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot find ick-controller")
+            && stderr.contains(&format!("looked in {} (beside icktool)", bin.display()))
+            && stderr.contains("PATH"),
+        "{stderr}"
+    );
+    assert!(!cwd.path().join("state").exists(), "no state was made");
+    // The IDP, which was there, was not started either.
+    let ran_idp = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .any(|pid| cmdline(pid).starts_with(&bin.join("ick-idp").display().to_string()));
+    assert!(!ran_idp, "the IDP was started");
+}
+
+#[test]
+fn icktool_links_none_of_the_services() {
+    let manifest = std::fs::read_to_string(repo_root().join("icktool/Cargo.toml"))
+        .expect("icktool/Cargo.toml");
+    // Every section's keys: [dependencies], [dev-dependencies], [target…].
+    let keys: Vec<&str> = manifest
+        .lines()
+        .filter_map(|l| l.split(['=', '.']).next())
+        .map(str::trim)
+        .collect();
+    for service in [
+        "ick-controller",
+        "ick-idp",
+        "ick-artifact-store",
+        "ick-worker-manager",
+    ] {
+        assert!(!keys.contains(&service), "icktool depends on {service}");
+    }
+}
+
+/// `ick-idp client issue`, as `up` runs it for its clients.
+fn issue(config: &Path, name: &str, keep: Option<&str>) -> (String, Option<String>) {
+    use std::io::Write;
+    let mut command = Command::new(bin_path("ick-idp"));
+    command
+        .arg("--config")
+        .arg(config)
+        .args(["client", "issue", name, "--scope", "projects:read"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if keep.is_some() {
+        command.arg("--keep-secret-stdin");
+    }
+    let mut child = command.spawn().expect("ick-idp runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    if let Some(secret) = keep {
+        writeln!(stdin, "{secret}").expect("write the secret");
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("ick-idp ends");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |key: &str| ick_tests::idp::printed(&stdout, key);
+    (
+        field("client_id:").expect("client_id"),
+        field("client_secret:"),
+    )
+}
+
+#[test]
+fn idp_client_issue_keeps_a_secret_only_if_it_is_the_clients() {
+    use ick_tests::TestIdp;
+    use ick_tests::idp::{Credentials, Storage};
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    for storage in [Storage::Postgres, Storage::Sqlite] {
+        let idp = TestIdp::start_with(storage, |_| {});
+        let gets_a_token = |id: &str, secret: &str| {
+            let creds = Credentials {
+                id: id.to_string(),
+                secret: secret.to_string(),
+            };
+            runtime
+                .block_on(idp.token_source(&creds, None).fetch())
+                .is_ok()
+        };
+        let (id, first) = issue(&idp.config, "bootstrap", None);
+        let first = first.expect("a new client has a secret");
+        assert!(gets_a_token(&id, &first), "{storage:?}");
+
+        // A wrong secret is not kept: the client gets a new one, and the
+        // old one stops working.
+        let (same, second) = issue(&idp.config, "bootstrap", Some("not-the-secret"));
+        let second = second.expect("a new secret");
+        assert_eq!(same, id, "the same client");
+        assert_ne!(second, first);
+        assert!(!gets_a_token(&id, &first), "{storage:?}: the old secret");
+        assert!(gets_a_token(&id, &second), "{storage:?}");
+
+        // The right one is kept, and no secret is printed.
+        let (same, none) = issue(&idp.config, "bootstrap", Some(&second));
+        assert_eq!((same.as_str(), none), (id.as_str(), None));
+        assert!(gets_a_token(&id, &second), "{storage:?}");
+
+        let out = idp.run(&["client", "delete", "bootstrap"]);
+        assert!(out.status.success(), "{out:?}");
+        assert!(!gets_a_token(&id, &second), "{storage:?}: deleted");
+    }
 }

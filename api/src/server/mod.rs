@@ -20,4 +20,4 @@ pub use limiter::FailureLimiter;
 pub use logging::{LogFormat, init_logging, stderr_colours};
 pub use metrics::{HistogramFamily, METRICS_PATH, Metrics, Refresh, latency_buckets};
 pub use problem_layer::finish_router;
-pub use serve::{Running, serve, shutdown_signal};
+pub use serve::{Running, STOP_WITH_STDIN_ENV, serve, shutdown_signal};

@@ -111,26 +111,66 @@ pub async fn serve(
     })
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when
-/// this is *called*, not when the future is first polled: call it before
-/// announcing that the service is up, so that a signal sent right after
-/// the announcement stops the service gracefully instead of killing it.
+/// With this environment variable set to `1`, [`shutdown_signal`] also
+/// resolves when stdin ends. A parent that holds the only writer of that
+/// pipe (`icktool up`) so stops its children whenever it ends, even by
+/// SIGKILL: the kernel closes the pipe, and no signal needs the parent.
+pub const STOP_WITH_STDIN_ENV: &str = "ICK_STOP_WITH_STDIN";
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C), or, with
+/// [`STOP_WITH_STDIN_ENV`] set, at the end of stdin. The handlers are
+/// installed when this is *called*, not when the future is first polled:
+/// call it before announcing that the service is up, so that a signal sent
+/// right after the announcement stops the service gracefully instead of
+/// killing it.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate()).ok();
     let interrupt = signal(SignalKind::interrupt()).ok();
+    let stdin_ended = (std::env::var_os(STOP_WITH_STDIN_ENV).as_deref()
+        == Some(std::ffi::OsStr::new("1")))
+    .then(stdin_end);
     async move {
-        match (term, interrupt) {
-            (Some(mut term), Some(mut interrupt)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = interrupt.recv() => {}
-                }
-            }
-            (Some(mut only), None) | (None, Some(mut only)) => {
-                only.recv().await;
-            }
-            (None, None) => std::future::pending().await,
+        let signals = signals(term, interrupt);
+        match stdin_ended {
+            Some(ended) => tokio::select! {
+                _ = ended => {}
+                _ = signals => {}
+            },
+            None => signals.await,
         }
+    }
+}
+
+/// Resolves when stdin reaches its end (or cannot be read). A plain
+/// thread, not `spawn_blocking`: a read that never ends must not hold up
+/// the runtime's shutdown.
+fn stdin_end() -> tokio::sync::oneshot::Receiver<()> {
+    use std::io::Read;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        let mut stdin = std::io::stdin().lock();
+        while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    rx
+}
+
+async fn signals(
+    term: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+) {
+    match (term, interrupt) {
+        (Some(mut term), Some(mut interrupt)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        (Some(mut only), None) | (None, Some(mut only)) => {
+            only.recv().await;
+        }
+        (None, None) => std::future::pending().await,
     }
 }
