@@ -14,9 +14,11 @@ use crate::error::IdpError;
 
 mod grants;
 mod people;
+mod upstream;
 
 pub use grants::{CodeRecord, FamilyRecord, LoginAttempt, Redeemed, Refreshed};
 pub use people::{GroupRecord, UserRecord};
+pub use upstream::UpstreamLogin;
 
 /// A client as stored.
 #[derive(Debug, Clone)]
