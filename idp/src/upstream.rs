@@ -71,7 +71,9 @@ impl Upstream {
             || url.query().is_some()
             || url.fragment().is_some()
         {
-            anyhow::bail!(at("issuer must be an http(s) URL without query or fragment"));
+            anyhow::bail!(at(
+                "issuer must be an http(s) URL without query or fragment"
+            ));
         }
         let issuer = IssuerUrl::new(given.issuer.clone())
             .map_err(|e| anyhow::anyhow!(at(&format!("issuer: {e}"))))?;
@@ -327,12 +329,18 @@ impl Upstreams {
                 )),
                 other => Refusal::Unreachable(format!("token endpoint: {other}")),
             })?;
-        let id_token = tokens.id_token().ok_or_else(|| {
-            Refusal::Refused(format!("{} sent no ID token.", upstream.name))
-        })?;
+        let id_token = tokens
+            .id_token()
+            .ok_or_else(|| Refusal::Refused(format!("{} sent no ID token.", upstream.name)))?;
         let verifier = client.id_token_verifier();
         let nonce_matches = |nonce: Option<&Nonce>| match nonce {
-            Some(n) if bool::from(hash_secret(n.secret()).as_bytes().ct_eq(nonce_sha256.as_bytes())) => {
+            Some(n)
+                if bool::from(
+                    hash_secret(n.secret())
+                        .as_bytes()
+                        .ct_eq(nonce_sha256.as_bytes()),
+                ) =>
+            {
                 Ok(())
             }
             Some(_) => Err("the nonce is not the one sent".to_string()),
@@ -348,8 +356,14 @@ impl Upstreams {
             "sub" => Some(claims.subject().to_string()),
             "preferred_username" => claims.preferred_username().map(|u| u.to_string()),
             "email" => claims.email().map(|e| e.to_string()),
-            "nickname" => claims.nickname().and_then(|n| n.get(None)).map(|n| n.to_string()),
-            "name" => claims.name().and_then(|n| n.get(None)).map(|n| n.to_string()),
+            "nickname" => claims
+                .nickname()
+                .and_then(|n| n.get(None))
+                .map(|n| n.to_string()),
+            "name" => claims
+                .name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.to_string()),
             // Other claims (e.g. GitLab's `nickname`-like extras) are not
             // in openidconnect's standard set: read them from the payload
             // that was just verified.
@@ -364,7 +378,10 @@ impl Upstreams {
         Ok(Identity {
             subject: claims.subject().to_string(),
             username,
-            display_name: claims.name().and_then(|n| n.get(None)).map(|n| n.to_string()),
+            display_name: claims
+                .name()
+                .and_then(|n| n.get(None))
+                .map(|n| n.to_string()),
             email: claims.email().map(|e| e.to_string()),
         })
     }

@@ -94,8 +94,7 @@ pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 
 /// Whether the request carries the login cookie whose hash is `sha256`.
 pub(super) fn same_browser(headers: &HeaderMap, sha256: &str) -> bool {
-    login_cookie(headers)
-        .is_some_and(|c| hash_secret(c).as_bytes().ct_eq(sha256.as_bytes()).into())
+    login_cookie(headers).is_some_and(|c| hash_secret(c).as_bytes().ct_eq(sha256.as_bytes()).into())
 }
 
 /// The browser's login cookie, if it has one.
@@ -320,7 +319,11 @@ pub(super) async fn complete(
         auth_time: now / 1000,
         expires_at: now + CODE_LIFETIME_MS,
     };
-    match state.store.finish_login(&attempt.csrf_sha256, &record).await {
+    match state
+        .store
+        .finish_login(&attempt.csrf_sha256, &record)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => return error_page(StatusCode::BAD_REQUEST, EXPIRED),
         Err(e) => return failed(e),

@@ -12,8 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::authorize::{
-    EXPIRED, attempt_client, complete, failed, login_cookie, now_ms, pairs, same_browser,
-    see_other,
+    EXPIRED, attempt_client, complete, failed, login_cookie, now_ms, pairs, same_browser, see_other,
 };
 use super::login_page::error_page;
 use crate::AppState;
