@@ -7,6 +7,8 @@
 //! hashed (the verifier derived from the state and the browser's cookie,
 //! never stored), bound to the cookie, single use, expiring with the form.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -57,18 +59,30 @@ fn callback_uri(state: &AppState, upstream: &Upstream) -> String {
     format!("{}/upstream/{}/callback", state.issuer, upstream.slug)
 }
 
+/// The provider `name` names (else 404) and the request's query.
+fn upstream_and_query<'a>(
+    state: &'a AppState,
+    name: &str,
+    query: Option<String>,
+) -> Result<(&'a Upstream, HashMap<String, String>), Box<Response>> {
+    let upstream = state
+        .upstreams
+        .get(name)
+        .ok_or_else(|| Box::new(not_configured()))?;
+    let query = pairs(query.unwrap_or_default().as_bytes())
+        .map_err(|e| Box::new(error_page(StatusCode::BAD_REQUEST, &e)))?;
+    Ok((upstream, query))
+}
+
 pub(super) async fn start(
     State(state): State<AppState>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let Some(upstream) = state.upstreams.get(&name) else {
-        return not_configured();
-    };
-    let query = match pairs(query.unwrap_or_default().as_bytes()) {
-        Ok(q) => q,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    let (upstream, query) = match upstream_and_query(&state, &name, query) {
+        Ok(found) => found,
+        Err(page) => return *page,
     };
     let Some(csrf) = query.get("csrf").filter(|c| !c.is_empty()) else {
         return error_page(StatusCode::BAD_REQUEST, EXPIRED);
@@ -111,12 +125,9 @@ pub(super) async fn callback(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let Some(upstream) = state.upstreams.get(&name) else {
-        return not_configured();
-    };
-    let query = match pairs(query.unwrap_or_default().as_bytes()) {
-        Ok(q) => q,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
+    let (upstream, query) = match upstream_and_query(&state, &name, query) {
+        Ok(found) => found,
+        Err(page) => return *page,
     };
     let Some(given_state) = query.get("state").filter(|s| !s.is_empty()) else {
         return error_page(StatusCode::BAD_REQUEST, GONE);
