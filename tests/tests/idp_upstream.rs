@@ -138,11 +138,13 @@ async fn setup(storage: Storage) -> Setup {
             "[{{name: Corp, issuer: '{issuer}', client_id: '{client_id}', \
              client_secret_file: '{secret_path}'}}, \
              {{name: Mail, issuer: '{issuer}', client_id: '{client_id}', \
-             client_secret_file: '{secret_path}', claim: email}}]"
+             client_secret_file: '{secret_path}', claim: email}}, \
+             {{name: Named, issuer: '{issuer}', client_id: '{client_id}', \
+             client_secret_file: '{secret_path}', claim: name}}]"
         ))
         .expect("yaml");
     });
-    let callbacks: Vec<String> = ["corp", "mail"]
+    let callbacks: Vec<String> = ["corp", "mail", "named"]
         .iter()
         .map(|slug| format!("{}/upstream/{slug}/callback", downstream.url()))
         .collect();
@@ -379,6 +381,37 @@ async fn a_person_from_an_upstream_ick_becomes_an_ick_user(storage: Storage) {
     assert_eq!(claims["sub"], id, "{claims}");
     assert_eq!(users(&s.downstream).await.len(), 1);
 
+    // "Named" names users by the `name` claim; renamed upstream, the
+    // person stays the user first made (found by sub), and no second one
+    // appears.
+    let rename = |name: &str| {
+        s.upstream.admin_call(
+            Method::PATCH,
+            "/users/bob",
+            Some(json!({ "display_name": name })),
+        )
+    };
+    assert_eq!(rename("robert").await.0, StatusCode::OK);
+    let mut named = Vec::new();
+    for _ in 0..2 {
+        let started = oidc.start();
+        let mut browser = Browser::new();
+        let upstream_request = to_upstream(&mut browser, &started.url, "Sign in with Named").await;
+        let callback = at_upstream(&mut browser, &upstream_request, "bob").await;
+        let back = browser.open(&callback).await;
+        named.push(oidc.finish(started, &back).await);
+        assert_eq!(rename("bobby").await.0, StatusCode::OK);
+    }
+    assert_eq!(named[0]["preferred_username"], "robert", "{named:?}");
+    assert_eq!(named[1]["sub"], named[0]["sub"], "{named:?}");
+    assert_eq!(named[1]["preferred_username"], "robert", "{named:?}");
+    let names: Vec<Value> = users(&s.downstream)
+        .await
+        .iter()
+        .map(|u| u["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("alice"), json!("robert")]);
+
     // Disabled at the downstream: refused even through the upstream.
     let (status, body) = s
         .downstream
@@ -539,6 +572,28 @@ async fn an_upstream_name_never_takes_over_a_local_user_nor_makes_a_bad_username
         .await;
     let claims = oidc.finish(started, &back).await;
     assert_eq!(claims["preferred_username"], "bob");
+
+    // An upstream account deleted and made again under the same name is
+    // another person (another sub): not the first one's Ick user.
+    let started = oidc.start();
+    let back = through_upstream(&mut Browser::new(), &started, "alice").await;
+    let first = oidc.finish(started, &back).await;
+    let (status, _) = s
+        .upstream
+        .admin_call(Method::DELETE, "/users/alice", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    s.upstream.create_user("alice", PASSWORD).await;
+    let before = users(&s.downstream).await;
+    let started = oidc.start();
+    let back = through_upstream(&mut Browser::new(), &started, "alice").await;
+    assert_refused(
+        &back,
+        StatusCode::FORBIDDEN,
+        "already exists and is not linked",
+    );
+    assert_eq!(users(&s.downstream).await, before, "nothing changed");
+    assert!(first["sub"].is_string());
 
     // "Mail" names users by their email claim, which is no username.
     let started = oidc.start();
