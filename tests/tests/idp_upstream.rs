@@ -297,6 +297,7 @@ async fn users(idp: &TestIdp) -> Vec<Value> {
     body.as_array().expect("a list").clone()
 }
 
+#[track_caller]
 fn assert_refused(answer: &Answer, status: StatusCode, text: &str) {
     assert_eq!(answer.status, status, "{answer:?}");
     assert!(answer.location.is_none(), "no redirect: {answer:?}");
