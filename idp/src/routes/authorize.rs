@@ -81,7 +81,7 @@ pub(super) fn pairs(text: &[u8]) -> Result<HashMap<String, String>, String> {
 }
 
 /// The value of cookie `name` in the request, if any.
-pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
