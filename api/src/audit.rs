@@ -198,8 +198,9 @@ pub struct AuditEntry {
     /// When.
     pub at: DateTime<Utc>,
     /// Who: `user:NAME` (a person), `client:NAME` (a machine),
-    /// `webhook:FORGE` (a signed web hook) or `local:PROGRAM` (the
-    /// service's own command line on its host).
+    /// `webhook:FORGE` (a signed web hook), `local:PROGRAM` (the
+    /// service's own command line on its host) or `upstream:PROVIDER` (an
+    /// account made at a person's first login through that provider).
     pub actor: String,
     /// The caller's IP address, as the service saw it.
     pub address: String,
@@ -345,6 +346,16 @@ impl Actor {
         Actor {
             kind: "webhook",
             name: forge.to_string(),
+            address: address.to_string(),
+        }
+    }
+
+    /// A person's first login through the upstream OpenID provider
+    /// `provider`, which made their account: `upstream:PROVIDER`.
+    pub fn upstream(provider: &str, address: IpAddr) -> Actor {
+        Actor {
+            kind: "upstream",
+            name: provider.to_string(),
             address: address.to_string(),
         }
     }

@@ -47,6 +47,42 @@ pub struct Config {
     /// address in one window before answers become 429.
     #[serde(default)]
     pub auth_failures: FailureLimit,
+    /// OpenID providers people may log in through instead of a password
+    /// ("Sign in with NAME" on the login page).
+    #[serde(default)]
+    pub upstream: Vec<UpstreamConfig>,
+}
+
+/// One upstream OpenID provider, as configured; checked by
+/// [`crate::upstream::Upstream::from_config`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Shown as "Sign in with NAME"; lowercased, it is the slug in
+    /// `/upstream/SLUG/…` and what identities are stored under.
+    pub name: String,
+    /// The provider's issuer URL (its discovery document is beneath it).
+    pub issuer: String,
+    /// Our client at the provider; its redirect URI there must be
+    /// `OUR-ISSUER/upstream/SLUG/callback`.
+    pub client_id: String,
+    /// A file (mode 0600) holding the client's secret.
+    pub client_secret_file: PathBuf,
+    /// The ID-token claim that names the Ick user (default
+    /// `preferred_username`).
+    #[serde(default = "default_upstream_claim")]
+    pub claim: String,
+    /// The scopes asked for (default `openid profile email`).
+    #[serde(default = "default_upstream_scopes")]
+    pub scopes: String,
+}
+
+fn default_upstream_claim() -> String {
+    "preferred_username".to_string()
+}
+
+fn default_upstream_scopes() -> String {
+    "openid profile email".to_string()
 }
 
 /// Limits on failed client authentication.
@@ -115,7 +151,21 @@ impl Config {
                  at least max_failures (one client's mistakes must not block its neighbours first)"
             );
         }
+        config.upstreams()?;
         Ok(config)
+    }
+
+    /// The upstream providers, checked, with their secrets read.
+    pub fn upstreams(&self) -> anyhow::Result<Vec<crate::upstream::Upstream>> {
+        let mut upstreams: Vec<crate::upstream::Upstream> = Vec::new();
+        for given in &self.upstream {
+            let upstream = crate::upstream::Upstream::from_config(given)?;
+            if upstreams.iter().any(|u| u.slug == upstream.slug) {
+                anyhow::bail!("upstream {:?} is listed twice", upstream.slug);
+            }
+            upstreams.push(upstream);
+        }
+        Ok(upstreams)
     }
 
     /// The database URL: the environment variable, else the file, else

@@ -17,6 +17,7 @@ pub mod people;
 mod routes;
 pub mod store;
 mod tokens;
+pub mod upstream;
 
 use std::sync::{Arc, RwLock};
 
@@ -44,6 +45,8 @@ pub(crate) struct AppState {
     /// A hash of no one's password, checked for unknown users so that a
     /// login takes as long whether or not the user exists.
     dummy_hash: Arc<str>,
+    /// Providers people may log in through instead.
+    upstreams: Arc<upstream::Upstreams>,
 }
 
 impl FromRef<AppState> for TokenVerifier {
@@ -91,8 +94,10 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
     );
     let dummy_password = clients::new_secret()?;
     let dummy_hash: Arc<str> = people::hash_password(dummy_password).await?.into();
+    let upstreams = Arc::new(upstream::Upstreams::new(config.upstreams()?)?);
     let state = AppState {
         dummy_hash,
+        upstreams,
         store: store.clone(),
         keys: keys.clone(),
         issuer,

@@ -79,7 +79,7 @@ pub async fn password_matches(password: Secret, hash: String) -> bool {
     .unwrap_or(false)
 }
 
-fn check_display_name(name: &str) -> Result<String, IdpError> {
+pub(crate) fn check_display_name(name: &str) -> Result<String, IdpError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(IdpError::BadRequest(
@@ -91,7 +91,7 @@ fn check_display_name(name: &str) -> Result<String, IdpError> {
 
 /// An email address, loosely: one `@` between non-empty parts, no spaces.
 /// (Whether mail arrives is for the mail server to say.)
-fn check_email(email: &str) -> Result<String, IdpError> {
+pub(crate) fn check_email(email: &str) -> Result<String, IdpError> {
     let email = email.trim();
     if email.is_empty() {
         return Ok(String::new());

@@ -16,9 +16,11 @@ use audit::Note;
 pub mod audit;
 mod grants;
 mod people;
+mod upstream;
 
 pub use grants::{CodeRecord, FamilyRecord, LoginAttempt, Redeemed, Refreshed};
 pub use people::{GroupRecord, UserRecord};
+pub use upstream::UpstreamLogin;
 
 /// A client as stored.
 #[derive(Debug, Clone)]

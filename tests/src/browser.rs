@@ -153,6 +153,20 @@ impl Browser {
     }
 }
 
+/// The target of the link whose text is `text` in `html`, resolved
+/// against `base` (the page's URL), unescaped.
+pub fn link(html: &str, text: &str, base: &str) -> Option<String> {
+    let end = html.find(&format!(">{text}</a>"))?;
+    let start = html[..end].rfind("href=\"")? + "href=\"".len();
+    let close = html[start..end].find('"')? + start;
+    let href = html[start..close].replace("&amp;", "&");
+    url::Url::parse(base)
+        .ok()?
+        .join(&href)
+        .ok()
+        .map(|u| u.to_string())
+}
+
 fn hidden_action(html: &str) -> Option<String> {
     let marker = "action=\"";
     let start = html.find(marker)? + marker.len();

@@ -24,7 +24,7 @@ use crate::error::IdpError;
 use crate::guesses::Guesses;
 use crate::login::{AuthorizationRequest, RequestError, redirect_with};
 use crate::people::{Name, password_matches};
-use crate::store::{CodeRecord, LoginAttempt};
+use crate::store::{ClientRecord, CodeRecord, LoginAttempt, UserRecord};
 
 /// The browser's login cookie.
 const COOKIE: &str = "ick_login";
@@ -33,14 +33,14 @@ const FORM_LIFETIME_MS: i64 = 10 * 60 * 1000;
 /// How long a code lives (it is for the client to exchange at once).
 const CODE_LIFETIME_MS: i64 = 60 * 1000;
 
-const EXPIRED: &str = "This login form has expired or was not issued to this browser.";
+pub(super) const EXPIRED: &str = "This login form has expired or was not issued to this browser.";
 const WRONG: &str = "The username or password is not right, or the account cannot log in.";
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn failed(e: IdpError) -> Response {
+pub(super) fn failed(e: IdpError) -> Response {
     if e.is_unreachable() {
         tracing::warn!(error = %e, "the database is away");
         return error_page(
@@ -55,7 +55,7 @@ fn failed(e: IdpError) -> Response {
     )
 }
 
-fn see_other(location: &str) -> Response {
+pub(super) fn see_other(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(value) => {
             let mut response = StatusCode::SEE_OTHER.into_response();
@@ -70,7 +70,7 @@ fn see_other(location: &str) -> Response {
 }
 
 /// The pairs of a query or form, refusing repeated names (RFC 6749 §3.1).
-fn pairs(text: &[u8]) -> Result<HashMap<String, String>, String> {
+pub(super) fn pairs(text: &[u8]) -> Result<HashMap<String, String>, String> {
     let mut map = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(text) {
         if map.insert(k.to_string(), v.to_string()).is_some() {
@@ -90,6 +90,31 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+}
+
+/// Whether the request carries the login cookie whose hash is `sha256`.
+pub(super) fn same_browser(headers: &HeaderMap, sha256: &str) -> bool {
+    login_cookie(headers).is_some_and(|c| hash_secret(c).as_bytes().ct_eq(sha256.as_bytes()).into())
+}
+
+/// The browser's login cookie, if it has one.
+pub(super) fn login_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, COOKIE)
+}
+
+/// The enabled client a login attempt is for, or the page saying it is not.
+pub(super) async fn attempt_client(
+    state: &AppState,
+    attempt: &LoginAttempt,
+) -> Result<ClientRecord, Response> {
+    match state.store.get(&attempt.client_id).await {
+        Ok(Some(c)) if c.enabled => Ok(c),
+        Ok(_) => Err(error_page(
+            StatusCode::BAD_REQUEST,
+            "The application is gone or disabled.",
+        )),
+        Err(e) => Err(failed(e)),
+    }
 }
 
 pub(super) async fn show(
@@ -166,6 +191,7 @@ pub(super) async fn show(
             csrf: csrf.expose(),
             username: "",
             error: None,
+            upstreams: state.upstreams.list(),
         },
     );
     let secure = if state.issuer.starts_with("https:") {
@@ -203,25 +229,13 @@ pub(super) async fn submit(
         Ok(None) => return error_page(StatusCode::BAD_REQUEST, EXPIRED),
         Err(e) => return failed(e),
     };
-    let same_browser = cookie(&headers, COOKIE).is_some_and(|c| {
-        hash_secret(c)
-            .as_bytes()
-            .ct_eq(attempt.cookie_sha256.as_bytes())
-            .into()
-    });
-    if !same_browser {
+    if !same_browser(&headers, &attempt.cookie_sha256) {
         tracing::info!(peer = %peer.ip(), "a login form came back without its browser's cookie");
         return error_page(StatusCode::BAD_REQUEST, EXPIRED);
     }
-    let client = match state.store.get(&attempt.client_id).await {
-        Ok(Some(c)) if c.enabled => c,
-        Ok(_) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "The application is gone or disabled.",
-            );
-        }
-        Err(e) => return failed(e),
+    let client = match attempt_client(&state, &attempt).await {
+        Ok(c) => c,
+        Err(page) => return page,
     };
     let username = form.get("username").map(|u| u.trim()).unwrap_or("");
     let password = Secret::new(form.get("password").cloned().unwrap_or_default());
@@ -233,6 +247,7 @@ pub(super) async fn submit(
                 csrf,
                 username,
                 error: Some(error),
+                upstreams: state.upstreams.list(),
             },
         )
     };
@@ -275,7 +290,20 @@ pub(super) async fn submit(
         }
     };
     guesses.succeeded();
+    complete(&state, &attempt, &client, &user, now).await
+}
 
+/// Ends login `attempt` for `user`, who proved who they are (a password
+/// here, an upstream provider elsewhere): uses the attempt up, stores a
+/// code for it, and sends the browser back to the client with the code
+/// and the client's own state. Every login ends here.
+pub(super) async fn complete(
+    state: &AppState,
+    attempt: &LoginAttempt,
+    client: &ClientRecord,
+    user: &UserRecord,
+    now: i64,
+) -> Response {
     let code = match new_secret() {
         Ok(c) => c,
         Err(e) => return failed(e),
@@ -291,7 +319,11 @@ pub(super) async fn submit(
         auth_time: now / 1000,
         expires_at: now + CODE_LIFETIME_MS,
     };
-    match state.store.finish_login(&csrf_sha256, &record).await {
+    match state
+        .store
+        .finish_login(&attempt.csrf_sha256, &record)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => return error_page(StatusCode::BAD_REQUEST, EXPIRED),
         Err(e) => return failed(e),

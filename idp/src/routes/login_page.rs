@@ -56,6 +56,8 @@ pub(super) struct LoginForm<'a> {
     pub csrf: &'a str,
     pub username: &'a str,
     pub error: Option<&'a str>,
+    /// Providers offered as "Sign in with NAME", each link carrying `csrf`.
+    pub upstreams: &'a [crate::upstream::Upstream],
 }
 
 /// The login form (fields `username`, `password`, hidden `csrf`), POSTed
@@ -76,12 +78,34 @@ pub(super) fn login_form(status: StatusCode, form: &LoginForm<'_>) -> Response {
          <label for=\"password\">Password</label>\
          <input type=\"password\" id=\"password\" name=\"password\" \
          autocomplete=\"current-password\" required>\
-         <button type=\"submit\">Log in</button></form>",
+         <button type=\"submit\">Log in</button></form>{upstreams}",
         client = escape(form.client_name),
         csrf = escape(form.csrf),
         username = escape(form.username),
+        upstreams = upstream_links(form.csrf, form.upstreams),
     );
     page(status, "Log in to Ick", &body)
+}
+
+/// A "Sign in with NAME" link per provider, to `upstream/SLUG/start`
+/// beside the form, with the form's CSRF token (the pending login).
+fn upstream_links(csrf: &str, upstreams: &[crate::upstream::Upstream]) -> String {
+    if upstreams.is_empty() {
+        return String::new();
+    }
+    let links: String = upstreams
+        .iter()
+        .map(|u| {
+            format!(
+                "<p><a class=\"upstream\" href=\"upstream/{slug}/start?csrf={csrf}\">\
+                 Sign in with {name}</a></p>",
+                slug = escape(&u.slug),
+                csrf = escape(csrf),
+                name = escape(&u.name),
+            )
+        })
+        .collect();
+    format!("<p>or</p>{links}")
 }
 
 /// A page that says what went wrong and offers nothing to submit.

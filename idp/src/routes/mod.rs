@@ -8,6 +8,7 @@ mod login_page;
 mod oauth;
 mod people;
 mod token;
+mod upstream;
 mod userinfo;
 
 use axum::Router;
@@ -58,5 +59,7 @@ pub(crate) fn router(state: AppState) -> Router {
             "/groups/{name}/members/{user}",
             put(people::add_member).delete(people::remove_member),
         )
+        .route("/upstream/{name}/start", get(upstream::start))
+        .route("/upstream/{name}/callback", get(upstream::callback))
         .with_state(state)
 }

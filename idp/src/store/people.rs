@@ -41,10 +41,10 @@ pub struct GroupRecord {
     pub members: Vec<String>,
 }
 
-const USER_COLUMNS: &str =
+pub(super) const USER_COLUMNS: &str =
     "id, name, display_name, email, password_hash, enabled, created_at, updated_at";
 
-fn decode_user(row: &AnyRow) -> Result<UserRecord, IdpError> {
+pub(super) fn decode_user(row: &AnyRow) -> Result<UserRecord, IdpError> {
     Ok(UserRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -58,37 +58,44 @@ fn decode_user(row: &AnyRow) -> Result<UserRecord, IdpError> {
 }
 
 /// Whether `e` is a unique-constraint violation.
-fn is_duplicate(e: &sqlx::Error) -> bool {
+pub(super) fn is_duplicate(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Adds a user on `conn` (the pool's, or a transaction's);
+/// [`IdpError::Conflict`] if the name is taken.
+pub(super) async fn insert_user_on(
+    conn: &mut sqlx::AnyConnection,
+    user: &UserRecord,
+) -> Result<(), IdpError> {
+    let result = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    )))
+    .bind(&user.id)
+    .bind(&user.name)
+    .bind(&user.display_name)
+    .bind(&user.email)
+    .bind(&user.password_hash)
+    .bind(i64::from(user.enabled))
+    .bind(user.created_at)
+    .bind(user.updated_at)
+    .execute(conn)
+    .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if is_duplicate(&e) => Err(IdpError::Conflict(format!(
+            "a user named {:?} already exists",
+            user.name
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Store {
     /// Adds a user; [`IdpError::Conflict`] if the name is taken.
     pub async fn insert_user(&self, user: &UserRecord, note: &Note<'_>) -> Result<(), IdpError> {
         let mut tx = begin_write(self).await?;
-        let result = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO users ({USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        )))
-        .bind(&user.id)
-        .bind(&user.name)
-        .bind(&user.display_name)
-        .bind(&user.email)
-        .bind(&user.password_hash)
-        .bind(i64::from(user.enabled))
-        .bind(user.created_at)
-        .bind(user.updated_at)
-        .execute(&mut *tx)
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if is_duplicate(&e) => {
-                return Err(IdpError::Conflict(format!(
-                    "a user named {:?} already exists",
-                    user.name
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        insert_user_on(&mut tx, user).await?;
         audit::append(&mut tx, note).await?;
         tx.commit().await?;
         Ok(())
@@ -212,6 +219,7 @@ impl Store {
             "DELETE FROM refresh_tokens WHERE family_id IN \
              (SELECT id FROM refresh_families WHERE user_id = $1)",
             "DELETE FROM refresh_families WHERE user_id = $1",
+            "DELETE FROM upstream_identities WHERE user_id = $1",
             "DELETE FROM users WHERE id = $1",
         ] {
             sqlx::query(statement).bind(&id).execute(&mut *tx).await?;
