@@ -47,6 +47,39 @@ pub struct Config {
     /// address in one window before answers become 429.
     #[serde(default)]
     pub auth_failures: FailureLimit,
+    /// The device authorization grant (`icktool login`).
+    #[serde(default)]
+    pub device: DeviceSettings,
+}
+
+/// The device authorization grant (RFC 8628).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSettings {
+    /// How long a person has to type the code and approve (default 10 minutes).
+    #[serde(default = "default_device_code_lifetime", with = "humantime_serde")]
+    pub code_lifetime: Duration,
+    /// How long a device waits between polls at first (default 5 s;
+    /// whole seconds, at least 1).
+    #[serde(default = "default_device_interval", with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        DeviceSettings {
+            code_lifetime: default_device_code_lifetime(),
+            interval: default_device_interval(),
+        }
+    }
+}
+
+fn default_device_code_lifetime() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+
+fn default_device_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// Limits on failed client authentication.
@@ -107,6 +140,15 @@ impl Config {
         }
         if config.refresh_token_lifetime <= config.token_lifetime {
             anyhow::bail!("refresh_token_lifetime must be longer than token_lifetime");
+        }
+        let device = &config.device;
+        if device.interval < Duration::from_secs(1)
+            || device.interval.subsec_nanos() != 0
+            || device.code_lifetime <= device.interval
+        {
+            anyhow::bail!(
+                "device: interval must be whole seconds, at least 1s, and code_lifetime longer"
+            );
         }
         let limits = &config.auth_failures;
         if limits.max_failures == 0 || limits.max_failures_per_peer < limits.max_failures {

@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod clients;
 pub mod config;
 pub mod error;
+mod user_code;
 mod guesses;
 pub mod keys;
 mod login;

@@ -56,9 +56,14 @@ enum ClientCommand {
         /// Where people logging in through it may be sent back (repeat).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
-        /// A public client: no secret, it may only log people in (PKCE).
+        /// A public client: no secret, it may only log people in (PKCE,
+        /// or the device grant).
         #[arg(long)]
         public: bool,
+        /// Allow the device grant (RFC 8628): a command line such as
+        /// `icktool login` shows a code that the person types into any browser.
+        #[arg(long)]
+        device: bool,
     },
     /// List clients.
     List,
@@ -128,6 +133,7 @@ async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
             labels,
             redirect_uris,
             public,
+            device,
         } => {
             let scopes = clients::parse_scopes(&scopes)?;
             let audience = audience.unwrap_or_else(|| config.default_audience.clone());
@@ -138,6 +144,7 @@ async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
             let login = clients::LoginSettings {
                 redirect_uris,
                 public,
+                device,
             };
             let created = clients::create(&store, &name, scopes, &audience, worker, login).await?;
             println!("client_id: {}", created.client.id);
