@@ -39,6 +39,8 @@ use crate::up_config::UpConfig;
 const ADMIN_CLIENT: &str = "icktool-admin";
 /// The client the worker-managers share.
 const WORKER_CLIENT: &str = "icktool-worker";
+/// The public client people log in through with `icktool login`.
+pub const LOGIN_CLIENT: &str = "icktool";
 /// The demo's definitions, built in so that `--demo` works from anywhere.
 const HELLO: &str = include_str!("../../examples/hello/hello.yaml");
 
@@ -234,9 +236,16 @@ pub async fn run(args: UpArgs, config_file: Option<&Path>) -> anyhow::Result<Exi
             "data_dir": dir.join("idp"),
         }),
     )?;
-    let (admin_id, admin_secret, workers, created) = {
+    let (admin_id, admin_secret, login_id, workers, created) = {
         let clients = Bootstrap::open(&idp_config).await?;
         let (admin_id, admin_secret, created) = admin_client(&clients, &config_path).await?;
+        // A person's tokens get what their roles allow at the controller;
+        // never the IDP's admin API, nor a worker's.
+        let people: ScopeSet = Scope::ALL
+            .into_iter()
+            .filter(|s| !matches!(s, Scope::IdpAdmin | Scope::WorkRun))
+            .collect();
+        let login_id = clients.device_client(LOGIN_CLIENT, people).await?;
         let worker_scopes: ScopeSet = [Scope::WorkRun, Scope::BlobsRead, Scope::BlobsWrite]
             .into_iter()
             .collect();
@@ -256,7 +265,7 @@ pub async fn run(args: UpArgs, config_file: Option<&Path>) -> anyhow::Result<Exi
                 .await?;
             workers.push(WorkerClient { name, id, secret });
         }
-        (admin_id, admin_secret, workers, created)
+        (admin_id, admin_secret, login_id, workers, created)
     };
 
     let mut suite = Suite {
@@ -285,6 +294,7 @@ pub async fn run(args: UpArgs, config_file: Option<&Path>) -> anyhow::Result<Exi
         client_id: Some(admin_id),
         client_secret: Some(admin_secret),
         client_secret_file: None,
+        login_client_id: Some(login_id),
     };
     file.write(&config_path)?;
 
