@@ -193,8 +193,10 @@ impl ConfigFile {
             None => (None, None, None),
         };
         let controller = from_env("ICKTOOL_CONTROLLER", self.controller.or(login_controller));
-        let artifact_store =
-            from_env("ICKTOOL_ARTIFACT_STORE", self.artifact_store.or(login_store));
+        let artifact_store = from_env(
+            "ICKTOOL_ARTIFACT_STORE",
+            self.artifact_store.or(login_store),
+        );
         let Some(idp) = from_env("ICKTOOL_IDP", self.idp.or(login_idp)) else {
             bail!(
                 "{} names no `idp` (the IDP's URL, e.g. http://127.0.0.1:7421)",

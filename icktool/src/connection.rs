@@ -140,10 +140,7 @@ impl Ick {
 
     /// A token, or a sentence saying why there is none.
     pub async fn token(&self) -> anyhow::Result<String> {
-        self.tokens
-            .token()
-            .await
-            .map_err(|e| self.token_error(e))
+        self.tokens.token().await.map_err(|e| self.token_error(e))
     }
 
     /// Why no token could be had, as a sentence: for a person whose

@@ -78,7 +78,10 @@ mod tests {
             },
         };
         write(&path, &login).expect("written");
-        let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+        let mode = std::fs::metadata(&path)
+            .expect("exists")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         let back = read(&path).expect("reads").expect("a login");
         assert_eq!(back.tokens, login.tokens);

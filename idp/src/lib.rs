@@ -9,7 +9,6 @@ pub mod bootstrap;
 pub mod clients;
 pub mod config;
 pub mod error;
-mod user_code;
 mod guesses;
 pub mod keys;
 mod login;
@@ -17,6 +16,7 @@ pub mod people;
 mod routes;
 pub mod store;
 mod tokens;
+mod user_code;
 
 use std::sync::{Arc, RwLock};
 

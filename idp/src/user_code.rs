@@ -59,7 +59,14 @@ mod tests {
         for typed in ["WDJB-MJHT", "wdjb-mjht", "wdjbmjht", " WdJb MjHt "] {
             assert_eq!(normalize_user_code(typed), expected, "{typed:?}");
         }
-        for bad in ["", "WDJB-MJH", "WDJB-MJHTX", "WDJB-MJHA", "WDJB_MJHT", "ŴDJB-MJHT"] {
+        for bad in [
+            "",
+            "WDJB-MJH",
+            "WDJB-MJHTX",
+            "WDJB-MJHA",
+            "WDJB_MJHT",
+            "ŴDJB-MJHT",
+        ] {
             assert_eq!(normalize_user_code(bad), None, "{bad:?}");
         }
     }

@@ -129,16 +129,15 @@ fn assert_approved(answer: &Answer) {
 
 async fn an_independent_client_logs_in_by_the_device_grant(storage: Storage) {
     let (idp, device) = setup(storage).await;
-    let discovery: Value = reqwest::get(format!(
-        "{}/.well-known/openid-configuration",
-        idp.url()
-    ))
-    .await
-    .expect("discovery")
-    .json()
-    .await
-    .expect("JSON");
-    let grants = discovery["grant_types_supported"].as_array().expect("grants");
+    let discovery: Value = reqwest::get(format!("{}/.well-known/openid-configuration", idp.url()))
+        .await
+        .expect("discovery")
+        .json()
+        .await
+        .expect("JSON");
+    let grants = discovery["grant_types_supported"]
+        .as_array()
+        .expect("grants");
     for grant in [
         "authorization_code",
         "refresh_token",
@@ -159,8 +158,9 @@ async fn an_independent_client_logs_in_by_the_device_grant(storage: Storage) {
     )
     .await
     .expect("discovery satisfies openidconnect");
-    let client = CoreClient::from_provider_metadata(metadata, ClientId::new(device.id.clone()), None)
-        .set_device_authorization_url(DeviceAuthorizationUrl::new(endpoint).expect("URL"));
+    let client =
+        CoreClient::from_provider_metadata(metadata, ClientId::new(device.id.clone()), None)
+            .set_device_authorization_url(DeviceAuthorizationUrl::new(endpoint).expect("URL"));
     let details: CoreDeviceAuthorizationResponse = client
         .exchange_device_code()
         .add_scope(Scope::new("openid".into()))
@@ -229,7 +229,10 @@ async fn an_independent_client_logs_in_by_the_device_grant(storage: Storage) {
     )
     .await;
     assert_eq!(refreshed.0, StatusCode::OK, "{}", refreshed.1);
-    let next = refreshed.1["refresh_token"].as_str().expect("rotated").to_string();
+    let next = refreshed.1["refresh_token"]
+        .as_str()
+        .expect("rotated")
+        .to_string();
 
     // The device code is single use: a second use is refused and revokes
     // the login it made.
@@ -273,9 +276,18 @@ async fn each_error_is_answered_as_rfc_8628_says(storage: Storage) {
     assert_eq!(started.0, StatusCode::OK, "{}", started.1);
     assert_eq!(started.1["interval"], 1);
     assert_eq!(started.1["expires_in"], 600);
-    let code = started.1["device_code"].as_str().expect("device_code").to_string();
-    let user_code = started.1["user_code"].as_str().expect("user_code").to_string();
-    let uri = started.1["verification_uri"].as_str().expect("uri").to_string();
+    let code = started.1["device_code"]
+        .as_str()
+        .expect("device_code")
+        .to_string();
+    let user_code = started.1["user_code"]
+        .as_str()
+        .expect("user_code")
+        .to_string();
+    let uri = started.1["verification_uri"]
+        .as_str()
+        .expect("uri")
+        .to_string();
 
     // Nobody has approved yet; polling faster than the interval slows the
     // device down, 5 s more each time: a poll 1.5 s later, after the
@@ -287,11 +299,20 @@ async fn each_error_is_answered_as_rfc_8628_says(storage: Storage) {
     assert_eq!(error_of(&fast), "slow_down", "{}", fast.1);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let still = poll(&idp, &device.id, &code).await;
-    assert_eq!(error_of(&still), "slow_down", "the interval grew: {}", still.1);
+    assert_eq!(
+        error_of(&still),
+        "slow_down",
+        "the interval grew: {}",
+        still.1
+    );
 
     // A device code another client holds, or none at all.
     let (status, other) = start(&idp, &idp.admin.id).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "a confidential client without its secret: {other}");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a confidential client without its secret: {other}"
+    );
     let web = idp.create_login_client("web", &["projects:read"], &["http://127.0.0.1:9/cb"], true);
     let refused = start(&idp, &web.id).await;
     assert_eq!(error_of(&refused), "unauthorized_client", "{}", refused.1);
@@ -319,11 +340,25 @@ async fn each_error_is_answered_as_rfc_8628_says(storage: Storage) {
     let csrf = form.csrf.clone().expect("csrf");
     let mut stranger = Browser::new();
     let foreign = stranger
-        .submit(&form, &[("csrf", &csrf), ("username", "alice"), ("password", PASSWORD)])
+        .submit(
+            &form,
+            &[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", PASSWORD),
+            ],
+        )
         .await;
     assert_eq!(foreign.status, StatusCode::BAD_REQUEST, "{}", foreign.body);
     let bad = browser
-        .submit(&form, &[("csrf", &csrf), ("username", "alice"), ("password", "wrong one")])
+        .submit(
+            &form,
+            &[
+                ("csrf", &csrf),
+                ("username", "alice"),
+                ("password", "wrong one"),
+            ],
+        )
         .await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED, "{}", bad.body);
     assert!(!bad.body.contains("Approve"), "{}", bad.body);
@@ -335,8 +370,14 @@ async fn each_error_is_answered_as_rfc_8628_says(storage: Storage) {
     assert_eq!(denied.status, StatusCode::OK, "{}", denied.body);
     assert!(denied.body.contains("Device denied"), "{}", denied.body);
     let started = start(&idp, &device.id).await;
-    let fresh = started.1["device_code"].as_str().expect("device_code").to_string();
-    let fresh_user = started.1["user_code"].as_str().expect("user_code").to_string();
+    let fresh = started.1["device_code"]
+        .as_str()
+        .expect("device_code")
+        .to_string();
+    let fresh_user = started.1["user_code"]
+        .as_str()
+        .expect("user_code")
+        .to_string();
     // A denied code's user code no longer opens a login.
     let mut later = Browser::new();
     let page = later.login_page(&uri).await;

@@ -168,7 +168,10 @@ impl Browser {
             .await;
         assert_eq!(consent.status, StatusCode::OK, "consent: {}", consent.body);
         let consent = Self::form_of(&consent, verification_uri);
-        let csrf = consent.csrf.clone().expect("the consent form has a csrf field");
+        let csrf = consent
+            .csrf
+            .clone()
+            .expect("the consent form has a csrf field");
         let decision = if approve { "approve" } else { "deny" };
         self.submit(&consent, &[("csrf", csrf.as_str()), ("decision", decision)])
             .await

@@ -213,10 +213,20 @@ async fn a_person_logs_in_with_icktool_and_acts_as_themselves() {
         .json();
     assert!(shown.to_string().contains("hello"), "{shown}");
     let after = person.tokens();
-    assert_ne!(field(&before, "refresh_token"), field(&after, "refresh_token"));
-    assert_ne!(field(&before, "access_token"), field(&after, "access_token"));
+    assert_ne!(
+        field(&before, "refresh_token"),
+        field(&after, "refresh_token")
+    );
+    assert_ne!(
+        field(&before, "access_token"),
+        field(&after, "access_token")
+    );
     let refused = person.icktool(&["member", "add", "hello", "user:bob", "viewer"]);
-    assert_eq!(refused.code(), 2, "a viewer may not add members:\n{refused}");
+    assert_eq!(
+        refused.code(),
+        2,
+        "a viewer may not add members:\n{refused}"
+    );
 
     // An access token refused (401) is renewed once and the call retried.
     let mut broken = person.tokens();
@@ -232,7 +242,10 @@ async fn a_person_logs_in_with_icktool_and_acts_as_themselves() {
         .ok();
     let renewed = person.tokens();
     assert_ne!(field(&renewed, "access_token"), "not-a-token");
-    assert_ne!(field(&renewed, "refresh_token"), field(&broken, "refresh_token"));
+    assert_ne!(
+        field(&renewed, "refresh_token"),
+        field(&broken, "refresh_token")
+    );
 
     // A config with a client id and secret wins over the login.
     let machine: Value = person

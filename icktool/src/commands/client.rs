@@ -130,7 +130,7 @@ pub async fn run(ick: &Ick, command: ClientCommand, out: &Out) -> anyhow::Result
                     client_id: Some(created.client.id.clone()),
                     client_secret: Some(ick_api::Secret::new(secret.clone())),
                     client_secret_file: None,
-        login_client_id: None,
+                    login_client_id: None,
                 };
                 file.write(path)?;
             }

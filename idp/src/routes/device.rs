@@ -16,8 +16,8 @@ use ick_api::http::join;
 use ick_api::oauth::{DEVICE_PATH, DeviceAuthorizationResponse};
 
 use super::authorize::{
-    EXPIRED, browser_cookie, check_password, failed, now_ms, pairs, password_refused,
-    same_browser, set_browser_cookie,
+    EXPIRED, browser_cookie, check_password, failed, now_ms, pairs, password_refused, same_browser,
+    set_browser_cookie,
 };
 use super::login_page::{
     Consent, LoginForm, consent_form, error_page, login_form, message_page, user_code_form,

@@ -331,7 +331,15 @@ async fn device_code(
         nonce: None,
         auth_time: login.auth_time,
     };
-    first_tokens(state, &family_id, &login.user_id, &login.scope, id_token, now).await
+    first_tokens(
+        state,
+        &family_id,
+        &login.user_id,
+        &login.scope,
+        id_token,
+        now,
+    )
+    .await
 }
 
 async fn refresh_token(

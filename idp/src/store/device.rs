@@ -275,7 +275,9 @@ impl Store {
         let login = DeviceLogin {
             user_id,
             scope: row.try_get("scope")?,
-            auth_time: row.try_get::<Option<i64>, _>("auth_time")?.unwrap_or(now / 1000),
+            auth_time: row
+                .try_get::<Option<i64>, _>("auth_time")?
+                .unwrap_or(now / 1000),
         };
         let family = FamilyRecord {
             id: family_id.to_string(),
@@ -290,12 +292,19 @@ impl Store {
     }
 }
 
-async fn polled(tx: &mut Tx, device_code_sha256: &str, now: i64, interval_ms: i64) -> Result<(), IdpError> {
-    sqlx::query("UPDATE device_codes SET polled_at = $1, interval_ms = $2 WHERE device_code_sha256 = $3")
-        .bind(now)
-        .bind(interval_ms)
-        .bind(device_code_sha256)
-        .execute(&mut **tx)
-        .await?;
+async fn polled(
+    tx: &mut Tx,
+    device_code_sha256: &str,
+    now: i64,
+    interval_ms: i64,
+) -> Result<(), IdpError> {
+    sqlx::query(
+        "UPDATE device_codes SET polled_at = $1, interval_ms = $2 WHERE device_code_sha256 = $3",
+    )
+    .bind(now)
+    .bind(interval_ms)
+    .bind(device_code_sha256)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
