@@ -8,6 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ick_tests::browser::{Answer, Browser};
 use ick_tests::idp::Storage;
+use ick_tests::oidc::http;
 use ick_tests::{Credentials, TestIdp};
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims,
@@ -21,29 +22,6 @@ use serde_json::{Value, json};
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 const PASSWORD: &str = "correct horse battery";
-
-/// The OIDC client's HTTP: our reqwest, following no redirect (as the
-/// crate's documentation asks).
-async fn http(
-    request: openidconnect::HttpRequest,
-) -> Result<openidconnect::HttpResponse, reqwest::Error> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let (parts, body) = request.into_parts();
-    let response = client
-        .request(parts.method, parts.uri.to_string())
-        .headers(parts.headers)
-        .body(body)
-        .send()
-        .await?;
-    let mut answer = openidconnect::http::Response::builder().status(response.status());
-    for (name, value) in response.headers() {
-        answer = answer.header(name, value);
-    }
-    let body = response.bytes().await?;
-    Ok(answer.body(body.to_vec()).expect("a response"))
-}
 
 async fn provider(idp: &TestIdp) -> CoreProviderMetadata {
     CoreProviderMetadata::discover_async(

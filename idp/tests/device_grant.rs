@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ick_tests::browser::{Answer, Browser};
 use ick_tests::idp::Storage;
+use ick_tests::oidc::http;
 use ick_tests::{Credentials, TestIdp};
 use openidconnect::core::{CoreClient, CoreDeviceAuthorizationResponse, CoreProviderMetadata};
 use openidconnect::{
@@ -19,28 +20,6 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
-
-/// The OIDC client's HTTP: our reqwest, following no redirect.
-async fn http(
-    request: openidconnect::HttpRequest,
-) -> Result<openidconnect::HttpResponse, reqwest::Error> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    let (parts, body) = request.into_parts();
-    let response = client
-        .request(parts.method, parts.uri.to_string())
-        .headers(parts.headers)
-        .body(body)
-        .send()
-        .await?;
-    let mut answer = openidconnect::http::Response::builder().status(response.status());
-    for (name, value) in response.headers() {
-        answer = answer.header(name, value);
-    }
-    let body = response.bytes().await?;
-    Ok(answer.body(body.to_vec()).expect("a response"))
-}
 
 /// The IDP (polling interval 1 s), user `alice` in group `devs`, and a
 /// public client with the device grant.
@@ -57,30 +36,8 @@ async fn setup(storage: Storage) -> (TestIdp, Credentials) {
         .admin_call(Method::PUT, "/groups/devs/members/alice", None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let out = idp.run(&[
-        "client",
-        "create",
-        "icktool",
-        "--public",
-        "--device",
-        "--scope",
-        "projects:read builds:read",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{stdout}");
-    let id = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("client_id:"))
-        .expect("client_id")
-        .trim()
-        .to_string();
-    (
-        idp,
-        Credentials {
-            id,
-            secret: String::new(),
-        },
-    )
+    let device = idp.create_device_client("icktool", &["projects:read builds:read"]);
+    (idp, device)
 }
 
 async fn post(url: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {

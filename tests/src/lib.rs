@@ -7,6 +7,7 @@ pub mod controller;
 pub mod db;
 pub mod faults;
 pub mod idp;
+pub mod oidc;
 pub mod process;
 pub mod smtp;
 pub mod store;

@@ -308,22 +308,7 @@ async fn an_expired_device_code_fails_icktool_login_and_opens_nothing() {
         c["device"]["interval"] = "1s".into();
     });
     idp.create_user("alice", PASSWORD).await;
-    let out = idp.run(&[
-        "client",
-        "create",
-        "icktool",
-        "--public",
-        "--device",
-        "--scope",
-        "projects:read",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let client_id = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("client_id:"))
-        .unwrap_or_else(|| panic!("no client_id: {stdout}"))
-        .trim()
-        .to_string();
+    let client_id = idp.create_device_client("icktool", &["projects:read"]).id;
     let person = Person::new();
     let login = person.start_login(idp.url(), None, &client_id);
     login.running.wait(COMMAND_TIMEOUT).fails(2, "expired");

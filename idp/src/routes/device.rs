@@ -4,6 +4,7 @@
 //! their password (as at `/authorize`, same CSRF, cookie and guess
 //! limits) and approves or denies. The token endpoint does the rest.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::Json;
@@ -196,12 +197,16 @@ pub(super) async fn enter_code(
     response
 }
 
-/// The device login a form's CSRF token and the browser's cookie are for.
-async fn of_form(
-    state: &AppState,
-    headers: &HeaderMap,
-    form: &std::collections::HashMap<String, String>,
-) -> Result<(String, DeviceCode), Response> {
+/// A posted form, and the device login its CSRF token and the browser's
+/// cookie are for (the token's hash, the login).
+struct Posted {
+    form: HashMap<String, String>,
+    csrf_sha256: String,
+    device: DeviceCode,
+}
+
+async fn of_form(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Posted, Response> {
+    let form = pairs(body).map_err(|e| error_page(StatusCode::BAD_REQUEST, &e))?;
     let Some(csrf) = form.get("csrf").filter(|c| !c.is_empty()) else {
         return Err(error_page(StatusCode::BAD_REQUEST, EXPIRED));
     };
@@ -219,7 +224,11 @@ async fn of_form(
         tracing::info!("a device login form came back without its browser's cookie");
         return Err(error_page(StatusCode::BAD_REQUEST, EXPIRED));
     }
-    Ok((csrf_sha256, device))
+    Ok(Posted {
+        form,
+        csrf_sha256,
+        device,
+    })
 }
 
 /// `POST /device/login`: the person's username and password.
@@ -229,12 +238,12 @@ pub(super) async fn log_in(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match pairs(&body) {
-        Ok(f) => f,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
-    };
-    let (csrf_sha256, device) = match of_form(&state, &headers, &form).await {
-        Ok(found) => found,
+    let Posted {
+        form,
+        csrf_sha256,
+        device,
+    } = match of_form(&state, &headers, &body).await {
+        Ok(posted) => posted,
         Err(page) => return page,
     };
     if device.login_user_id.is_some() {
@@ -299,12 +308,12 @@ pub(super) async fn decide(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form = match pairs(&body) {
-        Ok(f) => f,
-        Err(e) => return error_page(StatusCode::BAD_REQUEST, &e),
-    };
-    let (csrf_sha256, device) = match of_form(&state, &headers, &form).await {
-        Ok(found) => found,
+    let Posted {
+        form,
+        csrf_sha256,
+        device,
+    } = match of_form(&state, &headers, &body).await {
+        Ok(posted) => posted,
         Err(page) => return page,
     };
     let approve = match form.get("decision").map(String::as_str) {
