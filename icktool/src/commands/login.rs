@@ -101,6 +101,7 @@ pub async fn login(config: Option<&Path>, args: LoginArgs) -> anyhow::Result<Exi
     if let Some(complete) = &started.verification_uri_complete {
         eprintln!("(or open {complete})");
     }
+    let machine = file.client_id.is_some() || env("ICKTOOL_CLIENT_ID").is_some();
     let tokens = poll(&http, &discovery.token_endpoint, &client_id, &started).await?;
     let login = Login {
         idp,
@@ -112,6 +113,12 @@ pub async fn login(config: Option<&Path>, args: LoginArgs) -> anyhow::Result<Exi
     let path = tokens::path();
     tokens::write(&path, &login)?;
     eprintln!("Logged in; the tokens are kept in {}", path.display());
+    if machine {
+        eprintln!(
+            "Note: a client_id is configured, so commands keep acting as that client; \
+             remove it (or use another config) to act as yourself."
+        );
+    }
     Ok(Exit::Ok)
 }
 
