@@ -22,7 +22,7 @@ pub mod work;
 pub use problem::Problem;
 pub use scope::{Scope, ScopeSet};
 pub use secret::Secret;
-pub use token_source::{TokenError, TokenSource};
+pub use token_source::{KeepTokens, PersonTokens, TokenError, TokenSource, post_token_form};
 
 /// The version every Ick binary reports (`/healthz`, `icktool status`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -25,6 +25,40 @@ pub const USERINFO_PATH: &str = "/userinfo";
 /// RFC 7009 revocation endpoint path (logout), relative to the issuer.
 pub const REVOKE_PATH: &str = "/revoke";
 
+/// RFC 8628 device authorization endpoint path, relative to the issuer.
+pub const DEVICE_AUTHORIZATION_PATH: &str = "/device_authorization";
+
+/// Where a person enters a device's user code (RFC 8628 `verification_uri`),
+/// relative to the issuer.
+pub const DEVICE_PATH: &str = "/device";
+
+/// The `grant_type` of the device authorization grant (RFC 8628 §3.4).
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// RFC 8628 §3.2: the answer of the device authorization endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeviceAuthorizationResponse {
+    /// What the device polls the token endpoint with (a secret).
+    pub device_code: String,
+    /// What the person types at `verification_uri`, e.g. `WDJB-MJHT`.
+    pub user_code: String,
+    /// Where the person goes, in any browser.
+    pub verification_uri: String,
+    /// The same with the user code in it, for a link or a QR code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification_uri_complete: Option<String>,
+    /// Seconds until both codes expire.
+    pub expires_in: u64,
+    /// Seconds the device waits between polls (RFC 8628 §3.5: add 5 on
+    /// each `slow_down`).
+    #[serde(default = "default_device_interval")]
+    pub interval: u64,
+}
+
+fn default_device_interval() -> u64 {
+    5
+}
+
 /// The `typ` of OpenID Connect ID tokens.
 pub const ID_TOKEN_TYPE: &str = "JWT";
 
@@ -192,10 +226,11 @@ pub struct DiscoveryDocument {
     /// The RFC 7009 revocation endpoint (logout).
     #[serde(default)]
     pub revocation_endpoint: Option<String>,
-    /// The RFC 8628 device authorization endpoint, once there is one.
+    /// The RFC 8628 device authorization endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_authorization_endpoint: Option<String>,
-    /// `authorization_code`, `refresh_token`, `client_credentials`.
+    /// `authorization_code`, `refresh_token`, `client_credentials` and
+    /// [`DEVICE_CODE_GRANT`].
     pub grant_types_supported: Vec<String>,
     /// `["code"]`.
     #[serde(default)]
@@ -278,6 +313,10 @@ pub struct ClientInfo {
     /// it may only log people in, with PKCE.
     #[serde(default)]
     pub public: bool,
+    /// It may log people in by the device grant (RFC 8628): a command
+    /// line that shows a code to type into any browser.
+    #[serde(default)]
+    pub device: bool,
 }
 
 /// Body of `POST /clients`.
@@ -304,6 +343,9 @@ pub struct CreateClient {
     /// No secret: it may only log people in (default false).
     #[serde(default)]
     pub public: bool,
+    /// It may log people in by the device grant (default false).
+    #[serde(default)]
+    pub device: bool,
 }
 
 /// Body of `PATCH /clients/{id}`.

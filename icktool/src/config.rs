@@ -6,7 +6,12 @@
 //! artifact_store: http://127.0.0.1:7422
 //! client_id: 0b6c…
 //! client_secret: zZ3…            # or client_secret_file: /path/to/secret
+//! login_client_id: 5f1e…         # the public client `icktool login` uses
 //! ```
+//!
+//! Without `client_id`, a person's login (`icktool login`, kept in
+//! `tokens.json` beside the default config) is used instead; without a
+//! config file at the default place, that login's URLs too.
 //!
 //! Found at `--config`, `ICKTOOL_CONFIG`, or
 //! `$XDG_CONFIG_HOME/icktool/config.yaml` (`~/.config/icktool/config.yaml`).
@@ -20,6 +25,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use ick_api::Secret;
 use serde::{Deserialize, Serialize};
+
+use crate::tokens::Login;
 
 /// Environment variable holding the client secret (wins over the file).
 pub const SECRET_ENV: &str = "ICKTOOL_CLIENT_SECRET";
@@ -46,6 +53,19 @@ pub struct ConfigFile {
     /// Its secret, in a file (relative to the config file's folder).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_file: Option<PathBuf>,
+    /// The public client (with the device grant) `icktool login` logs
+    /// people in through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_client_id: Option<String>,
+}
+
+/// Who the commands act as.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// A machine: a client and its secret (wins over a person's login).
+    Client { id: String, secret: Secret },
+    /// A person who ran `icktool login`: their tokens, kept in `file`.
+    Person { file: PathBuf, login: Login },
 }
 
 /// A config with every value resolved.
@@ -56,18 +76,57 @@ pub struct Settings {
     pub controller: Option<String>,
     pub idp: String,
     pub artifact_store: Option<String>,
-    pub client_id: String,
-    pub client_secret: Secret,
+    pub identity: Identity,
 }
 
-/// `$XDG_CONFIG_HOME/icktool/config.yaml`, or `~/.config/icktool/config.yaml`.
-pub fn default_path() -> PathBuf {
+impl Settings {
+    /// The client the tokens are got through.
+    pub fn client_id(&self) -> &str {
+        match &self.identity {
+            Identity::Client { id, .. } => id,
+            Identity::Person { login, .. } => &login.client_id,
+        }
+    }
+}
+
+/// `$XDG_CONFIG_HOME/icktool`, or `~/.config/icktool`.
+pub fn config_dir() -> PathBuf {
     let base = std::env::var_os("XDG_CONFIG_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))
         .unwrap_or_else(|| PathBuf::from("."));
-    base.join("icktool").join("config.yaml")
+    base.join("icktool")
+}
+
+/// `$XDG_CONFIG_HOME/icktool/config.yaml`, or `~/.config/icktool/config.yaml`.
+pub fn default_path() -> PathBuf {
+    config_dir().join("config.yaml")
+}
+
+/// Writes `bytes` to `path` with mode 0600 (it holds a secret), atomically:
+/// a temporary file beside it, renamed over it, so that a reader never
+/// sees half a file and a crash never loses the old one.
+pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 fn env(name: &str) -> Option<String> {
@@ -102,44 +161,62 @@ impl ConfigFile {
     /// Writes the file with mode 0600 (it may hold a secret), atomically:
     /// a temporary file beside it, renamed over it.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let text = serde_yaml::to_string(self)?;
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-        if let Some(dir) = dir {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let tmp = path.with_extension("yaml.tmp");
-        let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.write_all(
-            b"# icktool's config: service URLs and a client that gets tokens.\n\
-              # It holds a secret: keep it mode 0600.\n",
-        )?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(())
+        let mut text = String::from(
+            "# icktool's config: service URLs and a client that gets tokens.\n\
+             # It holds a secret: keep it mode 0600.\n",
+        );
+        text.push_str(&serde_yaml::to_string(self)?);
+        write_private(path, text.as_bytes())
     }
 
     /// Resolves the file (read from `path`) with the environment.
     pub fn resolve(self, path: &Path) -> anyhow::Result<Settings> {
+        self.resolve_with(path, None)
+    }
+
+    /// The same, with a person's `login` (from `file`) to fall back on
+    /// when no client is configured: its URLs fill in those not given.
+    pub fn resolve_with(
+        self,
+        path: &Path,
+        person: Option<(PathBuf, Login)>,
+    ) -> anyhow::Result<Settings> {
         let from_env = |name: &str, value: Option<String>| env(name).or(value);
-        let controller = from_env("ICKTOOL_CONTROLLER", self.controller);
-        let artifact_store = from_env("ICKTOOL_ARTIFACT_STORE", self.artifact_store);
-        let Some(idp) = from_env("ICKTOOL_IDP", self.idp) else {
+        let client_id = from_env("ICKTOOL_CLIENT_ID", self.client_id);
+        let person = person.filter(|_| client_id.is_none());
+        let (login_controller, login_store, login_idp) = match &person {
+            Some((_, login)) => (
+                login.controller.clone(),
+                login.artifact_store.clone(),
+                Some(login.idp.clone()),
+            ),
+            None => (None, None, None),
+        };
+        let controller = from_env("ICKTOOL_CONTROLLER", self.controller.or(login_controller));
+        let artifact_store = from_env(
+            "ICKTOOL_ARTIFACT_STORE",
+            self.artifact_store.or(login_store),
+        );
+        let Some(idp) = from_env("ICKTOOL_IDP", self.idp.or(login_idp)) else {
             bail!(
                 "{} names no `idp` (the IDP's URL, e.g. http://127.0.0.1:7421)",
                 path.display()
             );
         };
-        let Some(client_id) = from_env("ICKTOOL_CLIENT_ID", self.client_id) else {
-            bail!("{} names no `client_id`", path.display());
+        if let Some((file, login)) = person {
+            return Ok(Settings {
+                path: path.to_path_buf(),
+                controller,
+                idp,
+                artifact_store,
+                identity: Identity::Person { file, login },
+            });
+        }
+        let Some(client_id) = client_id else {
+            bail!(
+                "{} names no `client_id`, and no one is logged in: run `icktool login`",
+                path.display()
+            );
         };
         let secret_file = self.client_secret_file.map(|file| beside(path, &file));
         let secret = ick_api::secret::resolve(
@@ -159,8 +236,10 @@ impl ConfigFile {
             controller,
             idp,
             artifact_store,
-            client_id,
-            client_secret,
+            identity: Identity::Client {
+                id: client_id,
+                secret: client_secret,
+            },
         })
     }
 }
@@ -174,6 +253,12 @@ fn beside(config: &Path, file: &Path) -> PathBuf {
 /// stderr when a file holding a secret is readable by others.
 pub fn load(explicit: Option<&Path>) -> anyhow::Result<Settings> {
     let path = explicit.map(Path::to_path_buf).unwrap_or_else(default_path);
+    let tokens = crate::tokens::path();
+    let person = crate::tokens::read(&tokens)?.map(|login| (tokens, login));
+    // A person logged in needs no config file at the default place.
+    if explicit.is_none() && person.is_some() && !path.exists() {
+        return ConfigFile::default().resolve_with(&path, person);
+    }
     let file = ConfigFile::read(&path)?;
     let holder = match &file.client_secret_file {
         Some(secret_file) => Some(beside(&path, secret_file)),
@@ -186,7 +271,7 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Settings> {
             holder.display()
         );
     }
-    file.resolve(&path)
+    file.resolve_with(&path, person)
 }
 
 #[cfg(test)]
@@ -205,6 +290,7 @@ mod tests {
             client_id: Some("abc".into()),
             client_secret: Some(Secret::new("s3cret")),
             client_secret_file: None,
+            login_client_id: None,
         };
         file.write(&path).expect("written");
         let mode = std::fs::metadata(&path)
@@ -240,6 +326,9 @@ mod tests {
         let settings = file
             .resolve(&dir.path().join("icktool.yaml"))
             .expect("resolves");
-        assert_eq!(settings.client_secret.expose(), "from-file");
+        match settings.identity {
+            Identity::Client { secret, .. } => assert_eq!(secret.expose(), "from-file"),
+            other => panic!("not a client: {other:?}"),
+        }
     }
 }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use anyhow::bail;
 use ick_api::blobs::BlobClient;
 use ick_api::idp::{IdpAdmin, IdpAdminError};
-use ick_api::{Problem, TokenSource};
+use ick_api::{PersonTokens, Problem, TokenError, TokenSource};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::{self, Settings};
+use crate::config::{self, Identity, Settings};
+use crate::tokens::Login;
 
 /// Which service a request goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,17 +88,35 @@ impl Ick {
 
     pub fn from_settings(settings: Settings) -> Ick {
         let http = ick_api::http::client();
-        let tokens = Arc::new(TokenSource::new(
-            http.clone(),
-            ick_api::http::join(&settings.idp, ick_api::oauth::TOKEN_PATH),
-            settings.client_id.clone(),
-            settings.client_secret.clone(),
-            None,
-        ));
+        let token_url = ick_api::http::join(&settings.idp, ick_api::oauth::TOKEN_PATH);
+        let tokens = match &settings.identity {
+            Identity::Client { id, secret } => {
+                TokenSource::new(http.clone(), token_url, id.clone(), secret.clone(), None)
+            }
+            Identity::Person { file, login } => {
+                let (file, kept) = (file.clone(), login.clone());
+                // The rotated refresh token is written before it is used:
+                // the old one is spent, and the next run needs the new one.
+                let keep = Box::new(move |next: &PersonTokens| {
+                    let login = Login {
+                        tokens: next.clone(),
+                        ..kept.clone()
+                    };
+                    crate::tokens::write(&file, &login).map_err(|e| format!("{e:#}"))
+                });
+                TokenSource::person(
+                    http.clone(),
+                    token_url,
+                    login.client_id.clone(),
+                    login.tokens.clone(),
+                    keep,
+                )
+            }
+        };
         Ick {
             http,
             settings,
-            tokens,
+            tokens: Arc::new(tokens),
         }
     }
 
@@ -121,12 +140,21 @@ impl Ick {
 
     /// A token, or a sentence saying why there is none.
     pub async fn token(&self) -> anyhow::Result<String> {
-        self.tokens.token().await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot get a token as client {}: {e}",
-                self.settings.client_id
-            )
-        })
+        self.tokens.token().await.map_err(|e| self.token_error(e))
+    }
+
+    /// Why no token could be had, as a sentence: for a person whose
+    /// refresh is refused, that they must log in again.
+    pub fn token_error(&self, e: TokenError) -> anyhow::Error {
+        match (&self.settings.identity, &e) {
+            (Identity::Person { .. }, TokenError::Refused { .. }) => {
+                anyhow::anyhow!("your login has expired or was revoked: run icktool login ({e})")
+            }
+            (Identity::Person { .. }, _) => anyhow::anyhow!("cannot renew your login: {e}"),
+            (Identity::Client { id, .. }, _) => {
+                anyhow::anyhow!("cannot get a token as client {id}: {e}")
+            }
+        }
     }
 
     /// Sends the request `make` builds to `service` with a token; on 401,
@@ -229,10 +257,7 @@ impl Ick {
                 problem,
             }
             .into(),
-            IdpAdminError::Token(e) => anyhow::anyhow!(
-                "cannot get a token as client {}: {e}",
-                self.settings.client_id
-            ),
+            IdpAdminError::Token(e) => self.token_error(e),
             IdpAdminError::Transport { url, source } => {
                 anyhow::anyhow!("cannot reach the IDP at {url}: {}", chain(&source))
             }

@@ -1,6 +1,7 @@
 //! `icktool`: how people use Ick. Every command talks to the services over
-//! their HTTP APIs with a client-credentials token; `icktool up` runs the
-//! whole suite, each service's binary a child of its own.
+//! their HTTP APIs with a client-credentials token, or a person's token
+//! from `icktool login`; `icktool up` runs the whole suite, each service's
+//! binary a child of its own.
 //!
 //! Exit codes: 0 success; 1 a followed build failed or was cancelled; 2
 //! anything else that went wrong (usage, config, network, refusals).
@@ -11,6 +12,7 @@ mod connection;
 mod definitions;
 mod follow;
 mod output;
+mod tokens;
 mod up;
 mod up_config;
 
@@ -72,6 +74,12 @@ enum Command {
     Up(up::UpArgs),
     /// Who you are, and whether each service answers.
     Status,
+    /// Log in as a person: open the URL shown in any browser and enter the code.
+    Login(commands::login::LoginArgs),
+    /// Log out: revoke your login at the IDP and forget its tokens.
+    Logout,
+    /// Who the services see: your user and groups, or the machine client.
+    Whoami,
     /// Create or change projects and pipelines from YAML files.
     #[command(alias = "make-it-so")]
     Apply(commands::apply::ApplyArgs),
@@ -162,6 +170,9 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Up(up_args) => up::run(up_args, config).await,
         Command::Completions(c) => completions::run(c),
         Command::Status => status::run(config, &out).await,
+        Command::Login(l) => login::login(config, l).await,
+        Command::Logout => login::logout().await,
+        Command::Whoami => whoami::run(&Ick::connect(config)?, &out).await,
         Command::Apply(a) => apply::run(&Ick::connect(config)?, a, &out).await,
         Command::Project(c) => {
             definition::run(&Ick::connect(config)?, definition::Kind::Project, c, &out).await

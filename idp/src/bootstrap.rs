@@ -88,6 +88,47 @@ impl Bootstrap {
         Ok((made.client.id, Secret::new(secret)))
     }
 
+    /// Makes sure public client `name` exists, enabled, with `scopes` and
+    /// the device grant (what `icktool login` logs people in through);
+    /// answers its id. An existing client of that name keeps its id.
+    pub async fn device_client(&self, name: &str, scopes: ScopeSet) -> anyhow::Result<String> {
+        if let Some(record) = self.store.find(name).await? {
+            if !(record.public && record.device) {
+                anyhow::bail!(
+                    "client {name} exists but is not a public client with the device grant: \
+                     delete it, and `up` makes it again"
+                );
+            }
+            clients::update(
+                &self.store,
+                &Actor::local(PROGRAM),
+                &record.id,
+                Some(scopes),
+                Some(true),
+                WorkerAttributes::default(),
+                None,
+            )
+            .await?;
+            return Ok(record.id);
+        }
+        let login = clients::LoginSettings {
+            redirect_uris: Vec::new(),
+            public: true,
+            device: true,
+        };
+        let made = clients::create(
+            &self.store,
+            &Actor::local(PROGRAM),
+            name,
+            scopes,
+            &self.audience,
+            WorkerAttributes::default(),
+            login,
+        )
+        .await?;
+        Ok(made.client.id)
+    }
+
     /// Removes client `name`, if there is one.
     pub async fn remove(&self, name: &str) -> anyhow::Result<()> {
         if let Some(record) = self.store.find(name).await? {

@@ -73,6 +73,7 @@ impl From<&ClientRecord> for ClientInfo {
             worker: c.worker_identity(),
             redirect_uris: c.redirect_uris.clone(),
             public: c.public,
+            device: c.device,
         }
     }
 }
@@ -108,8 +109,10 @@ fn check_redirect_uris(uris: &[String]) -> Result<(), IdpError> {
 pub struct LoginSettings {
     /// Where codes may be sent.
     pub redirect_uris: Vec<String>,
-    /// No secret: login only, with PKCE.
+    /// No secret: login only, with PKCE (or the device grant).
     pub public: bool,
+    /// The device grant (RFC 8628) is allowed.
+    pub device: bool,
 }
 
 /// What an admin says of a worker client: its name and labels, either or
@@ -159,9 +162,11 @@ pub async fn create(
         return Err(IdpError::BadRequest("audience must not be empty".into()));
     }
     check_redirect_uris(&login.redirect_uris)?;
-    if login.public && login.redirect_uris.is_empty() {
+    if login.public && login.redirect_uris.is_empty() && !login.device {
         return Err(IdpError::BadRequest(
-            "a public client is for logging people in: give it a redirect URI".into(),
+            "a public client is for logging people in: give it a redirect URI, \
+             or allow it the device grant"
+                .into(),
         ));
     }
     if login.public && scopes.contains(Scope::WorkRun) {
@@ -189,6 +194,7 @@ pub async fn create(
         worker: None,
         redirect_uris: login.redirect_uris,
         public: login.public,
+        device: login.device,
     };
     set_worker(&mut record, worker)?;
     let info = ClientInfo::from(&record);
@@ -248,7 +254,7 @@ pub async fn update(
                 }
                 set_worker(record, worker)?;
                 if let Some(uris) = redirect_uris {
-                    if record.public && uris.is_empty() {
+                    if record.public && uris.is_empty() && !record.device {
                         return Err(IdpError::BadRequest(
                             "a public client needs a redirect URI".into(),
                         ));

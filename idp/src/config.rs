@@ -51,6 +51,9 @@ pub struct Config {
     /// ("Sign in with NAME" on the login page).
     #[serde(default)]
     pub upstream: Vec<UpstreamConfig>,
+    /// The device authorization grant (`icktool login`).
+    #[serde(default)]
+    pub device: DeviceSettings,
 }
 
 /// One upstream OpenID provider, as configured; checked by
@@ -83,6 +86,36 @@ fn default_upstream_claim() -> String {
 
 fn default_upstream_scopes() -> String {
     "openid profile email".to_string()
+}
+
+/// The device authorization grant (RFC 8628).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceSettings {
+    /// How long a person has to type the code and approve (default 10 minutes).
+    #[serde(default = "default_device_code_lifetime", with = "humantime_serde")]
+    pub code_lifetime: Duration,
+    /// How long a device waits between polls at first (default 5 s;
+    /// whole seconds, at least 1).
+    #[serde(default = "default_device_interval", with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for DeviceSettings {
+    fn default() -> Self {
+        DeviceSettings {
+            code_lifetime: default_device_code_lifetime(),
+            interval: default_device_interval(),
+        }
+    }
+}
+
+fn default_device_code_lifetime() -> Duration {
+    Duration::from_secs(10 * 60)
+}
+
+fn default_device_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// Limits on failed client authentication.
@@ -143,6 +176,15 @@ impl Config {
         }
         if config.refresh_token_lifetime <= config.token_lifetime {
             anyhow::bail!("refresh_token_lifetime must be longer than token_lifetime");
+        }
+        let device = &config.device;
+        if device.interval < Duration::from_secs(1)
+            || device.interval.subsec_nanos() != 0
+            || device.code_lifetime <= device.interval
+        {
+            anyhow::bail!(
+                "device: interval must be whole seconds, at least 1s, and code_lifetime longer"
+            );
         }
         let limits = &config.auth_failures;
         if limits.max_failures == 0 || limits.max_failures_per_peer < limits.max_failures {

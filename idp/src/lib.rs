@@ -18,6 +18,7 @@ mod routes;
 pub mod store;
 mod tokens;
 pub mod upstream;
+mod user_code;
 
 use std::sync::{Arc, RwLock};
 

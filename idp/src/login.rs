@@ -287,6 +287,7 @@ mod tests {
             worker: None,
             redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
             public: true,
+            device: false,
         }
     }
 

@@ -60,9 +60,14 @@ enum ClientCommand {
         /// Where people logging in through it may be sent back (repeat).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
-        /// A public client: no secret, it may only log people in (PKCE).
+        /// A public client: no secret, it may only log people in (PKCE,
+        /// or the device grant).
         #[arg(long)]
         public: bool,
+        /// Allow the device grant (RFC 8628): a command line such as
+        /// `icktool login` shows a code that the person types into any browser.
+        #[arg(long)]
+        device: bool,
     },
     /// Create client NAME, or give the one of that name these scopes (and
     /// worker name), enable it and a new secret; print its id and secret
@@ -79,6 +84,10 @@ enum ClientCommand {
         /// change nothing and print only its id.
         #[arg(long)]
         keep_secret_stdin: bool,
+        /// A public client with the device grant (`icktool login`), no
+        /// secret: print only its id.
+        #[arg(long, conflicts_with_all = ["worker_name", "keep_secret_stdin"])]
+        device: bool,
     },
     /// Delete client NAME, if there is one.
     Delete { name: String },
@@ -150,6 +159,7 @@ async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
             labels,
             redirect_uris,
             public,
+            device,
         } => {
             let scopes = clients::parse_scopes(&scopes)?;
             let audience = audience.unwrap_or_else(|| config.default_audience.clone());
@@ -160,6 +170,7 @@ async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
             let login = clients::LoginSettings {
                 redirect_uris,
                 public,
+                device,
             };
             let created = clients::create(
                 &store,
@@ -188,8 +199,14 @@ async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
             scopes,
             worker_name,
             keep_secret_stdin,
+            device,
         } => {
             let clients = Bootstrap::open(&config).await?;
+            if device {
+                let scopes = clients::parse_scopes(&scopes)?;
+                println!("client_id: {}", clients.device_client(&name, scopes).await?);
+                return Ok(());
+            }
             if keep_secret_stdin {
                 let mut secret = String::new();
                 std::io::stdin()

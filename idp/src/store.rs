@@ -14,10 +14,12 @@ use crate::error::IdpError;
 use audit::Note;
 
 pub mod audit;
+mod device;
 mod grants;
 mod people;
 mod upstream;
 
+pub use device::{DeviceCode, DeviceLogin, Polled};
 pub use grants::{CodeRecord, FamilyRecord, LoginAttempt, Redeemed, Refreshed};
 pub use people::{GroupRecord, UserRecord};
 pub use upstream::UpstreamLogin;
@@ -40,6 +42,8 @@ pub struct ClientRecord {
     pub redirect_uris: Vec<String>,
     /// No secret: it may only log people in, with PKCE.
     pub public: bool,
+    /// It may log people in by the device grant (RFC 8628).
+    pub device: bool,
 }
 
 impl ClientRecord {
@@ -69,7 +73,7 @@ static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 macro_rules! columns {
     () => {
         "id, name, secret_sha256, scopes, audience, enabled, created_at, updated_at, worker, \
-         redirect_uris, public"
+         redirect_uris, public, device"
     };
 }
 
@@ -110,7 +114,7 @@ impl Store {
         let result = sqlx::query(concat!(
             "INSERT INTO clients (",
             columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&client.id)
         .bind(&client.name)
@@ -123,6 +127,7 @@ impl Store {
         .bind(worker_json(client)?)
         .bind(uris_json(&client.redirect_uris)?)
         .bind(i64::from(client.public))
+        .bind(i64::from(client.device))
         .execute(&mut *tx)
         .await;
         match result {
@@ -286,6 +291,7 @@ fn decode(row: &sqlx::any::AnyRow) -> Result<ClientRecord, IdpError> {
         redirect_uris: serde_json::from_str(&row.try_get::<String, _>("redirect_uris")?)
             .map_err(|e| IdpError::Internal(format!("stored redirect_uris: {e}")))?,
         public: row.try_get::<i64, _>("public")? != 0,
+        device: row.try_get::<i64, _>("device")? != 0,
     })
 }
 

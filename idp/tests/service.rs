@@ -35,7 +35,16 @@ async fn discovery_and_jwks_describe_the_issuer_and_its_ed25519_key() {
     assert_eq!(doc["token_endpoint"], format!("{}/token", idp.url()));
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["authorization_code", "refresh_token", "client_credentials"])
+        serde_json::json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:device_code"
+        ])
+    );
+    assert_eq!(
+        doc["device_authorization_endpoint"],
+        format!("{}/device_authorization", idp.url())
     );
     assert_eq!(
         doc["token_endpoint_auth_methods_supported"],

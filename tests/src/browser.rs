@@ -124,6 +124,59 @@ impl Browser {
         }
     }
 
+    /// The form of an answer (a page that a step answered with), its
+    /// action resolved against `base`.
+    pub fn form_of(answer: &Answer, base: &str) -> LoginPage {
+        let base = url::Url::parse(base).expect("absolute URL");
+        let action = hidden_action(&answer.body)
+            .map(|a| base.join(&a).expect("action resolves").to_string())
+            .unwrap_or_else(|| base.to_string());
+        LoginPage {
+            status: answer.status,
+            csrf: hidden_field(&answer.body, "csrf"),
+            html: answer.body.clone(),
+            action,
+        }
+    }
+
+    /// Logs a device in at `verification_uri`: types `user_code`, logs in
+    /// as `username` with `password`, then approves (or denies); answers
+    /// the last page.
+    pub async fn approve_device(
+        &mut self,
+        verification_uri: &str,
+        user_code: &str,
+        username: &str,
+        password: &str,
+        approve: bool,
+    ) -> Answer {
+        let page = self.login_page(verification_uri).await;
+        assert_eq!(page.status, StatusCode::OK, "code form: {}", page.html);
+        let login = self.submit(&page, &[("user_code", user_code)]).await;
+        assert_eq!(login.status, StatusCode::OK, "login form: {}", login.body);
+        let login = Self::form_of(&login, verification_uri);
+        let csrf = login.csrf.clone().expect("the login form has a csrf field");
+        let consent = self
+            .submit(
+                &login,
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("username", username),
+                    ("password", password),
+                ],
+            )
+            .await;
+        assert_eq!(consent.status, StatusCode::OK, "consent: {}", consent.body);
+        let consent = Self::form_of(&consent, verification_uri);
+        let csrf = consent
+            .csrf
+            .clone()
+            .expect("the consent form has a csrf field");
+        let decision = if approve { "approve" } else { "deny" };
+        self.submit(&consent, &[("csrf", csrf.as_str()), ("decision", decision)])
+            .await
+    }
+
     /// Posts the login form with `fields` (and the browser's cookie).
     pub async fn submit(&mut self, page: &LoginPage, fields: &[(&str, &str)]) -> Answer {
         let mut request = self.http.post(&page.action).form(fields);

@@ -168,6 +168,34 @@ impl TestIdp {
         }
     }
 
+    /// Creates a public client with the device grant (what `icktool
+    /// login` logs people in through), with the CLI.
+    pub fn create_device_client(&self, name: &str, scopes: &[&str]) -> Credentials {
+        let mut extra = vec!["--public", "--device"];
+        for scope in scopes {
+            extra.extend(["--scope", scope]);
+        }
+        let mut args = vec!["client", "create", name];
+        args.extend(extra);
+        let out = self.run(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "client create failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let id = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("client_id:"))
+            .unwrap_or_else(|| panic!("no client_id in {stdout}"))
+            .trim()
+            .to_string();
+        Credentials {
+            id,
+            secret: String::new(),
+        }
+    }
+
     /// Creates user `name` with `password` through the admin API.
     pub async fn create_user(&self, name: &str, password: &str) {
         let token = self.admin_token().await;

@@ -155,6 +155,21 @@ fn a_second_up_finds_everything_as_it_was() {
         workers.stdout.contains("local-1-") && workers.stdout.contains("local-2-"),
         "{workers}"
     );
+    // People log in (`icktool login`) through the public client up makes.
+    let login: ick_api::oauth::ClientInfo = icktool(
+        &config,
+        &["client", "show", "icktool", "--output", "json"],
+        &[],
+    )
+    .ok()
+    .json();
+    assert!(login.public && login.device, "{login:?}");
+    assert!(
+        !login.scopes.contains(ick_api::Scope::IdpAdmin),
+        "{login:?}"
+    );
+    assert!(!login.scopes.contains(ick_api::Scope::WorkRun), "{login:?}");
+    assert_eq!(first["login_client_id"].as_str(), Some(login.id.as_str()));
     up.interrupt();
 
     let mut again = Up::start(cwd.path(), &["--dir", "state", "--port", "0"]);
@@ -165,6 +180,10 @@ fn a_second_up_finds_everything_as_it_was() {
         "the same admin client"
     );
     assert_eq!(second["client_secret"], first["client_secret"]);
+    assert_eq!(
+        second["login_client_id"], first["login_client_id"],
+        "the same login client"
+    );
     let builds: BuildList = icktool(&config, &["build", "list", "--output", "json"], &[])
         .ok()
         .json();

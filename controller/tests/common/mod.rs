@@ -86,6 +86,7 @@ impl Env {
             labels: None,
             redirect_uris: vec![],
             public: false,
+            device: false,
         };
         let admin = self.idp.admin_token().await;
         let response = self

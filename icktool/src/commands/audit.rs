@@ -78,7 +78,7 @@ pub async fn run(ick: &Ick, args: AuditArgs, out: &Out) -> anyhow::Result<Exit> 
             list.entries.extend(idp.entries);
             // Two logs merged have no one cursor to go on from.
             list.next = None;
-            list.entries.sort_by(|a, b| b.at.cmp(&a.at));
+            list.entries.sort_by_key(|e| std::cmp::Reverse(e.at));
             list.entries.truncate(args.limit as usize);
         }
     }

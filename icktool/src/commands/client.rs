@@ -41,6 +41,10 @@ pub enum ClientCommand {
         /// it may only log people in, with PKCE.
         #[arg(long, conflicts_with = "write_config")]
         public: bool,
+        /// Allow the device grant (RFC 8628), as `icktool login` uses:
+        /// with --public, a client people log in through from a command line.
+        #[arg(long)]
+        device: bool,
         /// Also write an icktool config (mode 0600) for the new client,
         /// with this config's URLs.
         #[arg(long, value_name = "FILE")]
@@ -92,6 +96,7 @@ pub async fn run(ick: &Ick, command: ClientCommand, out: &Out) -> anyhow::Result
             labels,
             redirect_uris,
             public,
+            device,
             write_config,
         } => {
             // Checked first: a refusal must not leave a client behind.
@@ -112,6 +117,7 @@ pub async fn run(ick: &Ick, command: ClientCommand, out: &Out) -> anyhow::Result
                 labels,
                 redirect_uris,
                 public,
+                device,
             };
             let created: ClientWithSecret = ick
                 .call(Service::Idp, Method::POST, "/clients", Some(&body))
@@ -124,6 +130,7 @@ pub async fn run(ick: &Ick, command: ClientCommand, out: &Out) -> anyhow::Result
                     client_id: Some(created.client.id.clone()),
                     client_secret: Some(ick_api::Secret::new(secret.clone())),
                     client_secret_file: None,
+                    login_client_id: None,
                 };
                 file.write(path)?;
             }
@@ -242,7 +249,10 @@ fn info_text(c: &ClientInfo) -> String {
         c.audience
     );
     if c.public {
-        text.push_str("public:        yes (no secret; login with PKCE only)\n");
+        text.push_str("public:        yes (no secret; people log in through it)\n");
+    }
+    if c.device {
+        text.push_str("device grant:  yes (icktool login)\n");
     }
     for uri in &c.redirect_uris {
         text.push_str(&format!("redirect_uri:  {uri}\n"));

@@ -78,7 +78,7 @@ pub async fn run(config: Option<&Path>, out: &Out) -> anyhow::Result<Exit> {
         && services.iter().all(|s| s.reachable && s.ready);
     let status = Status {
         config: ick.settings.path.display().to_string(),
-        client_id: ick.settings.client_id.clone(),
+        client_id: ick.settings.client_id().to_string(),
         token,
         services,
     };

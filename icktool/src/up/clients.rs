@@ -79,6 +79,19 @@ impl IdpClients<'_> {
         Ok((id, field("client_secret:").map(Secret::new)))
     }
 
+    /// The public client `name` with the device grant and `scopes` (made,
+    /// or kept with these scopes); answers its id.
+    pub async fn device(&self, name: &str, scopes: &ScopeSet) -> anyhow::Result<String> {
+        let scopes = scopes.to_string();
+        let out = self
+            .run(&["issue", name, "--scope", &scopes, "--device"], None)
+            .await?;
+        out.lines()
+            .find_map(|l| l.strip_prefix("client_id:"))
+            .map(|v| v.trim().to_string())
+            .context("`ick-idp client issue --device` printed no client_id")
+    }
+
     /// Deletes client `name`, if there is one.
     pub async fn delete(&self, name: &str) -> anyhow::Result<()> {
         self.run(&["delete", name], None).await.map(|_| ())

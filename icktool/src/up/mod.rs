@@ -45,6 +45,8 @@ const ADMIN_CLIENT: &str = "icktool-admin";
 /// The workers' clients are this and `-N`; this alone, the client all
 /// workers once shared, is deleted.
 const WORKER_CLIENT: &str = "icktool-worker";
+/// The public client people log in through with `icktool login`.
+pub const LOGIN_CLIENT: &str = "icktool";
 /// The demo's definitions, built in so that `--demo` works from anywhere.
 const HELLO: &str = include_str!("../../../examples/hello/hello.yaml");
 
@@ -262,6 +264,8 @@ struct Started {
     controller: String,
     idp: String,
     store: String,
+    /// The public client people log in through (`icktool login`).
+    login_client_id: String,
 }
 
 pub async fn run(args: UpArgs, config_file: Option<&Path>) -> anyhow::Result<Exit> {
@@ -335,6 +339,7 @@ pub async fn run(args: UpArgs, config_file: Option<&Path>) -> anyhow::Result<Exi
         client_id: Some(admin_id),
         client_secret: Some(admin_secret),
         client_secret_file: None,
+        login_client_id: Some(started.login_client_id.clone()),
     };
     file.write(&config_path)?;
 
@@ -500,6 +505,13 @@ async fn start_all(
         config: &idp_config,
     };
     let (admin_id, admin_secret, created) = admin_client(&clients, config_path).await?;
+    // A person's tokens get what their roles allow at the controller;
+    // never the IDP's admin API, nor a worker's.
+    let people: ScopeSet = Scope::ALL
+        .into_iter()
+        .filter(|s| !matches!(s, Scope::IdpAdmin | Scope::WorkRun))
+        .collect();
+    let login_client_id = clients.device(LOGIN_CLIENT, &people).await?;
     let worker_scopes: ScopeSet = [Scope::WorkRun, Scope::BlobsRead, Scope::BlobsWrite]
         .into_iter()
         .collect();
@@ -620,6 +632,7 @@ async fn start_all(
             controller: controller_url,
             idp: idp_url,
             store: store_url,
+            login_client_id,
         },
         admin_id,
         admin_secret,

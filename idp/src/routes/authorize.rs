@@ -27,7 +27,7 @@ use crate::people::{Name, password_matches};
 use crate::store::{ClientRecord, CodeRecord, LoginAttempt, UserRecord};
 
 /// The browser's login cookie.
-const COOKIE: &str = "ick_login";
+pub(super) const COOKIE: &str = "ick_login";
 /// How long a login form may be filled in.
 const FORM_LIFETIME_MS: i64 = 10 * 60 * 1000;
 /// How long a code lives (it is for the client to exchange at once).
@@ -81,7 +81,7 @@ pub(super) fn pairs(text: &[u8]) -> Result<HashMap<String, String>, String> {
 }
 
 /// The value of cookie `name` in the request, if any.
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(super) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -156,18 +156,9 @@ pub(super) async fn show(
     let Some(client) = client else {
         return error_page(StatusCode::BAD_REQUEST, "Unknown application.");
     };
-    // One cookie per browser, shared by its tabs: a second login form
-    // must not break the first.
-    let existing = cookie(&headers, COOKIE)
-        .filter(|v| v.len() == 43)
-        .map(str::to_string);
-    let (csrf, browser) = match (new_secret(), existing) {
-        (Ok(csrf), Some(b)) => (csrf, Secret::new(b)),
-        (Ok(csrf), None) => match new_secret() {
-            Ok(b) => (csrf, b),
-            Err(e) => return failed(e),
-        },
-        (Err(e), _) => return failed(e),
+    let (csrf, browser) = match (new_secret(), browser_cookie(&headers)) {
+        (Ok(csrf), Ok(browser)) => (csrf, browser),
+        (Err(e), _) | (_, Err(e)) => return failed(e),
     };
     let now = now_ms();
     let attempt = LoginAttempt {
@@ -187,6 +178,7 @@ pub(super) async fn show(
     let mut response = login_form(
         StatusCode::OK,
         &LoginForm {
+            action: "authorize",
             client_name: &client.name,
             csrf: csrf.expose(),
             username: "",
@@ -194,6 +186,21 @@ pub(super) async fn show(
             upstreams: state.upstreams.list(),
         },
     );
+    set_browser_cookie(&state, &mut response, &browser);
+    response
+}
+
+/// The browser's login cookie: the one it has, or a new one. One per
+/// browser, shared by its tabs: a second login form must not break the first.
+pub(super) fn browser_cookie(headers: &HeaderMap) -> Result<Secret, IdpError> {
+    match cookie(headers, COOKIE).filter(|v| v.len() == 43) {
+        Some(existing) => Ok(Secret::new(existing)),
+        None => new_secret(),
+    }
+}
+
+/// Sends the browser its login cookie.
+pub(super) fn set_browser_cookie(state: &AppState, response: &mut Response, browser: &Secret) {
     let secure = if state.issuer.starts_with("https:") {
         "; Secure"
     } else {
@@ -206,7 +213,77 @@ pub(super) async fn show(
     if let Ok(value) = HeaderValue::from_str(&set) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
-    response
+}
+
+/// Why a username and password did not log in.
+pub(super) enum PasswordRefused {
+    /// Too many failures: try again in this many seconds.
+    TooMany(u64),
+    /// Wrong, unknown, without a password, or disabled: not told apart.
+    Wrong,
+    Failed(IdpError),
+}
+
+/// Checks `username`'s `password`, rate-limited per user and peer.
+pub(super) async fn check_password(
+    state: &AppState,
+    peer: SocketAddr,
+    username: &str,
+    password: Secret,
+) -> Result<UserRecord, PasswordRefused> {
+    let guesses = Guesses::new(&state.failures, "login", username, peer.ip());
+    let blocked = guesses.blocked_for(&state.config.auth_failures);
+    if let Some(wait) = blocked {
+        tracing::warn!(user = %username, peer = %peer.ip(), "logins refused after failed attempts");
+        return Err(PasswordRefused::TooMany(wait.as_secs().max(1)));
+    }
+    let user = match Name::parse("user", username) {
+        Ok(name) => state
+            .store
+            .user_by_name(name.as_str())
+            .await
+            .map_err(PasswordRefused::Failed)?,
+        Err(_) => None,
+    };
+    // The same work for an unknown user, a user without a password, and a
+    // wrong password, so that neither answers nor timing tell them apart.
+    let hash = user
+        .as_ref()
+        .and_then(|u| u.password_hash.clone())
+        .unwrap_or_else(|| state.dummy_hash.to_string());
+    let matches = password_matches(password, hash).await;
+    match user {
+        Some(user) if matches && user.password_hash.is_some() && user.enabled => {
+            guesses.succeeded();
+            Ok(user)
+        }
+        _ => {
+            guesses.failed();
+            tracing::info!(user = %username, peer = %peer.ip(), "login failed");
+            Err(PasswordRefused::Wrong)
+        }
+    }
+}
+
+/// The page for a refused login: the form again (`again`) with why.
+pub(super) fn password_refused(
+    refused: PasswordRefused,
+    again: impl Fn(StatusCode, &str) -> Response,
+) -> Response {
+    match refused {
+        PasswordRefused::TooMany(seconds) => {
+            let mut response = again(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many failed logins; try again in {seconds} s."),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+        }
+        PasswordRefused::Wrong => again(StatusCode::UNAUTHORIZED, WRONG),
+        PasswordRefused::Failed(e) => failed(e),
+    }
 }
 
 pub(super) async fn submit(
@@ -243,6 +320,7 @@ pub(super) async fn submit(
         login_form(
             status,
             &LoginForm {
+                action: "authorize",
                 client_name: &client.name,
                 csrf,
                 username,
@@ -252,44 +330,10 @@ pub(super) async fn submit(
         )
     };
 
-    let guesses = Guesses::new(&state.failures, "login", username, peer.ip());
-    let blocked = guesses.blocked_for(&state.config.auth_failures);
-    if let Some(wait) = blocked {
-        let seconds = wait.as_secs().max(1);
-        tracing::warn!(user = %username, peer = %peer.ip(), "logins refused after failed attempts");
-        let mut response = again(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many failed logins; try again in {seconds} s."),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        return response;
-    }
-
-    let user = match Name::parse("user", username) {
-        Ok(name) => match state.store.user_by_name(name.as_str()).await {
-            Ok(user) => user,
-            Err(e) => return failed(e),
-        },
-        Err(_) => None,
+    let user = match check_password(&state, peer, username, password).await {
+        Ok(user) => user,
+        Err(refused) => return password_refused(refused, again),
     };
-    // The same work for an unknown user, a user without a password, and a
-    // wrong password, so that neither answers nor timing tell them apart.
-    let hash = user
-        .as_ref()
-        .and_then(|u| u.password_hash.clone())
-        .unwrap_or_else(|| state.dummy_hash.to_string());
-    let matches = password_matches(password, hash).await;
-    let user = match user {
-        Some(user) if matches && user.password_hash.is_some() && user.enabled => user,
-        _ => {
-            guesses.failed();
-            tracing::info!(user = %username, peer = %peer.ip(), "login failed");
-            return again(StatusCode::UNAUTHORIZED, WRONG);
-        }
-    };
-    guesses.succeeded();
     complete(&state, &attempt, &client, &user, now).await
 }
 

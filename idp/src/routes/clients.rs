@@ -31,6 +31,7 @@ pub(super) async fn create(
     let login = clients::LoginSettings {
         redirect_uris: body.redirect_uris,
         public: body.public,
+        device: body.device,
     };
     let created = clients::create(
         &state.store,

@@ -5,7 +5,8 @@ use axum::response::IntoResponse;
 use ick_api::Scope;
 use ick_api::http::join;
 use ick_api::oauth::{
-    AUTHORIZE_PATH, DiscoveryDocument, JWKS_PATH, REVOKE_PATH, TOKEN_PATH, USERINFO_PATH,
+    AUTHORIZE_PATH, DEVICE_AUTHORIZATION_PATH, DEVICE_CODE_GRANT, DiscoveryDocument, JWKS_PATH,
+    REVOKE_PATH, TOKEN_PATH, USERINFO_PATH,
 };
 
 use crate::AppState;
@@ -21,14 +22,13 @@ pub(super) async fn configuration(State(state): State<AppState>) -> Json<Discove
         authorization_endpoint: Some(join(&issuer, AUTHORIZE_PATH)),
         userinfo_endpoint: Some(join(&issuer, USERINFO_PATH)),
         revocation_endpoint: Some(join(&issuer, REVOKE_PATH)),
-        // The device grant (RFC 8628) is not served yet; it is listed
-        // once it is.
-        device_authorization_endpoint: None,
+        device_authorization_endpoint: Some(join(&issuer, DEVICE_AUTHORIZATION_PATH)),
         issuer,
         grant_types_supported: strings(&[
             "authorization_code",
             "refresh_token",
             "client_credentials",
+            DEVICE_CODE_GRANT,
         ]),
         response_types_supported: strings(&["code"]),
         code_challenge_methods_supported: strings(&["S256"]),

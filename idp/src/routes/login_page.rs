@@ -52,6 +52,8 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 
 /// What the form shows.
 pub(super) struct LoginForm<'a> {
+    /// Where it posts to.
+    pub action: &'a str,
     pub client_name: &'a str,
     pub csrf: &'a str,
     pub username: &'a str,
@@ -61,7 +63,7 @@ pub(super) struct LoginForm<'a> {
 }
 
 /// The login form (fields `username`, `password`, hidden `csrf`), POSTed
-/// back to `authorize` beside the page.
+/// to its `action`.
 pub(super) fn login_form(status: StatusCode, form: &LoginForm<'_>) -> Response {
     let error = form
         .error
@@ -70,7 +72,7 @@ pub(super) fn login_form(status: StatusCode, form: &LoginForm<'_>) -> Response {
     let body = format!(
         "<h1>Log in to Ick</h1>\
          <p>to continue to <strong>{client}</strong></p>{error}\
-         <form method=\"post\" action=\"authorize\">\
+         <form method=\"post\" action=\"{action}\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <label for=\"username\">Username</label>\
          <input type=\"text\" id=\"username\" name=\"username\" value=\"{username}\" \
@@ -79,6 +81,7 @@ pub(super) fn login_form(status: StatusCode, form: &LoginForm<'_>) -> Response {
          <input type=\"password\" id=\"password\" name=\"password\" \
          autocomplete=\"current-password\" required>\
          <button type=\"submit\">Log in</button></form>{upstreams}",
+        action = escape(form.action),
         client = escape(form.client_name),
         csrf = escape(form.csrf),
         username = escape(form.username),
@@ -106,6 +109,72 @@ fn upstream_links(csrf: &str, upstreams: &[crate::upstream::Upstream]) -> String
         })
         .collect();
     format!("<p>or</p>{links}")
+}
+
+/// The form where a person types the code a device shows (field
+/// `user_code`), POSTed to `action`.
+pub(super) fn user_code_form(
+    status: StatusCode,
+    action: &str,
+    user_code: &str,
+    error: Option<&str>,
+) -> Response {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>Log in a device to Ick</h1>\
+         <p>Type the code your device (e.g. <code>icktool login</code>) shows.</p>{error}\
+         <form method=\"post\" action=\"{action}\">\
+         <label for=\"user_code\">Code</label>\
+         <input type=\"text\" id=\"user_code\" name=\"user_code\" value=\"{code}\" \
+         autocomplete=\"off\" autocapitalize=\"characters\" spellcheck=\"false\" required autofocus>\
+         <button type=\"submit\">Continue</button></form>",
+        action = escape(action),
+        code = escape(user_code),
+    );
+    page(status, "Log in a device to Ick", &body)
+}
+
+/// What a device asks for, and who would give it.
+pub(super) struct Consent<'a> {
+    pub action: &'a str,
+    pub csrf: &'a str,
+    pub client_name: &'a str,
+    pub username: &'a str,
+    pub scope: &'a str,
+}
+
+/// The explicit approve or deny step of a device login (field
+/// `decision`: `approve` or `deny`, hidden `csrf`).
+pub(super) fn consent_form(consent: &Consent<'_>) -> Response {
+    let scope = if consent.scope.is_empty() {
+        "(no scopes)"
+    } else {
+        consent.scope
+    };
+    let body = format!(
+        "<h1>Approve this device?</h1>\
+         <p><strong>{client}</strong> asks to act as <strong>{user}</strong> with:</p>\
+         <p><code>{scope}</code></p>\
+         <p>Approve only if you started this login yourself, just now.</p>\
+         <form method=\"post\" action=\"{action}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button> \
+         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+        client = escape(consent.client_name),
+        user = escape(consent.username),
+        scope = escape(scope),
+        action = escape(consent.action),
+        csrf = escape(consent.csrf),
+    );
+    page(StatusCode::OK, "Approve this device?", &body)
+}
+
+/// A page that says how a step ended and offers nothing to submit.
+pub(super) fn message_page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = format!("<h1>{}</h1><p>{}</p>", escape(title), escape(message));
+    page(status, title, &body)
 }
 
 /// A page that says what went wrong and offers nothing to submit.

@@ -3,6 +3,7 @@
 mod audit;
 mod authorize;
 mod clients;
+mod device;
 mod discovery;
 mod login_page;
 mod oauth;
@@ -14,7 +15,8 @@ mod userinfo;
 use axum::Router;
 use axum::routing::{get, post, put};
 use ick_api::oauth::{
-    AUTHORIZE_PATH, DISCOVERY_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH, USERINFO_PATH,
+    AUTHORIZE_PATH, DEVICE_AUTHORIZATION_PATH, DEVICE_PATH, DISCOVERY_PATH, JWKS_PATH, REVOKE_PATH,
+    TOKEN_PATH, USERINFO_PATH,
 };
 
 use crate::AppState;
@@ -28,6 +30,10 @@ pub(crate) fn router(state: AppState) -> Router {
             get(userinfo::userinfo).post(userinfo::userinfo),
         )
         .route(REVOKE_PATH, post(userinfo::revoke))
+        .route(DEVICE_AUTHORIZATION_PATH, post(device::authorize))
+        .route(DEVICE_PATH, get(device::show).post(device::enter_code))
+        .route("/device/login", post(device::log_in))
+        .route("/device/decide", post(device::decide))
         .route(DISCOVERY_PATH, get(discovery::configuration))
         .route(JWKS_PATH, get(discovery::jwks))
         .route("/audit", get(audit::list))

@@ -1,7 +1,8 @@
 //! `POST /token`: the client-credentials grant (RFC 6749 §4.4) for
 //! machines; the authorization-code grant with PKCE (§4.1, RFC 7636) and
-//! the refresh-token grant (§6, rotating, RFC 9700 §4.14) for people. Errors
-//! exactly as §5.2 says.
+//! the refresh-token grant (§6, rotating, RFC 9700 §4.14) and the device
+//! grant (RFC 8628 §3.4) for people. Errors exactly as §5.2 (and RFC 8628
+//! §3.5) say.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,13 +13,13 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use ick_api::ScopeSet;
-use ick_api::oauth::TokenResponse;
+use ick_api::oauth::{DEVICE_CODE_GRANT, TokenResponse};
 
 use super::oauth::{OAuthError, authenticate, no_store, parse_form};
 use crate::AppState;
 use crate::clients::{hash_secret, new_secret};
 use crate::login::{self, GrantedScope};
-use crate::store::{ClientRecord, Redeemed, Refreshed, UserRecord};
+use crate::store::{ClientRecord, Polled, Redeemed, Refreshed, UserRecord};
 use crate::tokens::{self, IdTokenFor, Person};
 
 pub(super) async fn token(
@@ -54,11 +55,15 @@ async fn grant(
             let client = authenticate(state, peer, headers, &form, true).await?;
             refresh_token(state, &client, &form).await
         }
+        Some(DEVICE_CODE_GRANT) => {
+            let client = authenticate(state, peer, headers, &form, true).await?;
+            device_code(state, &client, &form).await
+        }
         Some(other) => Err(OAuthError::new(
             "unsupported_grant_type",
             format!(
                 "grant type {other:?} is not supported; use client_credentials, \
-                 authorization_code or refresh_token"
+                 authorization_code, refresh_token or {DEVICE_CODE_GRANT}"
             ),
         )),
     }
@@ -218,23 +223,38 @@ async fn authorization_code(
         }
         Redeemed::Refused(why) => return Err(OAuthError::new("invalid_grant", why)),
     };
-    let user = live_user(state, &code.user_id, &family_id).await?;
-    let refresh = new_secret()?;
-    state
-        .store
-        .insert_refresh_token(
-            &family_id,
-            &hash_secret(refresh.expose()),
-            now,
-            now + state.config.refresh_token_lifetime.as_millis() as i64,
-        )
-        .await?;
-    let granted = GrantedScope::parse_stored(&code.scope);
     let login = IdTokenFor {
         client,
         nonce: code.nonce.clone(),
         auth_time: code.auth_time,
     };
+    first_tokens(state, &family_id, &code.user_id, &code.scope, login, now).await
+}
+
+/// The tokens of a login just redeemed (a code, a device code) whose
+/// family `family_id` was started: its first refresh token, an access
+/// token and (for `openid`) an ID token.
+async fn first_tokens(
+    state: &AppState,
+    family_id: &str,
+    user_id: &str,
+    scope: &str,
+    login: IdTokenFor<'_>,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
+    let client = login.client;
+    let user = live_user(state, user_id, family_id).await?;
+    let refresh = new_secret()?;
+    state
+        .store
+        .insert_refresh_token(
+            family_id,
+            &hash_secret(refresh.expose()),
+            now,
+            now + state.config.refresh_token_lifetime.as_millis() as i64,
+        )
+        .await?;
+    let granted = GrantedScope::parse_stored(scope);
     tracing::info!(client_id = %client.id, user = %user.name, "tokens issued for a login");
     person_tokens(
         state,
@@ -243,6 +263,81 @@ async fn authorization_code(
         &granted,
         refresh.expose().to_string(),
         Some(login),
+    )
+    .await
+}
+
+/// RFC 8628 §3.4/3.5: a device polls with its device code.
+async fn device_code(
+    state: &AppState,
+    client: &ClientRecord,
+    form: &HashMap<String, String>,
+) -> Result<TokenResponse, OAuthError> {
+    let code = required(form, "device_code")?;
+    if !client.device {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "the client may not use the device grant",
+        ));
+    }
+    let family_id = uuid::Uuid::new_v4().to_string();
+    let now = now_ms();
+    let polled = state
+        .store
+        .poll_device_code(&hash_secret(code), &client.id, &family_id, now)
+        .await?;
+    let login = match polled {
+        Polled::Approved(login) => login,
+        Polled::Pending => {
+            return Err(OAuthError::new(
+                "authorization_pending",
+                "the person has not yet entered the code and approved",
+            ));
+        }
+        Polled::SlowDown => {
+            return Err(OAuthError::new(
+                "slow_down",
+                "polled sooner than the interval; wait 5 s longer from now on",
+            ));
+        }
+        Polled::Denied => {
+            return Err(OAuthError::new(
+                "access_denied",
+                "the person denied the login",
+            ));
+        }
+        Polled::Expired => {
+            return Err(OAuthError::new(
+                "expired_token",
+                "the device code has expired; start again",
+            ));
+        }
+        Polled::Unknown | Polled::OtherClient => {
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the device code is unknown",
+            ));
+        }
+        Polled::Reused => {
+            tracing::warn!(client_id = %client.id, "a device code was used twice; its tokens are revoked");
+            return Err(OAuthError::new(
+                "invalid_grant",
+                "the device code was used before; the tokens issued for it are revoked",
+            ));
+        }
+    };
+    let id_token = IdTokenFor {
+        client,
+        nonce: None,
+        auth_time: login.auth_time,
+    };
+    first_tokens(
+        state,
+        &family_id,
+        &login.user_id,
+        &login.scope,
+        id_token,
+        now,
     )
     .await
 }

@@ -78,7 +78,7 @@ pub enum Refreshed {
     Refused(String),
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
+pub(super) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// Revokes every family of user `user_id` (password change, disabling).
 pub(super) async fn revoke_user_families(
@@ -96,12 +96,28 @@ pub(super) async fn revoke_user_families(
     Ok(())
 }
 
-async fn revoke_family(tx: &mut Tx, family_id: &str, now: i64) -> Result<(), IdpError> {
+pub(super) async fn revoke_family(tx: &mut Tx, family_id: &str, now: i64) -> Result<(), IdpError> {
     sqlx::query("UPDATE refresh_families SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
         .bind(now)
         .bind(family_id)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Starts a login's refresh family (a code or a device code redeemed).
+pub(super) async fn insert_family(tx: &mut Tx, family: &FamilyRecord) -> Result<(), IdpError> {
+    sqlx::query(
+        "INSERT INTO refresh_families (id, client_id, user_id, scope, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&family.id)
+    .bind(&family.client_id)
+    .bind(&family.user_id)
+    .bind(&family.scope)
+    .bind(family.created_at)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -271,17 +287,14 @@ impl Store {
             .bind(code_sha256)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(
-            "INSERT INTO refresh_families (id, client_id, user_id, scope, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(family_id)
-        .bind(&code.client_id)
-        .bind(&code.user_id)
-        .bind(&code.scope)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let family = FamilyRecord {
+            id: family_id.to_string(),
+            client_id: code.client_id.clone(),
+            user_id: code.user_id.clone(),
+            scope: code.scope.clone(),
+            created_at: now,
+        };
+        insert_family(&mut tx, &family).await?;
         tx.commit().await?;
         Ok(Redeemed::Issued(code))
     }

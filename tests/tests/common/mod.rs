@@ -43,7 +43,16 @@ impl Ick {
 
     /// The same, with `edit` applied to the controller's config.
     pub fn start_with(workers: usize, edit: impl FnOnce(&mut Value)) -> Ick {
-        let idp = TestIdp::start();
+        Self::start_with_idp(workers, |_| {}, edit)
+    }
+
+    /// The same, with `edit_idp` applied to the IDP's config too.
+    pub fn start_with_idp(
+        workers: usize,
+        edit_idp: impl FnOnce(&mut Value),
+        edit: impl FnOnce(&mut Value),
+    ) -> Ick {
+        let idp = TestIdp::start_with(Storage::Postgres, edit_idp);
         let controller = TestController::start_with(&idp, Storage::Postgres, edit);
         let store = TestStore::start(&idp, Backend::Local);
         let mut ick = Ick {
