@@ -51,7 +51,12 @@ async fn discovery_and_jwks_describe_the_issuer_and_its_ed25519_key() {
         serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
     );
     let scopes = doc["scopes_supported"].as_array().expect("scopes");
-    assert_eq!(scopes.len(), 11, "openid and every Ick scope");
+    assert_eq!(
+        scopes.len(),
+        ick_api::Scope::ALL.len() + 1,
+        "openid and every Ick scope"
+    );
+    assert!(scopes.contains(&Value::from("metrics:read")));
     assert!(scopes.contains(&Value::from("openid")));
     assert!(scopes.contains(&Value::from("work:run")));
 
