@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::IdpError;
 use crate::store::audit::Note;
-use crate::store::{ClientRecord, Store};
+use crate::store::{ClientRecord, Store, now_ms};
 
 /// 32 random bytes, base64url: what the IDP hands out as a client secret.
 pub fn new_secret() -> Result<Secret, IdpError> {
@@ -32,10 +32,6 @@ pub fn secret_matches(presented: &str, stored_hash: &str) -> bool {
         .as_bytes()
         .ct_eq(stored_hash.as_bytes())
         .into()
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn rfc3339(ms: i64) -> String {

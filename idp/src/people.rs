@@ -10,7 +10,7 @@ use ick_api::idp::{CreateUser, GroupInfo, UpdateUser, UserInfo, is_valid_name};
 
 use crate::error::IdpError;
 use crate::store::audit::Note;
-use crate::store::{GroupRecord, Store, UserRecord};
+use crate::store::{GroupRecord, Store, UserRecord, now_ms};
 use serde_json::{Value, json};
 
 /// A username or group name, checked: `[a-z0-9][a-z0-9._-]*`, at most 64.
@@ -108,10 +108,6 @@ pub(crate) fn check_email(email: &str) -> Result<String, IdpError> {
             "{email:?} is not an email address"
         )))
     }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn rfc3339(ms: i64) -> String {

@@ -24,6 +24,11 @@ pub use grants::{CodeRecord, FamilyRecord, LoginAttempt, Redeemed, Refreshed};
 pub use people::{GroupRecord, UserRecord};
 pub use upstream::UpstreamLogin;
 
+/// Now, in milliseconds since the epoch (how every time is stored).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// A client as stored.
 #[derive(Debug, Clone)]
 pub struct ClientRecord {

@@ -24,7 +24,7 @@ use crate::error::IdpError;
 use crate::guesses::Guesses;
 use crate::login::{AuthorizationRequest, RequestError, redirect_with};
 use crate::people::{Name, password_matches};
-use crate::store::{ClientRecord, CodeRecord, LoginAttempt, UserRecord};
+use crate::store::{ClientRecord, CodeRecord, LoginAttempt, UserRecord, now_ms};
 
 /// The browser's login cookie.
 pub(super) const COOKIE: &str = "ick_login";
@@ -35,10 +35,6 @@ const CODE_LIFETIME_MS: i64 = 60 * 1000;
 
 pub(super) const EXPIRED: &str = "This login form has expired or was not issued to this browser.";
 const WRONG: &str = "The username or password is not right, or the account cannot log in.";
-
-pub(super) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
 
 pub(super) fn failed(e: IdpError) -> Response {
     if e.is_unreachable() {
@@ -102,12 +98,10 @@ pub(super) fn login_cookie(headers: &HeaderMap) -> Option<&str> {
     cookie(headers, COOKIE)
 }
 
-/// The enabled client a login attempt is for, or the page saying it is not.
-pub(super) async fn attempt_client(
-    state: &AppState,
-    attempt: &LoginAttempt,
-) -> Result<ClientRecord, Response> {
-    match state.store.get(&attempt.client_id).await {
+/// The enabled client `id` a login is for (a browser's or a device's), or
+/// the page saying it is not.
+pub(super) async fn enabled_client(state: &AppState, id: &str) -> Result<ClientRecord, Response> {
+    match state.store.get(id).await {
         Ok(Some(c)) if c.enabled => Ok(c),
         Ok(_) => Err(error_page(
             StatusCode::BAD_REQUEST,
@@ -310,7 +304,7 @@ pub(super) async fn submit(
         tracing::info!(peer = %peer.ip(), "a login form came back without its browser's cookie");
         return error_page(StatusCode::BAD_REQUEST, EXPIRED);
     }
-    let client = match attempt_client(&state, &attempt).await {
+    let client = match enabled_client(&state, &attempt.client_id).await {
         Ok(c) => c,
         Err(page) => return page,
     };

@@ -17,8 +17,8 @@ use ick_api::http::join;
 use ick_api::oauth::{DEVICE_PATH, DeviceAuthorizationResponse};
 
 use super::authorize::{
-    EXPIRED, browser_cookie, check_password, failed, now_ms, pairs, password_refused, same_browser,
-    set_browser_cookie,
+    EXPIRED, browser_cookie, check_password, enabled_client, failed, pairs, password_refused,
+    same_browser, set_browser_cookie,
 };
 use super::login_page::{
     Consent, LoginForm, consent_form, error_page, login_form, message_page, user_code_form,
@@ -28,7 +28,8 @@ use crate::AppState;
 use crate::clients::{hash_secret, new_secret};
 use crate::guesses::Guesses;
 use crate::login::GrantedScope;
-use crate::store::{ClientRecord, DeviceCode};
+use crate::store::DeviceCode;
+use crate::store::now_ms;
 use crate::user_code::{new_user_code, normalize_user_code};
 
 const WRONG_CODE: &str = "That code is not right, or it has expired or been used.";
@@ -100,17 +101,6 @@ pub(super) async fn show(State(state): State<AppState>, RawQuery(query): RawQuer
     let query = pairs(query.unwrap_or_default().as_bytes()).unwrap_or_default();
     let prefill = query.get("user_code").map(String::as_str).unwrap_or("");
     user_code_form(StatusCode::OK, &action(&state, ""), prefill, None)
-}
-
-async fn enabled_client(state: &AppState, id: &str) -> Result<ClientRecord, Response> {
-    match state.store.get(id).await {
-        Ok(Some(c)) if c.enabled => Ok(c),
-        Ok(_) => Err(error_page(
-            StatusCode::BAD_REQUEST,
-            "The application is gone or disabled.",
-        )),
-        Err(e) => Err(failed(e)),
-    }
 }
 
 /// `POST /device`: the person typed a user code; a right one leads to

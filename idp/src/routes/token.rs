@@ -19,7 +19,7 @@ use super::oauth::{OAuthError, authenticate, no_store, parse_form};
 use crate::AppState;
 use crate::clients::{hash_secret, new_secret};
 use crate::login::{self, GrantedScope};
-use crate::store::{ClientRecord, Polled, Redeemed, Refreshed, UserRecord};
+use crate::store::{ClientRecord, Polled, Redeemed, Refreshed, UserRecord, now_ms};
 use crate::tokens::{self, IdTokenFor, Person};
 
 pub(super) async fn token(
@@ -115,10 +115,6 @@ fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str
         .map(String::as_str)
         .filter(|v| !v.is_empty())
         .ok_or_else(|| OAuthError::new("invalid_request", format!("{name} is missing")))
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// The user a grant is for, if they may still have tokens; otherwise the

@@ -14,12 +14,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::authorize::{
-    EXPIRED, attempt_client, complete, failed, login_cookie, now_ms, pairs, same_browser, see_other,
+    EXPIRED, complete, enabled_client, failed, login_cookie, pairs, same_browser, see_other,
 };
 use super::login_page::error_page;
 use crate::AppState;
 use crate::clients::hash_secret;
 use crate::store::UpstreamLogin;
+use crate::store::now_ms;
 use crate::upstream::{Refusal, Resolved, Upstream, resolve_user};
 
 /// How long a person may take at the provider.
@@ -189,7 +190,7 @@ pub(super) async fn callback(
         }
         Err(e) => return failed(e),
     };
-    let client = match attempt_client(&state, &attempt).await {
+    let client = match enabled_client(&state, &attempt.client_id).await {
         Ok(c) => c,
         Err(page) => return page,
     };

@@ -41,7 +41,7 @@ pub async fn append(conn: &mut AnyConnection, note: &Note<'_>) -> Result<(), Idp
         "INSERT INTO audit (at, actor, actor_name, address, action, target, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
-    .bind(chrono::Utc::now().timestamp_millis())
+    .bind(super::now_ms())
     .bind(note.actor.id())
     .bind(&note.actor.name)
     .bind(&note.actor.address)
