@@ -30,9 +30,31 @@ pub struct Effects {
     pub builds: Vec<String>,
     /// A notification was written to the outbox.
     pub mail: bool,
+    /// Builds triggered, by project.
+    pub triggered: Vec<String>,
+    /// Builds ended.
+    pub ended: Vec<Ended>,
+}
+
+/// A build that ended, as `/metrics` counts it.
+#[derive(Debug)]
+pub struct Ended {
+    pub project: String,
+    pub status: BuildStatus,
+    pub started_at: Option<i64>,
+    pub ended_at: i64,
 }
 
 impl Effects {
+    /// Adds `other`'s effects to these.
+    pub fn merge(&mut self, other: Effects) {
+        self.work |= other.work;
+        self.mail |= other.mail;
+        self.builds.extend(other.builds);
+        self.triggered.extend(other.triggered);
+        self.ended.extend(other.ended);
+    }
+
     /// Wakes whoever waits for these changes.
     pub fn publish(self, core: &Core) {
         if self.work {
@@ -43,6 +65,14 @@ impl Effects {
         }
         for id in self.builds {
             core.hub.build_changed(&id);
+        }
+        for project in self.triggered {
+            core.counters.triggered(&project);
+        }
+        for ended in self.ended {
+            let status = ended.status.to_string();
+            core.counters
+                .ended(&ended.project, &status, ended.started_at, ended.ended_at);
         }
     }
 }
@@ -243,6 +273,7 @@ async fn trigger_tx(
     let effects = Effects {
         work: admitted,
         builds: vec![build.id.clone()],
+        triggered: vec![build.project.clone()],
         ..Effects::default()
     };
     Ok(Some((build, effects)))
@@ -271,6 +302,12 @@ pub async fn finish_build(
     db::end_build(conn, &build.id, status, now).await?;
     tracing::info!(build_id = %build.id, project = %build.project, number = build.number, %status, "build ended");
     effects.builds.push(build.id.clone());
+    effects.ended.push(Ended {
+        project: build.project.clone(),
+        status,
+        started_at: build.started_at,
+        ended_at: now,
+    });
     if crate::notify::enqueue(conn, build, status, now).await? {
         effects.mail = true;
     }
@@ -338,9 +375,7 @@ pub async fn end_if_idle(
         Ok((ended, local))
     })
     .await?;
-    effects.work |= local.work;
-    effects.mail |= local.mail;
-    effects.builds.extend(local.builds);
+    effects.merge(local);
     Ok(ended)
 }
 

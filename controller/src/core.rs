@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access::cache::AccessCache;
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::Counters;
 use crate::store::{self, Store};
 use crate::work::claims::BuildInfos;
 use crate::work::workers::WorkerRegistry;
@@ -23,6 +24,8 @@ pub(crate) struct Core {
     pub access: Arc<AccessCache>,
     pub workers: Arc<WorkerRegistry>,
     pub build_infos: Arc<BuildInfos>,
+    /// What `/metrics` counts as it happens.
+    pub counters: Counters,
     /// Cancelled when the controller stops: long polls and log streams end.
     pub cancel: CancellationToken,
     /// Wakes the mail sender when a build's end wrote a notification.
@@ -47,6 +50,7 @@ impl Core {
             access,
             workers: Arc::new(WorkerRegistry::default()),
             build_infos: Arc::new(BuildInfos::default()),
+            counters: Counters::default(),
             cancel,
             mail_wake: Arc::new(Notify::new()),
             started_ms: store::now_ms(),

@@ -692,6 +692,40 @@ async fn a_refresh_token_reused_after_rotation_revokes_its_family(storage: Stora
     assert_eq!(got.0, StatusCode::OK, "{}", got.1);
 }
 
+async fn one_refresh_token_sent_many_times_at_once_rotates_once(storage: Storage) {
+    let (idp, web) = setup(storage).await;
+    let tokens = login_tokens(&idp, &web, "alice").await;
+    let token = tokens["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_string();
+    let tries = (0..8).map(|_| refresh(&idp, &web, &token));
+    let answers = futures::future::join_all(tries).await;
+    let winners: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    for lost in answers
+        .iter()
+        .filter(|(status, _)| *status != StatusCode::OK)
+    {
+        assert_invalid_grant(lost);
+    }
+    // The rotated token still names the person and their groups...
+    let access = claims(winners[0]["access_token"].as_str().expect("access"));
+    assert_eq!(
+        access["ick_user"],
+        json!({"name": "alice", "groups": ["devs"]}),
+        "{access}"
+    );
+    // ...but a token used twice is a theft: its whole family is revoked,
+    // the winner's successor included.
+    let successor = winners[0]["refresh_token"].as_str().expect("rotated");
+    assert_invalid_grant(&refresh(&idp, &web, successor).await);
+}
+
 async fn a_refresh_token_is_bound_to_its_client(storage: Storage) {
     let (idp, web) = setup(storage).await;
     let other = idp.create_login_client("other", &["builds:read"], &[REDIRECT], true);
@@ -897,6 +931,7 @@ on_both_storages!(
     a_wrong_code_verifier_is_refused,
     a_code_used_twice_is_refused_and_its_refresh_token_revoked,
     a_refresh_token_reused_after_rotation_revokes_its_family,
+    one_refresh_token_sent_many_times_at_once_rotates_once,
     a_refresh_token_is_bound_to_its_client,
     a_password_change_revokes_the_users_refresh_tokens,
     disabling_or_deleting_a_user_revokes_their_refresh_tokens,

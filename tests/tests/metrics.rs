@@ -157,15 +157,27 @@ async fn each_service_counts_its_requests_for_metrics_read_only() {
 /// The gauge `name`'s value for the sample whose labels hold `labels`
 /// (0 when there is none: a family with no series is not written).
 fn gauge(families: &[Value], name: &str, labels: &[(&str, &str)]) -> f64 {
+    sample(families, name, "gauge", name, labels)
+}
+
+/// The value of sample `sample` of family `name` (of type `kind`) whose
+/// labels hold `labels`; 0 when there is none.
+fn sample(
+    families: &[Value],
+    name: &str,
+    kind: &str,
+    sample: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
     let Some(family) = families.iter().find(|f| f["name"] == name) else {
         return 0.0;
     };
-    assert_eq!(family["type"], "gauge", "{name}");
+    assert_eq!(family["type"], kind, "{name}");
     family["samples"]
         .as_array()
         .expect("samples")
         .iter()
-        .find(|s| labels.iter().all(|(k, v)| s[1][*k] == *v))
+        .find(|s| s[0] == sample && labels.iter().all(|(k, v)| s[1][*k] == *v))
         .map_or(0.0, |s| s[2].as_f64().expect("a number"))
 }
 
@@ -175,7 +187,7 @@ async fn the_controller_counts_builds_actions_and_workers_as_they_change() {
     let admin = ick.idp.admin_token().await;
     let file = ick.file(
         "p.yaml",
-        "pipelines:\n  - pipeline: p\n    actions: [{shell: 'true'}, {shell: 'true'}]\n\
+        "pipelines:\n  - pipeline: p\n    actions: [{shell: 'echo hello'}, {shell: 'echo hello'}]\n\
          projects:\n  - project: hello\n    pipelines: [p]\n",
     );
     ick.icktool(&["apply", "-f", common::s(&file)]).ok();
@@ -201,6 +213,21 @@ async fn the_controller_counts_builds_actions_and_workers_as_they_change() {
     assert_eq!(waiting, 2.0, "{queued:?}");
     assert_eq!(gauge(&queued, "ick_nodes_ready", &[]), 1.0);
     assert_eq!(gauge(&queued, "ick_nodes_running", &[]), 0.0);
+    // What each queued action waits for: the first build's first action a
+    // worker; both builds' second actions their first; the second build's
+    // first action the project's concurrency.
+    for (reason, n) in [("worker", 1.0), ("needs", 2.0), ("admission", 1.0)] {
+        assert_eq!(
+            gauge(&queued, "ick_nodes_queued", &[("reason", reason)]),
+            n,
+            "{reason}: {queued:?}"
+        );
+    }
+    let hello = [("project", "hello")];
+    let counter = |families: &[Value], name: &str, labels: &[(&str, &str)]| {
+        sample(families, name, "counter", &format!("{name}_total"), labels)
+    };
+    assert_eq!(counter(&queued, "ick_builds_triggered", &hello), 2.0);
     // A worker runs them all.
     ick.add_worker();
     ick.icktool(&["trigger", "hello", "--follow"]).ok();
@@ -214,4 +241,27 @@ async fn the_controller_counts_builds_actions_and_workers_as_they_change() {
         "{ran:?}"
     );
     assert_eq!(gauge(&ran, "ick_workers", &[("state", "online")]), 1.0);
+    assert_eq!(
+        gauge(&ran, "ick_nodes_queued", &[("reason", "worker")]),
+        0.0
+    );
+    assert_eq!(counter(&ran, "ick_builds_triggered", &hello), 3.0);
+    assert_eq!(
+        counter(
+            &ran,
+            "ick_builds_ended",
+            &[("project", "hello"), ("status", "succeeded")]
+        ),
+        3.0,
+        "{ran:?}"
+    );
+    let histogram_count = |name: &str, labels: &[(&str, &str)]| {
+        sample(&ran, name, "histogram", &format!("{name}_count"), labels)
+    };
+    assert_eq!(histogram_count("ick_build_duration_seconds", &hello), 3.0);
+    assert_eq!(histogram_count("ick_build_queue_wait_seconds", &hello), 3.0);
+    assert_eq!(histogram_count("ick_claim_wait_seconds", &[]), 6.0);
+    // Six actions said "hello\n" at least.
+    let output = counter(&ran, "ick_output_bytes", &[]);
+    assert!(output >= 36.0, "{output}");
 }

@@ -139,12 +139,18 @@ async fn try_claim(core: &Core, req: &ClaimRequest) -> Result<Option<WorkAssignm
     // it running. (Skipped once this controller saw it so; should another
     // controller retry it meanwhile, or this one stop in between, the
     // reaper's sweep marks it.)
+    let info = core.build_infos.get(&core.store, &started.build_id).await?;
     if core.build_infos.first_hand_out(&started.build_id) {
         let mut w = core.store.write_one().await?;
-        cdb::mark_build_running(&mut w, &started.build_id, now).await?;
+        let triggered = cdb::mark_build_running(&mut w, &started.build_id, now).await?;
         w.done().await?;
+        if let Some(triggered) = triggered {
+            core.counters.started(&info.project, triggered, now);
+        }
     }
-    let info = core.build_infos.get(&core.store, &started.build_id).await?;
+    if let Some(ready) = started.ready_at {
+        core.counters.claimed(ready, now);
+    }
     let action: Action = from_json(&started.action)?;
     let assignment = WorkAssignment {
         node_id: id,

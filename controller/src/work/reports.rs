@@ -87,7 +87,7 @@ pub async fn output(core: &Core, worker: &Worker, node_id: &str, batch: OutputBa
         )));
     }
     let lease = core.config.work.lease;
-    let (build_id, added) = retrying(|| async {
+    let (build_id, added, fresh) = retrying(|| async {
         let store = &core.store;
         let mut tx = store.write().await?;
         let node = ldb::lock_node_state(store, &mut tx, node_id)
@@ -100,11 +100,17 @@ pub async fn output(core: &Core, worker: &Worker, node_id: &str, batch: OutputBa
         if node.status != "running" {
             // Resent after done was accepted: fine if it is all held already.
             if batch.chunks.iter().all(|c| c.seq < node.chunks) {
-                return Ok((node.build_id, 0));
+                return Ok((node.build_id, 0, 0));
             }
             return Err(stale(node_id, batch.attempt, node.attempt, &node.status));
         }
         let now = now_ms();
+        let fresh: usize = batch
+            .chunks
+            .iter()
+            .filter(|c| c.seq >= node.chunks)
+            .map(|c| c.data.len())
+            .sum();
         let added = odb::insert_chunks(
             &mut tx,
             &node.build_id,
@@ -116,10 +122,11 @@ pub async fn output(core: &Core, worker: &Worker, node_id: &str, batch: OutputBa
         .await?;
         odb::add_chunks(&mut tx, node_id, added, now + lease.as_millis() as i64).await?;
         tx.commit().await?;
-        Ok((node.build_id, added))
+        Ok((node.build_id, added, fresh))
     })
     .await?;
     if added > 0 {
+        core.counters.output(fresh);
         core.hub.build_changed(&build_id);
     }
     Ok(())

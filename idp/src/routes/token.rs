@@ -117,15 +117,15 @@ fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str
         .ok_or_else(|| OAuthError::new("invalid_request", format!("{name} is missing")))
 }
 
-/// The user a grant is for, if they may still have tokens; otherwise the
-/// family is revoked and the grant refused.
+/// The user a grant is for, with their groups, if they may still have
+/// tokens; otherwise the family is revoked and the grant refused.
 async fn live_user(
     state: &AppState,
     user_id: &str,
     family_id: &str,
-) -> Result<UserRecord, OAuthError> {
-    match state.store.user_by_id(user_id).await? {
-        Some(user) if user.enabled => Ok(user),
+) -> Result<(UserRecord, Vec<String>), OAuthError> {
+    match state.store.user_with_groups(user_id).await? {
+        Some((user, groups)) if user.enabled => Ok((user, groups)),
         _ => {
             state.store.revoke_family(family_id, now_ms()).await?;
             Err(OAuthError::new(
@@ -141,15 +141,11 @@ async fn live_user(
 async fn person_tokens(
     state: &AppState,
     client: &ClientRecord,
-    user: &UserRecord,
+    person: &Person<'_>,
     granted: &GrantedScope,
     refresh: String,
     id_token: Option<IdTokenFor<'_>>,
 ) -> Result<TokenResponse, OAuthError> {
-    let person = Person {
-        user,
-        groups: state.store.groups_of(&user.id).await?,
-    };
     let ring = state.key_ring();
     let lifetime = state.config.token_lifetime;
     let mut response = tokens::issue_for_person(
@@ -157,14 +153,14 @@ async fn person_tokens(
         &state.issuer,
         lifetime,
         client,
-        &person,
+        person,
         &granted.to_string(),
     )
     .map_err(signing_failed)?;
     response.refresh_token = Some(refresh);
     if let Some(login) = id_token.filter(|_| granted.openid) {
         response.id_token = Some(
-            tokens::id_token(&ring, &state.issuer, lifetime, &person, login)
+            tokens::id_token(&ring, &state.issuer, lifetime, person, login)
                 .map_err(signing_failed)?,
         );
     }
@@ -239,7 +235,7 @@ async fn first_tokens(
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
     let client = login.client;
-    let user = live_user(state, user_id, family_id).await?;
+    let (user, groups) = live_user(state, user_id, family_id).await?;
     let refresh = new_secret()?;
     state
         .store
@@ -252,10 +248,14 @@ async fn first_tokens(
         .await?;
     let granted = GrantedScope::parse_stored(scope);
     tracing::info!(client_id = %client.id, user = %user.name, "tokens issued for a login");
+    let person = Person {
+        user: &user,
+        groups,
+    };
     person_tokens(
         state,
         client,
-        &user,
+        &person,
         &granted,
         refresh.expose().to_string(),
         Some(login),
@@ -351,15 +351,9 @@ async fn refresh_token(
         .rotate_refresh_token(
             &hash_secret(presented),
             &hash_secret(next.expose()),
+            &client.id,
             now,
             now + state.config.refresh_token_lifetime.as_millis() as i64,
-            |family| {
-                if family.client_id == client.id {
-                    Ok(())
-                } else {
-                    Err("the refresh token was issued to another client".into())
-                }
-            },
         )
         .await?;
     let family = match rotated {
@@ -391,7 +385,7 @@ async fn refresh_token(
         }
         Refreshed::Refused(why) => return Err(OAuthError::new("invalid_grant", why)),
     };
-    let user = live_user(state, &family.user_id, &family.id).await?;
+    let (user, groups) = live_user(state, &family.user_id, &family.id).await?;
     let mut granted = GrantedScope::parse_stored(&family.scope);
     if let Some(asked) = form
         .get("scope")
@@ -402,10 +396,14 @@ async fn refresh_token(
             .narrowed(asked)
             .map_err(|e| OAuthError::new("invalid_scope", e))?;
     }
+    let person = Person {
+        user: &user,
+        groups,
+    };
     person_tokens(
         state,
         client,
-        &user,
+        &person,
         &granted,
         next.expose().to_string(),
         None,

@@ -43,13 +43,9 @@ pub(super) async fn userinfo(State(state): State<AppState>, headers: HeaderMap) 
     if caller.user.is_none() {
         return unauthenticated("the token is a client's, not a person's");
     }
-    let user = match state.store.user_by_id(&caller.subject).await {
-        Ok(Some(user)) if user.enabled => user,
+    let (user, groups) = match state.store.user_with_groups(&caller.subject).await {
+        Ok(Some((user, groups))) if user.enabled => (user, groups),
         Ok(_) => return unauthenticated("the user is disabled or gone"),
-        Err(e) => return e.into_response(),
-    };
-    let groups = match state.store.groups_of(&user.id).await {
-        Ok(groups) => groups,
         Err(e) => return e.into_response(),
     };
     let person = Person {

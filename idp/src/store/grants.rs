@@ -80,6 +80,25 @@ pub enum Refreshed {
 
 pub(super) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
+/// Uses up refresh token $2 if it is unused, not expired at $1, and of a
+/// live family of client $3.
+const USE_TOKEN: &str = "UPDATE refresh_tokens SET used_at = $1 \
+     WHERE token_sha256 = $2 AND used_at IS NULL AND expires_at >= $1 \
+     AND EXISTS (SELECT 1 FROM refresh_families f WHERE f.id = refresh_tokens.family_id \
+                 AND f.client_id = $3 AND f.revoked_at IS NULL)";
+
+const FAMILY_COLUMNS: &str = "f.id, f.client_id, f.user_id, f.scope, f.created_at";
+
+fn decode_family(row: &AnyRow) -> Result<FamilyRecord, IdpError> {
+    Ok(FamilyRecord {
+        id: row.try_get("id")?,
+        client_id: row.try_get("client_id")?,
+        user_id: row.try_get("user_id")?,
+        scope: row.try_get("scope")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
 /// Revokes every family of user `user_id` (password change, disabling).
 pub(super) async fn revoke_user_families(
     tx: &mut Tx,
@@ -320,65 +339,84 @@ impl Store {
         Ok(())
     }
 
-    /// Rotates refresh token `token_sha256`: if it is good and passes
-    /// `check`, it is used up and `next_sha256` takes its place, in one
-    /// transaction. A used token presented again revokes its family.
+    /// Rotates refresh token `token_sha256` of client `client_id`: if it is
+    /// good, it is used up and `next_sha256` takes its place, atomically. A
+    /// used token presented again revokes its family.
     pub async fn rotate_refresh_token(
         &self,
         token_sha256: &str,
         next_sha256: &str,
+        client_id: &str,
         now: i64,
         next_expires_at: i64,
-        check: impl FnOnce(&FamilyRecord) -> Result<(), String>,
     ) -> Result<Refreshed, IdpError> {
-        let mut tx = begin_write(self).await?;
-        let row = sqlx::query(
-            "SELECT t.expires_at, t.used_at, f.id, f.client_id, f.user_id, f.scope, \
-             f.created_at, f.revoked_at FROM refresh_tokens t \
-             JOIN refresh_families f ON f.id = t.family_id WHERE t.token_sha256 = $1",
-        )
-        .bind(token_sha256)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(Refreshed::Unknown);
+        let rotated = if self.sqlite {
+            self.rotate_in_transaction(token_sha256, next_sha256, client_id, now, next_expires_at)
+                .await?
+        } else {
+            self.rotate_in_one_statement(token_sha256, next_sha256, client_id, now, next_expires_at)
+                .await?
         };
-        let family = FamilyRecord {
-            id: row.try_get("id")?,
-            client_id: row.try_get("client_id")?,
-            user_id: row.try_get("user_id")?,
-            scope: row.try_get("scope")?,
-            created_at: row.try_get("created_at")?,
-        };
-        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
-            return Ok(Refreshed::Revoked);
+        match rotated {
+            Some(family) => Ok(Refreshed::Rotated(family)),
+            None => self.why_not_rotated(token_sha256, client_id, now).await,
         }
-        if let Err(why) = check(&family) {
-            return Ok(Refreshed::Refused(why));
-        }
-        if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
-            revoke_family(&mut tx, &family.id, now).await?;
-            tx.commit().await?;
-            return Ok(Refreshed::Reused);
-        }
-        if row.try_get::<i64, _>("expires_at")? < now {
-            return Ok(Refreshed::Expired);
-        }
-        // Two refreshes with one token at once: the second finds it used.
-        let taken = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $1 WHERE token_sha256 = $2 AND used_at IS NULL",
-        )
+    }
+
+    /// Postgres: the refresh grant is the IDP's hottest write, so the
+    /// rotation is one statement (one round trip, one commit). Two
+    /// refreshes with one token at once: the second's UPDATE waits for the
+    /// first's row lock, then finds the token used.
+    async fn rotate_in_one_statement(
+        &self,
+        token_sha256: &str,
+        next_sha256: &str,
+        client_id: &str,
+        now: i64,
+        next_expires_at: i64,
+    ) -> Result<Option<FamilyRecord>, IdpError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH used AS ({USE_TOKEN} RETURNING family_id), \
+             gone AS (DELETE FROM refresh_tokens WHERE expires_at < $1 \
+                      AND family_id IN (SELECT family_id FROM used)), \
+             next AS (INSERT INTO refresh_tokens (token_sha256, family_id, created_at, expires_at) \
+                      SELECT $4, family_id, $1, $5 FROM used RETURNING family_id) \
+             SELECT {FAMILY_COLUMNS} FROM refresh_families f JOIN next ON next.family_id = f.id"
+        )))
         .bind(now)
         .bind(token_sha256)
-        .execute(&mut *tx)
+        .bind(client_id)
+        .bind(next_sha256)
+        .bind(next_expires_at)
+        .fetch_optional(&self.pool)
         .await?;
-        if taken.rows_affected() != 1 {
-            revoke_family(&mut tx, &family.id, now).await?;
-            tx.commit().await?;
-            return Ok(Refreshed::Reused);
-        }
+        row.as_ref().map(decode_family).transpose()
+    }
+
+    /// SQLite (no data-modifying WITH): the same steps in a transaction.
+    async fn rotate_in_transaction(
+        &self,
+        token_sha256: &str,
+        next_sha256: &str,
+        client_id: &str,
+        now: i64,
+        next_expires_at: i64,
+    ) -> Result<Option<FamilyRecord>, IdpError> {
+        let mut tx = begin_write(self).await?;
+        let used = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{USE_TOKEN} RETURNING family_id"
+        )))
+        .bind(now)
+        .bind(token_sha256)
+        .bind(client_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(used) = used else {
+            return Ok(None);
+        };
+        let family_id: String = used.try_get("family_id")?;
         sqlx::query("DELETE FROM refresh_tokens WHERE family_id = $1 AND expires_at < $2")
-            .bind(&family.id)
+            .bind(&family_id)
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -387,13 +425,60 @@ impl Store {
              VALUES ($1, $2, $3, $4)",
         )
         .bind(next_sha256)
-        .bind(&family.id)
+        .bind(&family_id)
         .bind(now)
         .bind(next_expires_at)
         .execute(&mut *tx)
         .await?;
+        let family = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {FAMILY_COLUMNS} FROM refresh_families f WHERE f.id = $1"
+        )))
+        .bind(&family_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let family = decode_family(&family)?;
         tx.commit().await?;
-        Ok(Refreshed::Rotated(family))
+        Ok(Some(family))
+    }
+
+    /// Why token `token_sha256` was not rotated; a used one revokes its
+    /// family now.
+    async fn why_not_rotated(
+        &self,
+        token_sha256: &str,
+        client_id: &str,
+        now: i64,
+    ) -> Result<Refreshed, IdpError> {
+        let row = sqlx::query(
+            "SELECT t.expires_at, t.used_at, f.id, f.client_id, f.revoked_at \
+             FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id \
+             WHERE t.token_sha256 = $1",
+        )
+        .bind(token_sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Refreshed::Unknown);
+        };
+        if row.try_get::<Option<i64>, _>("revoked_at")?.is_some() {
+            return Ok(Refreshed::Revoked);
+        }
+        if row.try_get::<String, _>("client_id")? != client_id {
+            return Ok(Refreshed::Refused(
+                "the refresh token was issued to another client".into(),
+            ));
+        }
+        if row.try_get::<Option<i64>, _>("used_at")?.is_some() {
+            self.revoke_family(&row.try_get::<String, _>("id")?, now)
+                .await?;
+            return Ok(Refreshed::Reused);
+        }
+        if row.try_get::<i64, _>("expires_at")? < now {
+            return Ok(Refreshed::Expired);
+        }
+        // Every condition of a rotation only ever turns false for good, so
+        // a token that failed one fails it still; this is not reached.
+        Ok(Refreshed::Unknown)
     }
 
     /// Revokes family `family_id`.

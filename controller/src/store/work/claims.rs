@@ -136,6 +136,8 @@ pub struct Started {
     pub index: i64,
     pub pipeline_len: i64,
     pub action: String,
+    /// When it became ready to run (ms since the epoch).
+    pub ready_at: Option<i64>,
 }
 
 /// Hands a queued node to `worker`: the next attempt, with a lease.
@@ -151,7 +153,7 @@ pub async fn start_node(
          started_at = $3, ended_at = NULL, chunks = 0, cancel_requested = 0, outcome = NULL, \
          exit_code = NULL, message = NULL, outputs = NULL \
          WHERE id = $4 AND status = 'queued' \
-         RETURNING build_id, attempt, pipeline, idx, pipeline_len, action",
+         RETURNING build_id, attempt, pipeline, idx, pipeline_len, action, ready_at",
     )
     .bind(worker)
     .bind(lease_until)
@@ -170,6 +172,7 @@ fn decode_started(r: &sqlx::any::AnyRow) -> Result<Started> {
         index: r.try_get("idx")?,
         pipeline_len: r.try_get("pipeline_len")?,
         action: r.try_get("action")?,
+        ready_at: r.try_get("ready_at")?,
     })
 }
 
@@ -200,7 +203,7 @@ pub async fn claim_next(
             AND affinity IS NULL AND labels = '[]' AND strpos($4, ',' || kind || ',') > 0 \
             ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)) \
          AND status = 'queued' \
-         RETURNING id, build_id, attempt, pipeline, idx, pipeline_len, action",
+         RETURNING id, build_id, attempt, pipeline, idx, pipeline_len, action, ready_at",
         "UPDATE nodes SET status = 'running', worker = $1, attempt = attempt + 1, lease_until = $2, \
          started_at = $3, ended_at = NULL, chunks = 0, cancel_requested = 0, outcome = NULL, \
          exit_code = NULL, message = NULL, outputs = NULL \
@@ -212,7 +215,7 @@ pub async fn claim_next(
             AND affinity IS NULL AND labels = '[]' AND instr($4, ',' || kind || ',') > 0 \
             ORDER BY ready_at, id LIMIT 1)) \
          AND status = 'queued' \
-         RETURNING id, build_id, attempt, pipeline, idx, pipeline_len, action",
+         RETURNING id, build_id, attempt, pipeline, idx, pipeline_len, action, ready_at",
     );
     let row = sqlx::query(sql)
         .bind(worker)
@@ -248,19 +251,20 @@ pub async fn build_info(conn: &mut AnyConnection, build_id: &str) -> Result<Opti
     .transpose()
 }
 
-/// The first hand-out of a build makes it running. (A no-op, taking no
-/// lock, once it is.)
+/// The first hand-out of a build makes it running; when it was triggered,
+/// if this made it so. (A no-op, taking no lock, once it is.)
 pub async fn mark_build_running(
     conn: &mut AnyConnection,
     build_id: &str,
     now: i64,
-) -> Result<bool> {
-    let done = sqlx::query(
-        "UPDATE builds SET status = 'running', started_at = $1 WHERE id = $2 AND status = 'queued'",
+) -> Result<Option<i64>> {
+    let row = sqlx::query(
+        "UPDATE builds SET status = 'running', started_at = $1 WHERE id = $2 AND status = 'queued' \
+         RETURNING created_at",
     )
     .bind(now)
     .bind(build_id)
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(done.rows_affected() > 0)
+    Ok(row.map(|r| r.try_get("created_at")).transpose()?)
 }
