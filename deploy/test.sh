@@ -105,11 +105,129 @@ ensure_prometheus_parser() {
     python3 -m pip install --quiet prometheus-client
 }
 
+# deploy/prometheus/prometheus.yml is checked with promtool, from Debian's
+# prometheus package, installed if missing (as root), once. The package
+# starts a Prometheus of its own (on :9090) where it can; only promtool is
+# wanted, so that one is stopped again, and kept from starting at boot.
+ensure_prometheus() {
+    if command -v promtool >/dev/null 2>&1; then
+        return
+    fi
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing prometheus (its promtool checks deploy/prometheus/prometheus.yml)"
+        export DEBIAN_FRONTEND=noninteractive
+        local install=(apt-get install -y -q --no-install-recommends prometheus)
+        "${install[@]}" >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && "${install[@]}" >/dev/null; }
+        if [ -d /run/systemd/system ]; then
+            systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+        fi
+        if [ -x /etc/init.d/prometheus ]; then
+            /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+            update-rc.d prometheus disable >/dev/null 2>&1 || true
+        fi
+        # Only the package's own daemon: its user is the one it just made.
+        pkill -u prometheus -x prometheus 2>/dev/null || true
+        hash -r
+        command -v promtool >/dev/null 2>&1 && return
+    fi
+    echo "the checks need promtool: apt-get install prometheus" >&2
+    exit 1
+}
+
+# The sample monitoring files in deploy/: the Prometheus config as promtool
+# reads it, and the Grafana dashboard, whose queries may name only the
+# metrics the services serve (below; counters as NAME_total, histograms as
+# NAME_bucket, _sum and _count) and must parse as PromQL (promtool reads
+# them as rules, with the dashboard's variables filled in).
+check_monitoring() {
+    say "promtool check config deploy/prometheus/prometheus.yml"
+    promtool check config deploy/prometheus/prometheus.yml >/dev/null
+    say "checking the queries of deploy/grafana/ick-dashboard.json"
+    python3 -m json.tool deploy/grafana/ick-dashboard.json >/dev/null
+    CHECK_TMP=$(mktemp -d)
+    python3 - deploy/grafana/ick-dashboard.json "$CHECK_TMP/rules.yml" <<'PY'
+import json, re, sys
+
+COUNTERS = """ick_http_requests ick_builds_triggered ick_builds_ended
+    ick_output_bytes ick_tokens_issued ick_auth_failures ick_blob_bytes_in
+    ick_blob_bytes_out ick_actions_ended""".split()
+HISTOGRAMS = """ick_http_request_duration_seconds ick_build_duration_seconds
+    ick_build_queue_wait_seconds ick_claim_wait_seconds
+    ick_action_duration_seconds""".split()
+GAUGES = """ick_builds ick_nodes_queued ick_nodes_ready ick_nodes_running
+    ick_workers ick_notifications ick_blobs ick_blob_storage_bytes
+    ick_upload_sessions ick_actions_running ick_output_buffered_bytes""".split()
+ALLOWED = set(GAUGES) | {c + "_total" for c in COUNTERS} | {
+    h + s for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}
+
+path, rules_path = sys.argv[1], sys.argv[2]
+dashboard = json.load(open(path))
+variables = dashboard.get("templating", {}).get("list", [])
+# What each variable stands for when promtool parses a query.
+values = {"__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
+for v in variables:
+    values[v["name"]] = "1h" if v.get("type") == "interval" else ".*"
+
+queries = []  # (where, PromQL)
+def walk(node, where):
+    if isinstance(node, dict):
+        where = node.get("title", where)
+        for key, value in node.items():
+            if key == "expr" and isinstance(value, str):
+                queries.append((where, value))
+            else:
+                walk(value, where)
+    elif isinstance(node, list):
+        for item in node:
+            walk(item, where)
+walk(dashboard.get("panels", []), "?")
+for v in variables:
+    if v.get("type") == "query":
+        q = v.get("query")
+        q = q.get("query", "") if isinstance(q, dict) else q
+        queries.append(("variable " + v["name"], q))
+
+errors = []
+if all(where.startswith("variable ") for where, _ in queries):
+    errors.append("no panel has an expr")
+rules = []
+for where, expr in queries:
+    for name in sorted(set(re.findall(r"\bick_[A-Za-z0-9_:]*", expr))):
+        if name not in ALLOWED:
+            errors.append(f"{where!r}: {name} is not a metric Ick serves")
+    if where.startswith("variable "):
+        continue
+    def fill(m):
+        name = m.group(1) or m.group(2)
+        if name.isdigit():  # ${1}: label_replace's, not Grafana's
+            return m.group(0)
+        if name not in values:
+            errors.append(f"{where!r}: ${name} is no variable of the dashboard")
+            return m.group(0)
+        return values[name]
+    promql = re.sub(r"\$\{(\w+)\}|\$(\w+)", fill, expr)
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", where).strip("_")
+    rules.append({"record": f"dashboard:{len(rules) + 1}_{slug}", "expr": promql})
+if errors:
+    sys.exit(path + ":\n  " + "\n  ".join(errors))
+json.dump({"groups": [{"name": "dashboard", "rules": rules}]}, open(rules_path, "w"))
+print(f"{len(rules)} queries name only Ick's metrics", file=sys.stderr)
+PY
+    promtool check rules "$CHECK_TMP/rules.yml" >/dev/null
+    rm -rf "$CHECK_TMP"
+    CHECK_TMP=""
+}
+
 MOTO_PID=""
+CHECK_TMP=""
 cleanup() {
     if [ -n "$MOTO_PID" ]; then
         kill "$MOTO_PID" 2>/dev/null || true
         wait "$MOTO_PID" 2>/dev/null || true
+    fi
+    if [ -n "$CHECK_TMP" ]; then
+        rm -rf "$CHECK_TMP"
     fi
 }
 trap cleanup EXIT
@@ -118,6 +236,9 @@ ensure_postgres
 ensure_s3
 ensure_bubblewrap
 ensure_prometheus_parser
+ensure_prometheus
+
+check_monitoring
 
 say "cargo fmt"
 cargo fmt --all -- --check

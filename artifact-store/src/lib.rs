@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod config;
 pub mod error;
+mod metrics;
 mod routes;
 pub mod staging;
 pub mod uploads;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use futures::FutureExt;
 use ick_api::auth::TokenVerifier;
-use ick_api::server::{Metrics, Running, finish_router, health_routes, serve};
+use ick_api::server::{Running, finish_router, health_routes, serve};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -31,6 +32,7 @@ pub(crate) struct AppState<B> {
     uploads: Arc<Uploads>,
     verifier: TokenVerifier,
     max_blob_size: u64,
+    counters: metrics::Counters,
 }
 
 impl<B> FromRef<AppState<B>> for TokenVerifier {
@@ -71,7 +73,9 @@ async fn launch<B: Backend>(
         uploads: uploads.clone(),
         verifier: verifier.clone(),
         max_blob_size: config.max_blob_size.0,
+        counters: metrics::Counters::default(),
     };
+    let (metrics, refresh) = state.counters.metrics(backend.clone(), uploads.clone());
     let metrics_verifier = verifier.clone();
     let router = routes::router(state).merge(health_routes(
         "ick-artifact-store",
@@ -85,7 +89,7 @@ async fn launch<B: Backend>(
         }),
     ));
     let router = finish_router(router, config.http.body_limit);
-    let router = Metrics::new(|_| {}).around(router, metrics_verifier);
+    let router = metrics.around_refreshing(router, metrics_verifier, refresh);
     let cancel = CancellationToken::new();
     let mut running = serve(listener, router, config.http.tls.as_ref(), cancel.clone()).await?;
     running.own(tokio::spawn(uploads.sweep_until(cancel)));

@@ -422,6 +422,21 @@ impl Uploads {
         Ok(())
     }
 
+    /// How many sessions are open.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let dir = self.dir.clone();
+        blocking("counting upload sessions", move || {
+            let mut n = 0;
+            for entry in std::fs::read_dir(&dir)? {
+                if entry?.path().extension().is_some_and(|e| e == "json") {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     /// Removes the sessions that received nothing for `expire_after`;
     /// answers how many.
     pub async fn sweep(&self) -> Result<usize, StoreError> {

@@ -10,10 +10,13 @@ use std::time::Duration;
 use ick_api::server::FailureLimiter;
 
 use crate::config::FailureLimit;
+use crate::metrics::Counters;
 
 /// The counters one attempt at `name`'s credential touches.
 pub struct Guesses<'a> {
     failures: &'a FailureLimiter,
+    counters: &'a Counters,
+    kind: &'static str,
     peer: String,
     pair: String,
     strangers: String,
@@ -23,12 +26,20 @@ pub struct Guesses<'a> {
 
 impl<'a> Guesses<'a> {
     /// An attempt at the credential of `name`, a `kind` of one (`client`,
-    /// `login`: each counted apart), from `peer`.
-    pub fn new(failures: &'a FailureLimiter, kind: &str, name: &str, peer: IpAddr) -> Self {
+    /// `login`, `user_code`: each counted apart), from `peer`.
+    pub fn new(
+        failures: &'a FailureLimiter,
+        counters: &'a Counters,
+        kind: &'static str,
+        name: &str,
+        peer: IpAddr,
+    ) -> Self {
         let pair = format!("{kind}:{name}@{peer}");
         Guesses {
             known: failures.is_known(&pair),
             failures,
+            counters,
+            kind,
             peer: format!("{kind}-peer:{peer}"),
             strangers: format!("{kind}:{name}:strangers"),
             pair,
@@ -51,6 +62,7 @@ impl<'a> Guesses<'a> {
 
     /// The credential was wrong.
     pub fn failed(&self) {
+        self.counters.failed(self.kind);
         self.failures.record_failure(&self.peer);
         self.failures.record_failure(&self.pair);
         if !self.known {

@@ -13,6 +13,7 @@ pub mod error;
 mod guesses;
 pub mod keys;
 mod login;
+mod metrics;
 pub mod people;
 mod routes;
 pub mod store;
@@ -25,7 +26,7 @@ use std::sync::{Arc, RwLock};
 use axum::extract::FromRef;
 use futures::FutureExt;
 use ick_api::auth::{AuthConfig, TokenVerifier};
-use ick_api::server::{Metrics, Running, finish_router, health_routes, serve};
+use ick_api::server::{Running, finish_router, health_routes, serve};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
@@ -48,6 +49,8 @@ pub(crate) struct AppState {
     dummy_hash: Arc<str>,
     /// Providers people may log in through instead.
     upstreams: Arc<upstream::Upstreams>,
+    /// What `/metrics` counts as it happens.
+    counters: metrics::Counters,
 }
 
 impl FromRef<AppState> for TokenVerifier {
@@ -105,7 +108,9 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         failures: Arc::new(FailureLimiter::new(config.auth_failures.window)),
         config: Arc::new(config.clone()),
         verifier: verifier.clone(),
+        counters: metrics::Counters::default(),
     };
+    let metrics = state.counters.metrics();
 
     let ready_store = store.clone();
     let router = routes::router(state).merge(health_routes(
@@ -116,7 +121,7 @@ pub async fn start(config: Config, listener: std::net::TcpListener) -> anyhow::R
         }),
     ));
     let router = finish_router(router, config.http.body_limit);
-    let router = Metrics::new(|_| {}).around(router, verifier);
+    let router = metrics.around(router, verifier);
     let cancel = CancellationToken::new();
     let mut running = serve(listener, router, config.http.tls.as_ref(), cancel.clone()).await?;
     running.own(tokio::spawn(reload_keys_on_hangup(

@@ -115,6 +115,7 @@ impl<'a> TestWorkerBuilder<'a> {
         config["systree_root"] = path_value(&dir.path().join("systrees"));
         config["plugin_dir"] = path_value(&plugin_dir);
         config["http"]["listen"] = "127.0.0.1:0".into();
+        config["metrics"]["listen"] = "127.0.0.1:0".into();
         config["labels"] = Value::Sequence(vec![]);
         config["slots"] = 1.into();
         for edit in self.edits {
@@ -183,6 +184,17 @@ impl TestWorker {
     /// A worker of `controller` using the artifact store `store`.
     pub fn start(idp: &TestIdp, controller: &str, store: &str) -> TestWorker {
         Self::builder(idp, controller).store(store).start()
+    }
+
+    /// Where it serves `/metrics` (it printed `metrics on URL`).
+    pub fn metrics_url(&self) -> String {
+        let log = std::fs::read_to_string(&self.process.log).expect("the worker's log");
+        log.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("metrics on "))
+            .unwrap_or_else(|| panic!("the worker printed no metrics address:\n{log}"))
+            .trim()
+            .to_string()
     }
 
     /// Kills it with SIGKILL, as a crash would.

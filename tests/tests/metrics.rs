@@ -264,4 +264,109 @@ async fn the_controller_counts_builds_actions_and_workers_as_they_change() {
     // Six actions said "hello\n" at least.
     let output = counter(&ran, "ick_output_bytes", &[]);
     assert!(output >= 36.0, "{output}");
+
+    // The worker ran all six, and says so without a token.
+    let worker = parse(
+        &reqwest::get(ick.workers[0].metrics_url())
+            .await
+            .expect("the worker answers")
+            .text()
+            .await
+            .expect("text"),
+    );
+    let shell_succeeded = [("kind", "shell"), ("outcome", "succeeded")];
+    assert_eq!(
+        counter(&worker, "ick_actions_ended", &shell_succeeded),
+        6.0,
+        "{worker:?}"
+    );
+    assert_eq!(
+        sample(
+            &worker,
+            "ick_action_duration_seconds",
+            "histogram",
+            "ick_action_duration_seconds_count",
+            &[("kind", "shell")]
+        ),
+        6.0
+    );
+    assert_eq!(gauge(&worker, "ick_actions_running", &[]), 0.0);
+    // Everything was delivered: nothing is left buffered.
+    assert_eq!(gauge(&worker, "ick_output_buffered_bytes", &[]), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idp_and_the_store_count_what_they_do() {
+    let ick = Ick::start(0);
+    let admin = ick.idp.admin_token().await;
+    let counter = |families: &[Value], name: &str, labels: &[(&str, &str)]| {
+        sample(families, name, "counter", &format!("{name}_total"), labels)
+    };
+
+    // The IDP: tokens by grant, failures by what was guessed.
+    let before = scrape(ick.idp.url(), &admin).await;
+    let granted = [("grant", "client_credentials")];
+    let client = [("kind", "client")];
+    let reader = ick.idp.create_client("reader", &["blobs:read blobs:write"]);
+    let token = ick.idp.token(&reader, None).await;
+    let refused = reqwest::Client::new()
+        .post(ick.idp.token_url())
+        .basic_auth(&reader.id, Some("not the secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let after = scrape(ick.idp.url(), &admin).await;
+    assert_eq!(
+        counter(&after, "ick_tokens_issued", &granted),
+        counter(&before, "ick_tokens_issued", &granted) + 1.0,
+        "{after:?}"
+    );
+    assert_eq!(
+        counter(&after, "ick_auth_failures", &client),
+        counter(&before, "ick_auth_failures", &client) + 1.0,
+        "{after:?}"
+    );
+
+    // The store: what goes in and out, and what it holds.
+    let store = ick.store.url();
+    let before = scrape(store, &admin).await;
+    assert_eq!(gauge(&before, "ick_blobs", &[]), 0.0);
+    let blobs = ick.store.client(&token);
+    let body = bytes::Bytes::from(vec![7u8; 10_000]);
+    let info = blobs.upload_bytes(body.clone()).await.expect("upload");
+    // The same bytes again: received, but nothing new stored.
+    blobs.upload_bytes(body).await.expect("upload again");
+    let mut read = Vec::new();
+    blobs
+        .download(&info.digest, &mut read)
+        .await
+        .expect("download");
+    let session = reqwest::Client::new()
+        .post(format!("{store}/uploads"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answers");
+    assert!(session.status().is_success(), "{}", session.status());
+    let after = scrape(store, &admin).await;
+    assert_eq!(gauge(&after, "ick_blobs", &[]), 1.0, "{after:?}");
+    assert_eq!(gauge(&after, "ick_blob_storage_bytes", &[]), 10_000.0);
+    assert_eq!(gauge(&after, "ick_upload_sessions", &[]), 1.0);
+    assert_eq!(counter(&after, "ick_blob_bytes_in", &[]), 20_000.0);
+    assert_eq!(counter(&after, "ick_blob_bytes_out", &[]), 10_000.0);
+    // A delete takes it off.
+    let deleter = ick.idp.create_client("deleter", &["blobs:delete"]);
+    let deleter = ick.idp.token(&deleter, None).await;
+    assert!(
+        ick.store
+            .client(&deleter)
+            .delete(&info.digest)
+            .await
+            .expect("delete")
+    );
+    let gone = scrape(store, &admin).await;
+    assert_eq!(gauge(&gone, "ick_blobs", &[]), 0.0, "{gone:?}");
+    assert_eq!(gauge(&gone, "ick_blob_storage_bytes", &[]), 0.0);
 }

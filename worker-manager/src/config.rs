@@ -59,6 +59,9 @@ pub struct Config {
     /// Serve `/healthz` and `/readyz` here; no HTTP by default.
     #[serde(default)]
     pub http: Option<HttpConfig>,
+    /// Serve `/metrics` (Prometheus text, no token) here; none by default.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
     /// How long one claim waits for work (default 30 s, at most 30 s).
     #[serde(default = "default_claim_wait", with = "humantime_serde")]
     pub claim_wait: Duration,
@@ -77,6 +80,14 @@ pub struct Config {
     /// How output is shipped.
     #[serde(default)]
     pub output: OutputConfig,
+}
+
+/// Where metrics are served: an address only the monitoring network
+/// reaches, since they need no token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: std::net::SocketAddr,
 }
 
 /// Client credentials at the IDP.

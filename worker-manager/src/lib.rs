@@ -10,6 +10,7 @@
 pub mod config;
 mod controller;
 pub mod error;
+mod metrics;
 mod output;
 mod poll;
 mod presence;
@@ -74,6 +75,8 @@ pub(crate) struct Shared {
     pub drained: CancellationToken,
     /// Give up reporting: the process is going away.
     pub hard_stop: CancellationToken,
+    /// What `/metrics` counts.
+    pub counters: metrics::Counters,
 }
 
 /// A running worker-manager.
@@ -82,6 +85,8 @@ pub struct WorkerManager {
     /// Held while it runs: see [`claim_name`].
     _name: std::os::unix::net::UnixListener,
     http: Option<Running>,
+    /// Serves `/metrics`, if configured.
+    metrics: Option<Running>,
     slots: Vec<JoinHandle<()>>,
     timer: JoinHandle<()>,
     /// Holds the presence connection.
@@ -94,6 +99,11 @@ impl WorkerManager {
     /// The address of its health endpoints, if it serves them.
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.http.as_ref().map(Running::local_addr)
+    }
+
+    /// The address of its metrics, if it serves them.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(Running::local_addr)
     }
 
     /// Its name.
@@ -126,8 +136,8 @@ impl WorkerManager {
         self.presence.abort();
         let _ = self.presence.await;
         presence::leave(&self.shared, ick_api::work::WorkerState::Gone).await;
-        if let Some(http) = self.http {
-            http.stop().await;
+        for server in [self.http, self.metrics].into_iter().flatten() {
+            server.stop().await;
         }
         tracing::info!(worker = %self.shared.config.name, "worker-manager stopped");
     }
@@ -184,10 +194,15 @@ pub async fn start(
         shutdown: CancellationToken::new(),
         drained: CancellationToken::new(),
         hard_stop: CancellationToken::new(),
+        counters: metrics::Counters::default(),
         config,
     });
     let http = match listener {
         Some(listener) => Some(serve_health(&shared, listener).await?),
+        None => None,
+    };
+    let metrics = match &shared.config.metrics {
+        Some(m) => Some(serve_metrics(&shared, m.listen).await?),
         None => None,
     };
     let slots = (0..shared.config.slots)
@@ -212,6 +227,7 @@ pub async fn start(
         shared,
         _name: name,
         http,
+        metrics,
         slots,
         timer,
         presence,
@@ -281,6 +297,14 @@ async fn drain_timer(shared: Arc<Shared>) {
     shared.drained.cancel();
     tokio::time::sleep(shared.config.kill_grace * 2 + std::time::Duration::from_secs(30)).await;
     shared.hard_stop.cancel();
+}
+
+async fn serve_metrics(shared: &Arc<Shared>, listen: SocketAddr) -> anyhow::Result<Running> {
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen} (metrics.listen): {e}"))?;
+    let (metrics, refresh) = metrics::metrics(shared);
+    let router = finish_router(metrics.open_router(refresh), 64 * 1024);
+    serve(listener, router, None, CancellationToken::new()).await
 }
 
 async fn serve_health(

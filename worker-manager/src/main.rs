@@ -61,6 +61,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let stop = shutdown_signal();
     let worker = ick_worker_manager::start(config, listener).await?;
+    if let Some(addr) = worker.metrics_addr() {
+        println!("metrics on http://{addr}/metrics");
+    }
     if let Some(addr) = worker.local_addr() {
         println!("listening on {scheme}://{addr}");
     }

@@ -37,6 +37,7 @@ async fn a_worker_manager_runs_in_process_and_stops_when_asked() {
         sandbox_user: "nobody".into(),
         sandbox_group: "nogroup".into(),
         http: None,
+        metrics: None,
         claim_wait: Duration::from_secs(30),
         heartbeat_interval: Duration::from_secs(2),
         kill_grace: Duration::from_secs(5),

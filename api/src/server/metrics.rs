@@ -120,6 +120,31 @@ impl Metrics {
             .merge(read)
             .layer(middleware::from_fn_with_state(self.clone(), count))
     }
+
+    /// `GET /metrics` alone, without a token, with `refresh` run before
+    /// each read: for an address of its own that only the monitoring
+    /// network reaches (a worker-manager's `metrics.listen`).
+    pub fn open_router(&self, refresh: Refresh) -> Router {
+        let metrics = self.clone();
+        Router::new().route(
+            METRICS_PATH,
+            get(move || {
+                let (metrics, refresh) = (metrics.clone(), refresh.clone());
+                async move {
+                    refresh().await;
+                    metrics.answer()
+                }
+            }),
+        )
+    }
+
+    fn answer(&self) -> Response {
+        let mut response = self.encode().into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
+        response
+    }
 }
 
 #[derive(Clone)]
@@ -137,11 +162,7 @@ impl FromRef<Reader> for TokenVerifier {
 
 async fn read(_: Authorized<MetricsRead>, State(reader): State<Reader>) -> Response {
     (reader.refresh)().await;
-    let mut response = reader.metrics.encode().into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(OPENMETRICS));
-    response
+    reader.metrics.answer()
 }
 
 async fn count(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {

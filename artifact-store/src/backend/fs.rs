@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use ick_api::blobs::{Digest, RefInfo, RefName, RefPrefix};
 
-use super::{Backend, Staged, blob_key, blocking, lock_dir};
+use super::{Backend, Staged, Usage, blob_key, blocking, lock_dir};
 use crate::error::StoreError;
 use crate::staging::{ByteStream, Staging, read_file, sync_dir};
 
@@ -180,6 +180,28 @@ impl Backend for FsBackend {
         })
         .await?;
         Ok(opened.map(|(file, len)| read_file(file, range.unwrap_or(0..len))))
+    }
+
+    async fn usage(&self) -> Result<Usage, StoreError> {
+        let blobs = self.inner.root.join("sha256");
+        blocking("counting blobs", move || {
+            let mut usage = Usage::default();
+            for fan in std::fs::read_dir(&blobs)? {
+                let fan = fan?;
+                if !fan.file_type()?.is_dir() {
+                    continue;
+                }
+                for blob in std::fs::read_dir(fan.path())? {
+                    let meta = blob?.metadata()?;
+                    if meta.is_file() {
+                        usage.blobs += 1;
+                        usage.bytes += meta.len();
+                    }
+                }
+            }
+            Ok(usage)
+        })
+        .await
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool, StoreError> {

@@ -33,6 +33,13 @@ pub struct Staged {
     pub size: u64,
 }
 
+/// What the blobs take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub blobs: u64,
+    pub bytes: u64,
+}
+
 /// Blob and ref storage.
 pub trait Backend: Clone + Send + Sync + 'static {
     /// Where uploads are received before they are committed.
@@ -77,6 +84,10 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// Removes a ref; `false` if there was none.
     fn delete_ref(&self, name: &RefName) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// How many blobs there are, and their bytes, counted by listing
+    /// them all (for `/metrics`, now and then).
+    fn usage(&self) -> impl Future<Output = Result<Usage, StoreError>> + Send;
 
     /// The refs whose names start with `prefix`, sorted by name.
     fn list_refs(

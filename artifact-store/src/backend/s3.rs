@@ -20,7 +20,7 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
-use super::{Backend, Staged, blob_key, blocking, lock_dir};
+use super::{Backend, Staged, Usage, blob_key, blocking, lock_dir};
 use crate::config::S3Config;
 use crate::error::StoreError;
 use crate::staging::{ByteStream, Staging, read_file};
@@ -191,6 +191,20 @@ impl Backend for S3Backend {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn usage(&self) -> Result<Usage, StoreError> {
+        let blobs = self.key("sha256")?;
+        self.inner
+            .store
+            .list(Some(&blobs))
+            .map_err(StoreError::from)
+            .try_fold(Usage::default(), |mut usage, meta| {
+                usage.blobs += 1;
+                usage.bytes += meta.size;
+                futures::future::ready(Ok(usage))
+            })
+            .await
     }
 
     async fn delete(&self, digest: &Digest) -> Result<bool, StoreError> {

@@ -5,6 +5,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
 use ick_api::auth::Authorized;
 use ick_api::auth::scopes::{BlobsDelete, BlobsRead, BlobsWrite};
 use ick_api::blobs::{BlobInfo, ByteRange, Digest, Hasher, content_range};
@@ -124,6 +125,10 @@ async fn receive<B: Backend>(
             size,
         })
         .await?;
+    state.counters.received(size);
+    if created {
+        state.counters.stored(size);
+    }
     Ok((
         BlobInfo {
             digest: actual,
@@ -191,6 +196,8 @@ pub(super) async fn get<B: Backend>(
         .read(&digest, range.clone())
         .await?
         .ok_or(StoreError::BlobNotFound(digest))?;
+    let counters = state.counters.clone();
+    let stream = stream.inspect_ok(move |chunk| counters.sent(chunk.len()));
     let mut response = Body::from_stream(stream).into_response();
     match range {
         None => blob_headers(response.headers_mut(), &digest, size),
@@ -231,7 +238,9 @@ pub(super) async fn delete<B: Backend>(
     Path(digest): Path<String>,
 ) -> Result<StatusCode, StoreError> {
     let digest: Digest = digest.parse()?;
+    let size = state.backend.size(&digest).await?;
     if state.backend.delete(&digest).await? {
+        state.counters.deleted(size.unwrap_or(0));
         tracing::info!(%digest, "blob deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -134,6 +134,10 @@ pub(super) async fn complete<B: Backend>(
             &state.backend,
         )
         .await?;
+    state.counters.received(info.size);
+    if created {
+        state.counters.stored(info.size);
+    }
     tracing::info!(upload = %id, digest = %info.digest, size = info.size, "upload completed");
     Ok(stored(info, created))
 }

@@ -225,7 +225,13 @@ pub(super) async fn check_password(
     username: &str,
     password: Secret,
 ) -> Result<UserRecord, PasswordRefused> {
-    let guesses = Guesses::new(&state.failures, "login", username, peer.ip());
+    let guesses = Guesses::new(
+        &state.failures,
+        &state.counters,
+        "login",
+        username,
+        peer.ip(),
+    );
     let blocked = guesses.blocked_for(&state.config.auth_failures);
     if let Some(wait) = blocked {
         tracing::warn!(user = %username, peer = %peer.ip(), "logins refused after failed attempts");

@@ -120,7 +120,13 @@ pub(super) async fn enter_code(
         user_code_form(status, &action(&state, ""), typed, Some(error))
     };
     let ip = peer.ip();
-    let guesses = Guesses::new(&state.failures, "user_code", &ip.to_string(), ip);
+    let guesses = Guesses::new(
+        &state.failures,
+        &state.counters,
+        "user_code",
+        &ip.to_string(),
+        ip,
+    );
     if let Some(wait) = guesses.blocked_for(&state.config.auth_failures) {
         let seconds = wait.as_secs().max(1);
         tracing::warn!(peer = %ip, "user codes refused after wrong guesses");

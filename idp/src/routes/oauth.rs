@@ -195,7 +195,13 @@ pub(super) async fn authenticate(
     let client_id = match &presented {
         Presented::Secret(id, _) | Presented::Public(id) => id.clone(),
     };
-    let guesses = Guesses::new(&state.failures, "client", &client_id, peer.ip());
+    let guesses = Guesses::new(
+        &state.failures,
+        &state.counters,
+        "client",
+        &client_id,
+        peer.ip(),
+    );
     let blocked = guesses.blocked_for(&state.config.auth_failures);
     if let Some(wait) = blocked {
         let seconds = wait.as_secs().max(1);

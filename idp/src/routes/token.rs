@@ -41,23 +41,29 @@ async fn grant(
     body: &[u8],
 ) -> Result<TokenResponse, OAuthError> {
     let form = parse_form(headers, body)?;
-    match form.get("grant_type").map(String::as_str) {
-        None => Err(OAuthError::new("invalid_request", "grant_type is missing")),
+    let (grant, answer) = match form.get("grant_type").map(String::as_str) {
+        None => Err(OAuthError::new("invalid_request", "grant_type is missing"))?,
         Some("client_credentials") => {
             let client = authenticate(state, peer, headers, &form, false).await?;
-            client_credentials(state, &client, &form)
+            (
+                "client_credentials",
+                client_credentials(state, &client, &form),
+            )
         }
         Some("authorization_code") => {
             let client = authenticate(state, peer, headers, &form, true).await?;
-            authorization_code(state, &client, &form).await
+            (
+                "authorization_code",
+                authorization_code(state, &client, &form).await,
+            )
         }
         Some("refresh_token") => {
             let client = authenticate(state, peer, headers, &form, true).await?;
-            refresh_token(state, &client, &form).await
+            ("refresh_token", refresh_token(state, &client, &form).await)
         }
         Some(DEVICE_CODE_GRANT) => {
             let client = authenticate(state, peer, headers, &form, true).await?;
-            device_code(state, &client, &form).await
+            ("device_code", device_code(state, &client, &form).await)
         }
         Some(other) => Err(OAuthError::new(
             "unsupported_grant_type",
@@ -65,8 +71,12 @@ async fn grant(
                 "grant type {other:?} is not supported; use client_credentials, \
                  authorization_code, refresh_token or {DEVICE_CODE_GRANT}"
             ),
-        )),
+        ))?,
+    };
+    if answer.is_ok() {
+        state.counters.issued(grant);
     }
+    answer
 }
 
 fn signing_failed(e: String) -> OAuthError {

@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use ick_api::blobs::RetryPolicy;
 use ick_api::work::{OutputChunk, Stream};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -73,6 +74,8 @@ pub struct Destination {
     pub attempt: i64,
     pub config: OutputConfig,
     pub spill_dir: PathBuf,
+    /// Bytes queued and not yet delivered, every action's together.
+    pub buffered: Gauge,
 }
 
 impl Output {
@@ -83,6 +86,7 @@ impl Output {
         let queue = Arc::new(Queue::new(
             dest.config.memory_limit.0 as usize,
             dest.spill_dir.clone(),
+            dest.buffered.clone(),
         ));
         let chunker = tokio::spawn(chunk(rx, queue.clone(), dest.config.clone()));
         let sender = tokio::spawn(send(queue, dest, stop));

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Mutex, Notify};
 
 /// The queue of one attempt's encoded chunks (each the JSON of an
@@ -18,6 +19,8 @@ pub struct Queue {
     notify: Notify,
     memory_limit: usize,
     spill_dir: PathBuf,
+    /// Bytes not yet acknowledged, of this queue and others (`/metrics`).
+    buffered: Gauge,
 }
 
 struct Inner {
@@ -26,6 +29,8 @@ struct Inner {
     spill: Option<Spill>,
     /// Chunks in the file not yet read back.
     spilled: usize,
+    /// Bytes pushed and not yet acknowledged, in memory or in the file.
+    held_bytes: usize,
     closed: bool,
     spill_failed: bool,
 }
@@ -39,13 +44,16 @@ struct Spill {
 impl Queue {
     /// An empty queue keeping up to `memory_limit` bytes in memory and
     /// spilling the rest to a file in `spill_dir`.
-    pub fn new(memory_limit: usize, spill_dir: PathBuf) -> Self {
+    /// `buffered` counts the bytes it holds, with other queues'.
+    pub fn new(memory_limit: usize, spill_dir: PathBuf, buffered: Gauge) -> Self {
         Queue {
+            buffered,
             inner: Mutex::new(Inner {
                 memory: VecDeque::new(),
                 memory_bytes: 0,
                 spill: None,
                 spilled: 0,
+                held_bytes: 0,
                 closed: false,
                 spill_failed: false,
             }),
@@ -58,6 +66,8 @@ impl Queue {
     /// Adds a chunk at the end.
     pub async fn push(&self, chunk: Bytes) {
         let mut inner = self.inner.lock().await;
+        inner.held_bytes += chunk.len();
+        self.buffered.inc_by(chunk.len() as i64);
         let fits = inner.memory_bytes + chunk.len() <= self.memory_limit;
         if inner.spilled == 0 && (fits || inner.memory.is_empty()) || inner.spill_failed {
             inner.memory_bytes += chunk.len();
@@ -119,6 +129,8 @@ impl Queue {
         for _ in 0..n {
             if let Some(chunk) = inner.memory.pop_front() {
                 inner.memory_bytes -= chunk.len();
+                inner.held_bytes -= chunk.len();
+                self.buffered.dec_by(chunk.len() as i64);
             }
         }
     }
@@ -210,6 +222,14 @@ impl Queue {
     }
 }
 
+impl Drop for Queue {
+    /// What an abandoned attempt never delivered is no longer held.
+    fn drop(&mut self) {
+        let held = self.inner.get_mut().held_bytes;
+        self.buffered.dec_by(held as i64);
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {
@@ -225,7 +245,7 @@ mod tests {
     #[tokio::test]
     async fn chunks_come_out_in_order_through_memory_and_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let queue = Queue::new(100, dir.path().to_path_buf());
+        let queue = Queue::new(100, dir.path().to_path_buf(), Gauge::default());
         let chunks: Vec<Bytes> = (0..50)
             .map(|i| Bytes::from(format!("chunk number {i:03}")))
             .collect();
@@ -259,7 +279,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("not-a-dir");
         std::fs::write(&file, "x").expect("write");
-        let queue = Queue::new(10, file.join("spill"));
+        let queue = Queue::new(10, file.join("spill"), Gauge::default());
         for i in 0..5 {
             queue.push(Bytes::from(format!("{i}-0123456789"))).await;
         }

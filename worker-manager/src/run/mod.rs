@@ -235,6 +235,7 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
             attempt: a.attempt,
             config: shared.config.output.clone(),
             spill_dir: shared.workspaces.root().join(".spill"),
+            buffered: shared.counters.buffered.clone(),
         },
         stop.clone(),
     );
@@ -265,6 +266,9 @@ async fn attempt(shared: &Arc<Shared>, a: WorkAssignment) {
     };
     let ending = result.unwrap_or_else(|e| Ending::error(e.0));
     let ran = started.elapsed();
+    shared
+        .counters
+        .ended(&a.action.kind, ending.outcome, ending.succeeded(), ran);
     if let Some(message) = &ending.message {
         out.line(Stream::Stderr, &format!("ick: {message}")).await;
     }
