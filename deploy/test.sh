@@ -105,10 +105,11 @@ ensure_prometheus_parser() {
     python3 -m pip install --quiet prometheus-client
 }
 
-# deploy/prometheus/prometheus.yml is checked with promtool, from Debian's
-# prometheus package, installed if missing (as root), once. The package
-# starts a Prometheus of its own (on :9090) where it can; only promtool is
-# wanted, so that one is stopped again, and kept from starting at boot.
+# deploy/prometheus/prometheus.yml is checked with promtool, and a test
+# (tests/tests/metrics.rs) runs a Prometheus of its own with it: both from
+# Debian's prometheus package, installed if missing (as root), once. The
+# package starts a Prometheus service (on :9090) where it can; that one is
+# not wanted, so it is stopped again, and kept from starting at boot.
 ensure_prometheus() {
     if command -v promtool >/dev/null 2>&1; then
         return

@@ -370,3 +370,133 @@ async fn the_idp_and_the_store_count_what_they_do() {
     assert_eq!(gauge(&gone, "ick_blobs", &[]), 0.0, "{gone:?}");
     assert_eq!(gauge(&gone, "ick_blob_storage_bytes", &[]), 0.0);
 }
+
+/// A Prometheus (Debian's, as `deploy/test.sh` installs it), killed when
+/// dropped.
+struct Prometheus {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_every_service_with_the_sample_config() {
+    let ick = Ick::start(1);
+    let client = ick.idp.create_client("prometheus", &["metrics:read"]);
+    let secret_file = ick.file("prometheus-secret", &client.secret);
+
+    // The sample config, pointed at this suite, scraping every second.
+    let sample =
+        std::fs::read_to_string(ick_tests::repo_root().join("deploy/prometheus/prometheus.yml"))
+            .expect("deploy/prometheus/prometheus.yml");
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&sample).expect("yaml");
+    config["global"]["scrape_interval"] = "1s".into();
+    let worker = ick.workers[0].metrics_url();
+    let worker = worker
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_string();
+    let host = |url: &str| url.trim_start_matches("http://").to_string();
+    let targets = [
+        ("ick-controller", host(ick.controller.url())),
+        ("ick-idp", host(ick.idp.url())),
+        ("ick-artifact-store", host(ick.store.url())),
+        ("ick-worker-manager", worker),
+    ];
+    let jobs = config["scrape_configs"]
+        .as_sequence_mut()
+        .expect("scrape_configs");
+    assert_eq!(jobs.len(), targets.len(), "a job per service");
+    for job in jobs.iter_mut() {
+        let name = job["job_name"].as_str().expect("job_name").to_string();
+        let (_, target) = targets
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("an unexpected job {name}"));
+        job["static_configs"][0]["targets"][0] = target.as_str().into();
+        if job.get("oauth2").is_some() {
+            job["oauth2"]["client_id"] = client.id.as_str().into();
+            job["oauth2"]["client_secret_file"] = common::s(&secret_file).into();
+            job["oauth2"]["token_url"] = ick.idp.token_url().into();
+        }
+    }
+    let config_file = ick.file(
+        "prometheus.yml",
+        &serde_yaml::to_string(&config).expect("yaml"),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let log = std::fs::File::create(ick.dir.path().join("prometheus.log")).expect("log");
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", common::s(&config_file)))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            common::s(&ick.dir.path().join("tsdb"))
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("prometheus starts (deploy/test.sh installs Debian's prometheus)");
+    let prometheus = Prometheus {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+
+    // Every target up, scraped with the token Prometheus got itself.
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let health = loop {
+        let answer = http
+            .get(format!("{}/api/v1/targets", prometheus.url))
+            .send()
+            .await;
+        if let Ok(answer) = answer
+            && let Ok(body) = answer.json::<Value>().await
+        {
+            let health: Vec<(String, String, String)> = body["data"]["activeTargets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    (
+                        t["labels"]["job"].as_str().unwrap_or("").to_string(),
+                        t["health"].as_str().unwrap_or("").to_string(),
+                        t["lastError"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect();
+            if health.len() == targets.len() && health.iter().all(|(_, h, _)| h == "up") {
+                break health;
+            }
+            if std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(ick.dir.path().join("prometheus.log"))
+                    .unwrap_or_default();
+                panic!("not every target is up: {health:?}\n{log}");
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    assert_eq!(health.len(), 4, "{health:?}");
+    // And what they serve is there to query.
+    let answer: Value = http
+        .get(format!("{}/api/v1/query", prometheus.url))
+        .query(&[("query", "ick_workers{state=\"online\"}")])
+        .send()
+        .await
+        .expect("a query")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(answer["status"], "success", "{answer}");
+    let value = &answer["data"]["result"][0]["value"][1];
+    assert_eq!(value, "1", "{answer}");
+}
