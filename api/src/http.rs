@@ -25,3 +25,17 @@ pub fn join(base: &str, path: &str) -> String {
         path.trim_start_matches('/')
     )
 }
+
+/// Escapes a name for a URL path segment (names are already restricted,
+/// but refs and user input may hold anything).
+pub fn segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -162,13 +162,7 @@ pub struct IdpAdmin {
     tokens: Arc<TokenSource>,
 }
 
-/// A path segment, escaped (names are restricted, but what a person typed
-/// may hold anything until the IDP refuses it).
-fn segment(name: &str) -> String {
-    url::form_urlencoded::byte_serialize(name.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
-}
+use crate::http::segment;
 
 impl IdpAdmin {
     /// A client of the IDP at `base` (its issuer URL).

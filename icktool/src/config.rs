@@ -18,11 +18,9 @@
 //! The environment wins over the file: `ICKTOOL_CONTROLLER`, `ICKTOOL_IDP`,
 //! `ICKTOOL_ARTIFACT_STORE`, `ICKTOOL_CLIENT_ID`, `ICKTOOL_CLIENT_SECRET`.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use ick_api::Secret;
 use serde::{Deserialize, Serialize};
 
@@ -104,30 +102,7 @@ pub fn default_path() -> PathBuf {
     config_dir().join("config.yaml")
 }
 
-/// Writes `bytes` to `path` with mode 0600 (it holds a secret), atomically:
-/// a temporary file beside it, renamed over it, so that a reader never
-/// sees half a file and a crash never loses the old one.
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Some(dir) = dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
+pub use ick_api::secret::write_private;
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name)

@@ -308,16 +308,4 @@ pub async fn read_json<T: DeserializeOwned>(response: Response) -> anyhow::Resul
     serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("unexpected answer from {url}: {e}"))
 }
 
-/// Escapes a name for a URL path segment (names are already restricted,
-/// but refs and user input may hold anything).
-pub fn segment(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for b in name.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use ick_api::http::segment;

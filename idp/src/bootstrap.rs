@@ -39,13 +39,15 @@ impl Bootstrap {
     }
 
     /// Creates client `name` with `scopes` (and, for a worker, its name
-    /// and labels), or gives the existing one those and a new secret,
-    /// enabled. Answers its id and secret.
+    /// and labels; for a browser login, its redirect URIs), or gives the
+    /// existing one those and a new secret, enabled. Answers its id and
+    /// secret.
     pub async fn issue(
         &self,
         name: &str,
         scopes: ScopeSet,
         worker: Option<WorkerIdentity>,
+        redirect_uris: Vec<String>,
     ) -> anyhow::Result<(String, Secret)> {
         let worker = match worker {
             Some(w) => WorkerAttributes {
@@ -64,7 +66,7 @@ impl Bootstrap {
                     Some(scopes),
                     Some(true),
                     worker,
-                    None,
+                    (!redirect_uris.is_empty()).then_some(redirect_uris),
                 )
                 .await?;
                 clients::rotate(&self.store, &actor, &record.id).await?
@@ -77,7 +79,10 @@ impl Bootstrap {
                     scopes,
                     &self.audience,
                     worker,
-                    clients::LoginSettings::default(),
+                    clients::LoginSettings {
+                        redirect_uris,
+                        ..clients::LoginSettings::default()
+                    },
                 )
                 .await?
             }

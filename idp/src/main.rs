@@ -88,6 +88,10 @@ enum ClientCommand {
         /// secret: print only its id.
         #[arg(long, conflicts_with_all = ["worker_name", "keep_secret_stdin"])]
         device: bool,
+        /// For a browser login (the web dashboard): where the IDP may send
+        /// people back to (repeat for several).
+        #[arg(long = "redirect-uri", conflicts_with_all = ["worker_name", "device"])]
+        redirect_uris: Vec<String>,
     },
     /// Delete client NAME, if there is one.
     Delete { name: String },
@@ -200,6 +204,7 @@ async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
             worker_name,
             keep_secret_stdin,
             device,
+            redirect_uris,
         } => {
             let clients = Bootstrap::open(&config).await?;
             if device {
@@ -223,7 +228,7 @@ async fn client(config: Config, command: ClientCommand) -> anyhow::Result<()> {
                 name,
                 labels: Vec::new(),
             });
-            let (id, secret) = clients.issue(&name, scopes, worker).await?;
+            let (id, secret) = clients.issue(&name, scopes, worker, redirect_uris).await?;
             println!("client_id: {id}");
             println!("client_secret: {}", secret.expose());
         }

@@ -11,6 +11,7 @@ pub mod oidc;
 pub mod process;
 pub mod smtp;
 pub mod store;
+pub mod web;
 pub mod worker;
 
 use std::future::Future;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::{icktool, s, wait_for};
 use ick_api::controller::{BuildList, BuildStatus, StoredProject};
+use ick_tests::web::WebBrowser;
 use ick_tests::{bin_path, repo_root};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -170,6 +171,38 @@ fn a_second_up_finds_everything_as_it_was() {
     );
     assert!(!login.scopes.contains(ick_api::Scope::WorkRun), "{login:?}");
     assert_eq!(first["login_client_id"].as_str(), Some(login.id.as_str()));
+    // The dashboard up prints: a person logs in there and sees the build.
+    let dashboard = dashboard_of(&up.output());
+    let mut password = Command::new(bin_path("icktool"))
+        .args(["user", "create", "dana", "--password-stdin"])
+        .env("ICKTOOL_CONFIG", &config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("icktool runs");
+    use std::io::Write as _;
+    password
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"a password for dana\n")
+        .expect("write");
+    assert!(password.wait().expect("icktool ends").success());
+    icktool(
+        &config,
+        &["member", "add", "hello", "user:dana", "viewer"],
+        &[],
+    )
+    .ok();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut browser = WebBrowser::at(&dashboard);
+    let page = runtime.block_on(browser.log_in("/", "dana", "a password for dana"));
+    assert_eq!(page.status, reqwest::StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("href=\"/projects/hello\""),
+        "{}",
+        page.body
+    );
     up.interrupt();
 
     let mut again = Up::start(cwd.path(), &["--dir", "state", "--port", "0"]);
@@ -194,10 +227,24 @@ fn a_second_up_finds_everything_as_it_was() {
             .ok()
             .json();
     assert_eq!(projects[0].name, "hello");
+    // The session outlived the restart: its cookie is sealed with a key
+    // kept in the state folder.
+    browser.moved_to(&dashboard_of(&again.output()));
+    let page = runtime.block_on(browser.get("/"));
+    assert_eq!(page.status, reqwest::StatusCode::OK, "{page:?}");
     let archived = icktool(&config, &["ref", "get", "hello/output"], &[]).ok();
     assert!(archived.stdout.starts_with("sha256:"), "{archived}");
     let output = again.interrupt();
     assert!(!output.contains("first start"), "{output}");
+}
+
+/// The dashboard's URL, as `up` printed it.
+fn dashboard_of(output: &str) -> String {
+    output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("dashboard"))
+        .map(|url| url.trim().to_string())
+        .unwrap_or_else(|| panic!("up printed no dashboard:\n{output}"))
 }
 
 #[test]
@@ -387,6 +434,7 @@ fn services_of(up: &Up) -> Vec<(String, u32)> {
         "ick-controller",
         "ick-artifact-store",
         "ick-worker-manager",
+        "ick-web",
     ] {
         let pid = children
             .iter()

@@ -79,6 +79,38 @@ impl IdpClients<'_> {
         Ok((id, field("client_secret:").map(Secret::new)))
     }
 
+    /// Client `name` with `scopes` for a browser login coming back to
+    /// `redirect_uri`, with a new secret.
+    pub async fn issue_with_redirect(
+        &self,
+        name: &str,
+        scopes: &ScopeSet,
+        redirect_uri: &str,
+    ) -> anyhow::Result<(String, Secret)> {
+        let scopes = scopes.to_string();
+        let out = self
+            .run(
+                &[
+                    "issue",
+                    name,
+                    "--scope",
+                    &scopes,
+                    "--redirect-uri",
+                    redirect_uri,
+                ],
+                None,
+            )
+            .await?;
+        let field = |key: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| v.trim().to_string())
+        };
+        let id = field("client_id:").context("`ick-idp client issue` printed no client_id")?;
+        let secret = field("client_secret:").context("`ick-idp client issue` printed no secret")?;
+        Ok((id, Secret::new(secret)))
+    }
+
     /// The public client `name` with the device grant and `scopes` (made,
     /// or kept with these scopes); answers its id.
     pub async fn device(&self, name: &str, scopes: &ScopeSet) -> anyhow::Result<String> {

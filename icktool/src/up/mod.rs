@@ -47,6 +47,8 @@ const ADMIN_CLIENT: &str = "icktool-admin";
 const WORKER_CLIENT: &str = "icktool-worker";
 /// The public client people log in through with `icktool login`.
 pub const LOGIN_CLIENT: &str = "icktool";
+/// The web dashboard's client.
+const WEB_CLIENT: &str = "ick-web";
 /// The demo's definitions, built in so that `--demo` works from anywhere.
 const HELLO: &str = include_str!("../../../examples/hello/hello.yaml");
 
@@ -59,7 +61,7 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 1)]
     workers: u32,
     /// The controller's port; the IDP listens on the next one, the artifact
-    /// store on PORT+2. 0 takes any free ports.
+    /// store on PORT+2, the web dashboard on PORT+5. 0 takes any free ports.
     #[arg(long, default_value_t = 7420)]
     port: u16,
     /// Also apply examples/hello, trigger it and follow it to the end.
@@ -74,6 +76,7 @@ struct Ports {
     controller: Port,
     idp: Port,
     store: Port,
+    web: Port,
 }
 
 struct Port {
@@ -91,7 +94,7 @@ impl Port {
 
 fn bind(port: u16) -> anyhow::Result<Ports> {
     let mut bound = Vec::new();
-    for offset in [0u16, 1, 2] {
+    for offset in [0u16, 1, 2, 5] {
         let wanted = if port == 0 {
             0
         } else {
@@ -100,9 +103,9 @@ fn bind(port: u16) -> anyhow::Result<Ports> {
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], wanted));
         // With port 0, the IDP and the store take their own; the
-        // controller's is taken here, since its config names it (the
-        // links in mail).
-        if wanted == 0 && offset != 0 {
+        // controller's and the dashboard's are taken here, since configs
+        // name them (the links in mail; the login's return address).
+        if wanted == 0 && offset != 0 && offset != 5 {
             bound.push(Port { addr, held: None });
             continue;
         }
@@ -122,11 +125,12 @@ fn bind(port: u16) -> anyhow::Result<Ports> {
         });
     }
     let mut it = bound.into_iter();
-    match (it.next(), it.next(), it.next()) {
-        (Some(controller), Some(idp), Some(store)) => Ok(Ports {
+    match (it.next(), it.next(), it.next(), it.next()) {
+        (Some(controller), Some(idp), Some(store), Some(web)) => Ok(Ports {
             controller,
             idp,
             store,
+            web,
         }),
         _ => bail!("could not bind the ports"),
     }
@@ -264,6 +268,8 @@ struct Started {
     controller: String,
     idp: String,
     store: String,
+    /// The web dashboard.
+    web: String,
     /// The public client people log in through (`icktool login`).
     login_client_id: String,
 }
@@ -346,6 +352,7 @@ pub async fn run(args: UpArgs, config_file: Option<&Path>) -> anyhow::Result<Exi
     let config_shown = shell_path(&config_path);
     println!(
         "Ick is up. State in {dir}{first}.\n\n  \
+         dashboard       {web_url}\n  \
          controller      {controller_url}\n  \
          IDP             {idp_url}\n  \
          artifact store  {store_url}\n  \
@@ -363,6 +370,7 @@ pub async fn run(args: UpArgs, config_file: Option<&Path>) -> anyhow::Result<Exi
         } else {
             ""
         },
+        web_url = started.web,
         controller_url = started.controller,
         idp_url = started.idp,
         store_url = started.store,
@@ -528,6 +536,12 @@ async fn start_all(
         let secret = secret.context("`ick-idp client issue` printed no client_secret")?;
         workers.push(WorkerClient { name, id, secret });
     }
+    // The dashboard's client: people's browser logins come back to it.
+    let web_addr = ports.web.addr;
+    let web_url = format!("http://{web_addr}");
+    let (web_id, web_secret) = clients
+        .issue_with_redirect(WEB_CLIENT, &people, &format!("{web_url}/login/callback"))
+        .await?;
     ports.idp.release();
     let idp = Service::start(
         spec("IDP".into(), &binaries.idp, "idp.yaml", "idp.log"),
@@ -594,6 +608,28 @@ async fn start_all(
     let store_url = started.url.clone();
     suite.services.push(started);
 
+    let web_secret_file = configs.join("web-secret");
+    ick_api::secret::write_private(&web_secret_file, web_secret.expose().as_bytes())?;
+    write_private(
+        &configs.join("web.yaml"),
+        &json!({
+            "http": {"listen": ports.web.release().to_string()},
+            "public_url": web_url,
+            "controller": controller_url,
+            "idp": idp_url,
+            "client_id": web_id,
+            "client_secret_file": web_secret_file,
+            "session_key_file": dir.join("web").join("session.key"),
+        }),
+    )?;
+    let started = Service::start(
+        spec("dashboard".into(), &binaries.web, "web.yaml", "web.log"),
+        lifeline,
+        &http,
+    )
+    .await?;
+    suite.services.push(started);
+
     for WorkerClient { name, id, secret } in workers {
         let file = format!("worker-{name}.yaml");
         write_private(
@@ -632,6 +668,7 @@ async fn start_all(
             controller: controller_url,
             idp: idp_url,
             store: store_url,
+            web: web_url,
             login_client_id,
         },
         admin_id,

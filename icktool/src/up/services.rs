@@ -36,6 +36,7 @@ pub struct Binaries {
     pub controller: PathBuf,
     pub artifact_store: PathBuf,
     pub worker_manager: PathBuf,
+    pub web: PathBuf,
 }
 
 impl Binaries {
@@ -69,6 +70,7 @@ impl Binaries {
             controller: find("ick-controller")?,
             artifact_store: find("ick-artifact-store")?,
             worker_manager: find("ick-worker-manager")?,
+            web: find("ick-web")?,
         })
     }
 }

@@ -1,0 +1,305 @@
+//! The web dashboard over HTTP, through the real binaries: a person logs
+//! in through the IDP and comes back to the page they asked for; pages
+//! show what their roles allow; forms need their CSRF token; what people
+//! wrote is shown as text, never as markup.
+
+mod common;
+
+use common::Ick;
+use ick_api::controller::{BuildList, BuildSummary};
+use ick_tests::web::{TestWeb, WebBrowser};
+use reqwest::StatusCode;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The suite with one worker, users alice (developer of `hello`), bob
+/// (its viewer) and carol (no role), a private project `hello` whose one
+/// action prints markup, a public project `open`, and a dashboard.
+async fn setup() -> (Ick, TestWeb) {
+    let mut ick = Ick::start(0);
+    ick.add_worker();
+    for user in ["alice", "bob", "carol"] {
+        ick.idp.create_user(user, PASSWORD).await;
+    }
+    let file = ick.file(
+        "p.yaml",
+        "pipelines:\n  - pipeline: say\n    actions:\n      - shell: \"echo '<script>alert(1)</script>'; echo done\"\n\
+         projects:\n  - project: hello\n    visibility: private\n    pipelines: [say]\n\
+         \x20 - project: open\n    visibility: public\n    pipelines: [say]\n",
+    );
+    ick.icktool(&["apply", "-f", common::s(&file)]).ok();
+    ick.icktool(&["member", "add", "hello", "user:alice", "developer"])
+        .ok();
+    ick.icktool(&["member", "add", "hello", "user:bob", "viewer"])
+        .ok();
+    let web = TestWeb::start(&ick.idp, ick.controller.url());
+    (ick, web)
+}
+
+fn trigger(ick: &Ick, project: &str) -> BuildSummary {
+    ick.icktool(&["trigger", project, "--follow"]).ok();
+    let list: BuildList = ick
+        .icktool(&["build", "list", "--project", project, "--output", "json"])
+        .ok()
+        .json();
+    list.builds.into_iter().next().expect("a build")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_logs_in_and_comes_back_to_the_build_they_asked_for() {
+    let (ick, web) = setup().await;
+    let build = trigger(&ick, "hello");
+    let path = format!("/builds/{}", build.id);
+
+    let mut browser = WebBrowser::new(&web);
+    // Logged out: sent to the login, which remembers the page.
+    let first = browser.get(&path).await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{first:?}");
+    let login = first.location.clone().expect("a redirect");
+    assert!(login.starts_with("/login?back="), "{login}");
+    let to_idp = browser.get(&login).await;
+    let authorize = to_idp.location.clone().expect("to the IDP");
+    assert!(authorize.starts_with(ick.idp.url()), "{authorize}");
+    for param in ["code_challenge_method=S256", "state=", "code_challenge="] {
+        assert!(authorize.contains(param), "{authorize}");
+    }
+
+    let page = browser.log_in(&path, "alice", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("hello"), "{}", page.body);
+    assert!(page.body.contains("succeeded"), "{}", page.body);
+    assert!(page.body.contains("id=\"user\">alice<"), "{}", page.body);
+    // The action's output is text: escaped, never markup.
+    assert!(
+        page.body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("<script>alert(1)"), "{}", page.body);
+    // Lines are numbered and linked.
+    assert!(page.body.contains("id=\"L1\""), "{}", page.body);
+    assert!(page.body.contains("href=\"#L2\""), "{}", page.body);
+    // No script or frame from elsewhere, ever.
+    let policy = page.headers["content-security-policy"]
+        .to_str()
+        .expect("ascii");
+    assert!(policy.contains("default-src 'self'"), "{policy}");
+
+    // The session cookie: sealed, HttpOnly, SameSite=Lax; no token in it
+    // that a script (or a person reading it) could use.
+    let session = browser.cookies()["ick_session"].clone();
+    assert!(!session.contains("eyJ"), "a JWT in the cookie: {session}");
+
+    // The projects page lists what alice may read, with the last build.
+    let projects = browser.get("/").await;
+    assert_eq!(projects.status, StatusCode::OK);
+    assert!(
+        projects.body.contains("href=\"/projects/hello\""),
+        "{}",
+        projects.body
+    );
+    assert!(
+        projects.body.contains(&format!("/builds/{}", build.id)),
+        "{}",
+        projects.body
+    );
+    // The raw log is the text itself.
+    let raw = browser.get(&format!("{path}/log.txt")).await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert!(
+        raw.headers["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain")
+    );
+    assert!(
+        raw.body.contains("<script>alert(1)</script>\ndone"),
+        "{}",
+        raw.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cookie_is_httponly_lax_and_logout_ends_it() {
+    let (_ick, web) = setup().await;
+    let mut browser = WebBrowser::new(&web);
+    let to_idp = browser.get("/login?back=/").await;
+    let authorize = to_idp.location.expect("to the IDP");
+    let answer = ick_tests::browser::Browser::new()
+        .log_in(&authorize, "carol", PASSWORD)
+        .await;
+    let callback = browser
+        .get(&answer.location.expect("back from the IDP"))
+        .await;
+    assert_eq!(callback.status, StatusCode::SEE_OTHER, "{callback:?}");
+    let set: Vec<&str> = callback
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().expect("ascii"))
+        .collect();
+    let session = set
+        .iter()
+        .find(|c| c.starts_with("ick_session="))
+        .unwrap_or_else(|| panic!("no session cookie: {set:?}"));
+    assert!(session.contains("HttpOnly"), "{session}");
+    assert!(session.contains("SameSite=Lax"), "{session}");
+    assert!(session.contains("Path=/"), "{session}");
+
+    let home = browser.get("/").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    let csrf = WebBrowser::csrf(&home);
+    // A logout without the form's token is refused, and changes nothing.
+    let forged = browser.post("/logout", &[("csrf", "forged")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(browser.get("/").await.status, StatusCode::OK);
+    let out = browser.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(!browser.cookies().contains_key("ick_session"));
+    let after = browser.get("/").await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER, "logged out: {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_need_their_csrf_token_and_roles_decide_what_a_person_may_do() {
+    let (ick, web) = setup().await;
+    let build = trigger(&ick, "hello");
+    let count = |ick: &Ick| {
+        ick.icktool(&["build", "list", "--project", "hello", "--output", "json"])
+            .ok()
+            .json::<BuildList>()
+            .builds
+            .len()
+    };
+    assert_eq!(count(&ick), 1);
+
+    let mut alice = WebBrowser::new(&web);
+    let page = alice.log_in("/projects/hello", "alice", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(&format!("/builds/{}", build.id)));
+    let csrf = WebBrowser::csrf(&page);
+    // Without the token, or with another session's: refused, no build.
+    for forged in ["", "forged", "AAAA"] {
+        let answer = alice
+            .post("/projects/hello/trigger", &[("csrf", forged)])
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{forged:?}");
+    }
+    let answer = alice.post("/projects/hello/trigger", &[]).await;
+    assert!(answer.status.is_client_error(), "{answer:?}");
+    assert_eq!(count(&ick), 1, "a refused form changed nothing");
+    // With it, a developer triggers, and lands on the new build.
+    let answer = alice
+        .post("/projects/hello/trigger", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{answer:?}");
+    assert!(
+        answer
+            .location
+            .as_deref()
+            .is_some_and(|l| l.starts_with("/builds/")),
+        "{answer:?}"
+    );
+    assert_eq!(count(&ick), 2);
+
+    // A viewer reads, but the controller refuses her trigger.
+    let mut bob = WebBrowser::new(&web);
+    let page = bob.log_in("/projects/hello", "bob", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let csrf = WebBrowser::csrf(&page);
+    let refused = bob
+        .post("/projects/hello/trigger", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{refused:?}");
+    assert_eq!(count(&ick), 2);
+    // alice's form token is not bob's.
+    let other = alice_csrf_on(&mut alice).await;
+    let crossed = bob
+        .post("/projects/hello/trigger", &[("csrf", &other)])
+        .await;
+    assert_eq!(crossed.status, StatusCode::FORBIDDEN);
+
+    // An outsider does not learn that the private project exists.
+    let mut carol = WebBrowser::new(&web);
+    let page = carol.log_in("/projects/hello", "carol", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
+    let page = carol.get(&format!("/builds/{}", build.id)).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.body);
+    let home = carol.get("/").await;
+    assert!(!home.body.contains("/projects/hello"), "{}", home.body);
+}
+
+async fn alice_csrf_on(alice: &mut WebBrowser) -> String {
+    WebBrowser::csrf(&alice.get("/").await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_public_project_reads_without_login_and_a_private_one_asks_for_it() {
+    let (ick, web) = setup().await;
+    let open = trigger(&ick, "open");
+    let hidden = trigger(&ick, "hello");
+    let mut anyone = WebBrowser::new(&web);
+    let page = anyone.get("/projects/open").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(&format!("/builds/{}", open.id)));
+    assert!(page.body.contains("id=\"login\""), "{}", page.body);
+    // No buttons for someone not logged in.
+    assert!(!page.body.contains("id=\"trigger\""), "{}", page.body);
+    let page = anyone.get(&format!("/builds/{}", open.id)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(!page.body.contains("id=\"retry\""));
+    // A private one: log in first (which tells nothing of whether it exists).
+    for path in [
+        "/projects/hello".to_string(),
+        format!("/builds/{}", hidden.id),
+    ] {
+        let page = anyone.get(&path).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}: {page:?}");
+        assert!(
+            page.location
+                .as_deref()
+                .is_some_and(|l| l.starts_with("/login?back=")),
+            "{page:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_returns_only_to_the_dashboard_and_refuses_a_forged_state() {
+    let (_ick, web) = setup().await;
+    // An open redirect is refused: the login comes back to "/".
+    for back in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+    ] {
+        let mut browser = WebBrowser::new(&web);
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("back", back)
+            .finish();
+        let to_idp = browser.get(&format!("/login?{query}")).await;
+        let answer = ick_tests::browser::Browser::new()
+            .log_in(&to_idp.location.expect("to the IDP"), "carol", PASSWORD)
+            .await;
+        let callback = browser.get(&answer.location.expect("back")).await;
+        assert_eq!(callback.location.as_deref(), Some("/"), "{back}");
+    }
+    // A callback whose state is not this browser's login: refused.
+    let mut victim = WebBrowser::new(&web);
+    let to_idp = victim.get("/login?back=/").await;
+    let answer = ick_tests::browser::Browser::new()
+        .log_in(&to_idp.location.expect("to the IDP"), "carol", PASSWORD)
+        .await;
+    let callback = answer.location.expect("back");
+    let forged = callback.replace("state=", "state=x");
+    let page = victim.get(&forged).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{page:?}");
+    assert!(!victim.cookies().contains_key("ick_session"));
+    // Nor in a browser that started no login (a code planted on it).
+    let mut other = WebBrowser::new(&web);
+    let page = other.get(&callback).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST, "{page:?}");
+    assert!(!other.cookies().contains_key("ick_session"));
+}
