@@ -96,6 +96,24 @@ ensure_bubblewrap() {
     exit 1
 }
 
+# The web dashboard's tests drive a real headless Chromium over WebDriver.
+ensure_chromium() {
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+        return
+    fi
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing chromium and chromium-driver (the dashboard's browser tests)"
+        export DEBIAN_FRONTEND=noninteractive
+        local install=(apt-get install -y -q --no-install-recommends chromium chromium-driver)
+        "${install[@]}" >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && "${install[@]}" >/dev/null; }
+        hash -r
+        command -v chromedriver >/dev/null 2>&1 && return
+    fi
+    echo "the tests need chromium and chromedriver: apt-get install chromium chromium-driver" >&2
+    exit 1
+}
+
 # /metrics is checked with the Prometheus project's own Python parser.
 ensure_prometheus_parser() {
     if python3 -c 'import prometheus_client.openmetrics.parser' >/dev/null 2>&1; then
@@ -238,6 +256,7 @@ ensure_s3
 ensure_bubblewrap
 ensure_prometheus_parser
 ensure_prometheus
+ensure_chromium
 
 check_monitoring
 

@@ -3,6 +3,7 @@
 //! SQLite file) and a temporary directory, killed when the test ends.
 
 pub mod browser;
+pub mod chrome;
 pub mod controller;
 pub mod db;
 pub mod faults;

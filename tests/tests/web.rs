@@ -89,7 +89,7 @@ async fn a_person_logs_in_and_comes_back_to_the_build_they_asked_for() {
 
     // The session cookie: sealed, HttpOnly, SameSite=Lax; no token in it
     // that a script (or a person reading it) could use.
-    let session = browser.cookies()["ick_session"].clone();
+    let session = browser.cookies()["ick_web_session"].clone();
     assert!(!session.contains("eyJ"), "a JWT in the cookie: {session}");
 
     // The projects page lists what alice may read, with the last build.
@@ -142,7 +142,7 @@ async fn the_session_cookie_is_httponly_lax_and_logout_ends_it() {
         .collect();
     let session = set
         .iter()
-        .find(|c| c.starts_with("ick_session="))
+        .find(|c| c.starts_with("ick_web_session="))
         .unwrap_or_else(|| panic!("no session cookie: {set:?}"));
     assert!(session.contains("HttpOnly"), "{session}");
     assert!(session.contains("SameSite=Lax"), "{session}");
@@ -157,7 +157,7 @@ async fn the_session_cookie_is_httponly_lax_and_logout_ends_it() {
     assert_eq!(browser.get("/").await.status, StatusCode::OK);
     let out = browser.post("/logout", &[("csrf", &csrf)]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
-    assert!(!browser.cookies().contains_key("ick_session"));
+    assert!(!browser.cookies().contains_key("ick_web_session"));
     let after = browser.get("/").await;
     assert_eq!(after.status, StatusCode::SEE_OTHER, "logged out: {after:?}");
 }
@@ -296,10 +296,111 @@ async fn a_login_returns_only_to_the_dashboard_and_refuses_a_forged_state() {
     let forged = callback.replace("state=", "state=x");
     let page = victim.get(&forged).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST, "{page:?}");
-    assert!(!victim.cookies().contains_key("ick_session"));
+    assert!(!victim.cookies().contains_key("ick_web_session"));
     // Nor in a browser that started no login (a code planted on it).
     let mut other = WebBrowser::new(&web);
     let page = other.get(&callback).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST, "{page:?}");
-    assert!(!other.cookies().contains_key("ick_session"));
+    assert!(!other.cookies().contains_key("ick_web_session"));
+}
+
+// ---- in a real browser ----
+
+use ick_tests::chrome::{Chrome, Locator, wait_for_text};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_real_browser_a_developer_logs_in_triggers_a_build_and_reads_its_log() {
+    let (_ick, web) = setup().await;
+    let chrome = Chrome::start().await;
+    let base = web.url().to_string();
+    chrome
+        .run("developer_triggers_and_reads", |browser| async move {
+            // The dashboard sends her to the IDP's login form.
+            browser
+                .goto(&format!("{base}/projects/hello"))
+                .await
+                .expect("open");
+            let user = browser
+                .wait()
+                .for_element(Locator::Css("input[name=username]"))
+                .await
+                .expect("the IDP's login form");
+            user.send_keys("alice").await.expect("type");
+            browser
+                .find(Locator::Css("input[name=password]"))
+                .await
+                .expect("password field")
+                .send_keys(PASSWORD)
+                .await
+                .expect("type");
+            browser
+                .find(Locator::Css(
+                    "form button[type=submit], form input[type=submit]",
+                ))
+                .await
+                .expect("the login button")
+                .click()
+                .await
+                .expect("log in");
+            // Back on the page she asked for.
+            let trigger = browser
+                .wait()
+                .for_element(Locator::Id("trigger"))
+                .await
+                .expect("the project page, with its button");
+            let url = browser.current_url().await.expect("url");
+            assert_eq!(url.path(), "/projects/hello");
+            trigger.click().await.expect("build now");
+            // The new build's page; its log arrives as it runs.
+            let text = wait_for_text(&browser, "done", Duration::from_secs(60)).await;
+            assert!(
+                text.contains("<script>alert(1)</script>"),
+                "the markup is shown as text: {text}"
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let status = browser
+                    .find(Locator::Id("status"))
+                    .await
+                    .expect("the status")
+                    .text()
+                    .await
+                    .expect("text");
+                if status == "succeeded" {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "still {status}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                browser.refresh().await.expect("reload");
+            }
+            // No script ran: the page's title is still Ick's.
+            let title = browser.title().await.expect("title");
+            assert!(title.contains("hello #"), "{title}");
+            // A line has a link of its own.
+            browser
+                .find(Locator::Css("a[href='#L1']"))
+                .await
+                .expect("line 1's link")
+                .click()
+                .await
+                .expect("follow it");
+            let url = browser.current_url().await.expect("url");
+            assert_eq!(url.fragment(), Some("L1"));
+            // Logging out ends the session.
+            browser
+                .find(Locator::Id("logout"))
+                .await
+                .expect("the logout button")
+                .click()
+                .await
+                .expect("log out");
+            // "/" after logging out is the login form again.
+            browser
+                .wait()
+                .for_element(Locator::Css("input[name=username]"))
+                .await
+                .expect("logged out: the login form again");
+        })
+        .await;
 }

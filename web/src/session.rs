@@ -16,10 +16,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-/// The session cookie.
-pub const SESSION: &str = "ick_session";
+/// The session cookie. (Cookies go by host, not port: the names are the
+/// dashboard's own, apart from the IDP's on the same host.)
+pub const SESSION: &str = "ick_web_session";
 /// A login under way: its state, PKCE verifier and where to go back.
-pub const LOGIN: &str = "ick_login";
+pub const LOGIN: &str = "ick_web_login";
 
 /// Renewed this close to its access token's expiry.
 const RENEW_BEFORE: i64 = 30;
