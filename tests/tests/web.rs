@@ -179,6 +179,7 @@ async fn forms_need_their_csrf_token_and_roles_decide_what_a_person_may_do() {
     let page = alice.log_in("/projects/hello", "alice", PASSWORD).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains(&format!("/builds/{}", build.id)));
+    assert!(page.body.contains("id=\"trigger\""), "a developer's button");
     let csrf = WebBrowser::csrf(&page);
     // Without the token, or with another session's: refused, no build.
     for forged in ["", "forged", "AAAA"] {
@@ -208,6 +209,9 @@ async fn forms_need_their_csrf_token_and_roles_decide_what_a_person_may_do() {
     let mut bob = WebBrowser::new(&web);
     let page = bob.log_in("/projects/hello", "bob", PASSWORD).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // No button for what she may not do...
+    assert!(!page.body.contains("id=\"trigger\""), "{}", page.body);
+    // ...and the form, forged, is refused by the controller all the same.
     let csrf = WebBrowser::csrf(&page);
     let refused = bob
         .post("/projects/hello/trigger", &[("csrf", &csrf)])
@@ -403,4 +407,88 @@ async fn in_a_real_browser_a_developer_logs_in_triggers_a_build_and_reads_its_lo
                 .expect("logged out: the login form again");
         })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_says_what_a_caller_may_do_from_its_roles_and_scopes() {
+    let (ick, _web) = setup().await;
+    let all = [
+        "projects:read",
+        "builds:read",
+        "builds:trigger",
+        "builds:cancel",
+    ];
+    let developer = ick.idp.create_client("dev", &all);
+    let viewer = ick.idp.create_client("look", &all);
+    let narrow = ick
+        .idp
+        .create_client("narrow", &["projects:read", "builds:read"]);
+    let outsider = ick.idp.create_client("outsider", &all);
+    for (client, role) in [
+        ("dev", "developer"),
+        ("look", "viewer"),
+        ("narrow", "developer"),
+    ] {
+        ick.icktool(&["member", "add", "hello", &format!("client:{client}"), role])
+            .ok();
+    }
+    let http = reqwest::Client::new();
+    let access = |token: Option<String>, project: &str| {
+        let request = http.get(format!(
+            "{}/projects/{project}/access",
+            ick.controller.url()
+        ));
+        let request = match token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        };
+        async move {
+            let answer = request.send().await.expect("answers");
+            let status = answer.status();
+            (status, answer.json::<serde_json::Value>().await.ok())
+        }
+    };
+    let (status, may) = access(Some(ick.idp.token(&developer, None).await), "hello").await;
+    assert_eq!(status, StatusCode::OK);
+    let may = may.expect("json");
+    assert_eq!(
+        (
+            &may["read"],
+            &may["trigger"],
+            &may["cancel"],
+            &may["change"]
+        ),
+        (&true.into(), &true.into(), &true.into(), &false.into()),
+        "{may}"
+    );
+    let (_, may) = access(Some(ick.idp.token(&viewer, None).await), "hello").await;
+    let may = may.expect("json");
+    assert_eq!(
+        (&may["read"], &may["trigger"]),
+        (&true.into(), &false.into()),
+        "{may}"
+    );
+    // The token's scopes are the ceiling, whatever the role.
+    let (_, may) = access(Some(ick.idp.token(&narrow, None).await), "hello").await;
+    let may = may.expect("json");
+    assert_eq!(
+        (&may["read"], &may["trigger"]),
+        (&true.into(), &false.into()),
+        "{may}"
+    );
+    // An outsider does not learn that the private project exists.
+    let (status, _) = access(Some(ick.idp.token(&outsider, None).await), "hello").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Without a token: a public project is read, nothing more; a private
+    // one needs a token.
+    let (status, may) = access(None, "open").await;
+    assert_eq!(status, StatusCode::OK);
+    let may = may.expect("json");
+    assert_eq!(
+        (&may["read"], &may["trigger"]),
+        (&true.into(), &false.into()),
+        "{may}"
+    );
+    let (status, _) = access(None, "hello").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -13,7 +13,9 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::PrivateCookieJar;
 use chrono::{DateTime, Utc};
-use ick_api::controller::{BuildList, BuildSummary, BuildView, LogChunk, StoredProject};
+use ick_api::controller::{
+    BuildList, BuildSummary, BuildView, LogChunk, ProjectAccess, StoredProject,
+};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -199,6 +201,7 @@ async fn projects_page(
 #[template(path = "project.html")]
 struct ProjectPage {
     nav: Nav,
+    may: ProjectAccess,
     name: String,
     revision: i64,
     updated_by: String,
@@ -260,8 +263,10 @@ async fn project_page(
         }
         format!("/projects/{}?{}", segment(name), q.finish())
     });
+    let may = access(state, token, name).await?;
     render(ProjectPage {
         nav: Nav::of(session),
+        may,
         name: stored.name,
         revision: stored.revision,
         updated_by: stored.updated_by,
@@ -270,6 +275,22 @@ async fn project_page(
         builds: list.builds.iter().map(BuildRow::of).collect(),
         older,
     })
+}
+
+/// What the person may do to `project`: the buttons shown.
+async fn access(state: &AppState, token: Option<&str>, project: &str) -> Result<ProjectAccess> {
+    if token.is_none() {
+        // Reading, if anything, without a login.
+        return Ok(ProjectAccess::default());
+    }
+    state
+        .controller
+        .get(
+            token,
+            &format!("/projects/{}/access", segment(project)),
+            &(),
+        )
+        .await
 }
 
 /// Without a token, a page the controller will not show anonymously
@@ -346,6 +367,7 @@ struct LogSection {
 #[template(path = "build.html")]
 struct BuildPage {
     nav: Nav,
+    may: ProjectAccess,
     build: BuildRow,
     project: String,
     finished: bool,
@@ -403,8 +425,10 @@ async fn build_page(state: &AppState, session: Option<&Session>, id: &str) -> Re
         }
     }
     let status = view.build.status;
+    let may = access(state, token, &view.build.project).await?;
     render(BuildPage {
         nav: Nav::of(session),
+        may,
         project: view.build.project.clone(),
         finished: status.is_finished(),
         failed: status.is_finished() && status != ick_api::controller::BuildStatus::Succeeded,

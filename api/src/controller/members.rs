@@ -327,3 +327,18 @@ mod tests {
         );
     }
 }
+
+/// What the caller may do to a project, as the controller decides it
+/// (its token's scopes and its roles together): `GET
+/// /projects/{name}/access`, so that a dashboard shows only the buttons
+/// that would work.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectAccess {
+    pub read: bool,
+    pub trigger: bool,
+    pub retry: bool,
+    pub cancel: bool,
+    pub change: bool,
+    pub manage_members: bool,
+    pub delete: bool,
+}

@@ -53,7 +53,8 @@ pub use logs::{
     LogChunk, LogCursor, LogEvent, LogQuery, MAX_LOG_PAGE, NEXT_PAGE_HEADER, NodeEvent,
 };
 pub use members::{
-    GlobalRole, Member, MemberRequest, Membership, ProjectRole, RoleBinding, RoleRequest,
+    GlobalRole, Member, MemberRequest, Membership, ProjectAccess, ProjectRole, RoleBinding,
+    RoleRequest,
 };
 pub use notifications::{Notification, NotificationList, NotificationQuery, NotificationStatus};
 pub use webhooks::{GenericPush, TriggerSecret, TriggerSpec, WebhookAnswer, WebhookOutcome};

@@ -146,6 +146,32 @@ pub(crate) async fn check_build<A: ProjectAct>(
     judge::<A>(&bindings, &Identity::of(caller), project, hidden)
 }
 
+/// Whether `caller` may do `A` to `project`: its token's scope, and its
+/// role there.
+fn may<A: ProjectAct>(bindings: &Bindings, caller: Option<&Caller>, project: &str) -> bool {
+    caller.is_none_or(|c| c.scopes.contains(A::SCOPE))
+        && bindings.decide(&Identity::of(caller), project, A::ROLE) == Decision::Allowed
+}
+
+/// What `caller` may do to `project` (404 if it may not read it).
+pub(crate) async fn project_access(
+    core: &Core,
+    caller: Option<&Caller>,
+    project: &str,
+) -> Result<ick_api::controller::ProjectAccess> {
+    check::<ReadProjects>(core, caller, project).await?;
+    let b = bindings(core).await?;
+    Ok(ick_api::controller::ProjectAccess {
+        read: may::<ReadBuilds>(&b, caller, project),
+        trigger: may::<Trigger>(&b, caller, project),
+        retry: may::<Retry>(&b, caller, project),
+        cancel: may::<Cancel>(&b, caller, project),
+        change: may::<ChangeDefinitions>(&b, caller, project),
+        manage_members: may::<ManageMembers>(&b, caller, project),
+        delete: may::<DeleteProject>(&b, caller, project),
+    })
+}
+
 /// Refuses a caller that is not a global `admin`.
 pub(crate) async fn check_admin(core: &Core, caller: &Caller, what: &str) -> Result<()> {
     let bindings = bindings(core).await?;

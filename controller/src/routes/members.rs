@@ -1,4 +1,5 @@
-//! `/projects/{name}/members`: who has which role on a project.
+//! `/projects/{name}/members`: who has which role on a project; and
+//! `/projects/{name}/access`: what the caller may do there.
 
 use std::net::SocketAddr;
 
@@ -6,9 +7,10 @@ use axum::Json;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use ick_api::auth::Authorized;
-use ick_api::controller::{Member, MemberRequest, Membership};
+use ick_api::controller::{Member, MemberRequest, Membership, ProjectAccess};
 use ick_api::server::JsonBody;
 
+use super::MaybeAuthorized;
 use crate::access::{self, Actor};
 use crate::core::Core;
 use crate::error::{ControllerError, Result};
@@ -22,6 +24,18 @@ pub(super) async fn list(
 ) -> Result<Json<Vec<Membership>>> {
     access::check::<access::ReadMembers>(&core, Some(&auth.caller), &name).await?;
     Ok(Json(members::list(&core, &name).await?))
+}
+
+/// What the caller may do to the project (without a token too, for a
+/// public project: then only reading).
+pub(super) async fn access(
+    auth: MaybeAuthorized<access::ReadProjects>,
+    State(core): State<Core>,
+    Path(name): Path<String>,
+) -> Result<Json<ProjectAccess>> {
+    Ok(Json(
+        access::project_access(&core, auth.caller.as_ref(), &name).await?,
+    ))
 }
 
 /// 201 for a new member, 200 for a changed (or the same) role.

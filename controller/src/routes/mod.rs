@@ -108,6 +108,7 @@ pub(crate) fn router(state: AppState) -> Router {
             get(members::list).put(members::set),
         )
         .route("/projects/{name}/members/{member}", delete(members::remove))
+        .route("/projects/{name}/access", get(members::access))
         .route("/roles", get(roles::list).put(roles::grant))
         .route("/roles/{member}/{role}", delete(roles::revoke))
         .route("/audit", get(audit::list))
