@@ -24,8 +24,10 @@ async fn setup() -> (Ick, TestWeb) {
     let file = ick.file(
         "p.yaml",
         "pipelines:\n  - pipeline: say\n    actions:\n      - shell: \"echo '<script>alert(1)</script>'; echo done\"\n\
+         \x20 - pipeline: fail\n    actions:\n      - shell: \"test \\\"$outcome\\\" = pass\"\n\
          projects:\n  - project: hello\n    visibility: private\n    pipelines: [say]\n\
-         \x20 - project: open\n    visibility: public\n    pipelines: [say]\n",
+         \x20 - project: open\n    visibility: public\n    pipelines: [say]\n\
+         \x20 - project: broken\n    visibility: public\n    parameters: {outcome: fail}\n    pipelines: [fail]\n",
     );
     ick.icktool(&["apply", "-f", common::s(&file)]).ok();
     ick.icktool(&["member", "add", "hello", "user:alice", "developer"])
@@ -491,4 +493,70 @@ async fn the_controller_says_what_a_caller_may_do_from_its_roles_and_scopes() {
     );
     let (status, _) = access(None, "hello").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Parses `svg` with Python's XML parser (not ours): its texts.
+fn svg_texts(svg: &str) -> Vec<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E\n\
+             root = E.fromstring(sys.stdin.read())\n\
+             assert root.tag == '{http://www.w3.org/2000/svg}svg', root.tag\n\
+             print('\\n'.join(t.text or '' for t in root.iter('{http://www.w3.org/2000/svg}text')))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(svg.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("python3 ends");
+    assert!(out.status.success(), "not SVG: {svg}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_badge_shows_a_public_projects_last_build_and_changes_colour() {
+    let (ick, web) = setup().await;
+    let mut anyone = WebBrowser::new(&web);
+    let badge = anyone.get("/badges/broken.svg").await;
+    assert_eq!(badge.status, StatusCode::OK);
+    assert_eq!(badge.headers["content-type"], "image/svg+xml");
+    assert_eq!(svg_texts(&badge.body), ["broken", "no builds"]);
+    // It fails...
+    ick.icktool(&["trigger", "broken", "--follow"]);
+    let badge = anyone.get("/badges/broken.svg").await;
+    assert_eq!(svg_texts(&badge.body), ["broken", "failing"]);
+    assert!(badge.body.contains("#cf222e"), "red: {}", badge.body);
+    // ...then passes.
+    ick.icktool(&["trigger", "broken", "--param", "outcome=pass", "--follow"])
+        .ok();
+    let badge = anyone.get("/badges/broken.svg").await;
+    assert_eq!(svg_texts(&badge.body), ["broken", "passing"]);
+    assert!(badge.body.contains("#2da44e"), "green: {}", badge.body);
+    // A branch no build was of.
+    let badge = anyone.get("/badges/broken.svg?branch=nowhere").await;
+    assert_eq!(svg_texts(&badge.body), ["broken", "no builds"]);
+    // A private project's badge and no project's look the same: 404.
+    trigger(&ick, "hello");
+    for path in [
+        "/badges/hello.svg",
+        "/badges/nosuch.svg",
+        "/badges/hello.png",
+    ] {
+        assert_eq!(
+            anyone.get(path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use crate::error::NeedsLogin;
-use crate::{AppState, login, pages};
+use crate::{AppState, badge, login, pages};
 
 const STYLE: &str = include_str!("../static/ick.css");
 
@@ -26,6 +26,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/login/callback", get(login::callback))
         .route("/logout", post(login::logout))
         .route("/static/ick.css", get(style))
+        .route("/badges/{file}", get(badge::badge))
         .layer(middleware::from_fn(login_first))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
