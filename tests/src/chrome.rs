@@ -99,6 +99,16 @@ impl Chrome {
 /// Waits (up to `timeout`) until the page's text holds `text`, reloading
 /// it every half second; the page's text.
 pub async fn wait_for_text(client: &Client, text: &str, timeout: Duration) -> String {
+    wait_until_text(client, text, timeout, true).await
+}
+
+/// Waits (up to `timeout`) until the page, as it is, says `text`: what its
+/// own script adds counts; it is never reloaded.
+pub async fn wait_for_live_text(client: &Client, text: &str, timeout: Duration) -> String {
+    wait_until_text(client, text, timeout, false).await
+}
+
+async fn wait_until_text(client: &Client, text: &str, timeout: Duration, reload: bool) -> String {
     let deadline = Instant::now() + timeout;
     loop {
         let body = client
@@ -115,8 +125,10 @@ pub async fn wait_for_text(client: &Client, text: &str, timeout: Duration) -> St
             Instant::now() < deadline,
             "the page never said {text:?}; it says:\n{body}"
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        client.refresh().await.expect("reload");
+        tokio::time::sleep(Duration::from_millis(if reload { 500 } else { 100 })).await;
+        if reload {
+            client.refresh().await.expect("reload");
+        }
     }
 }
 

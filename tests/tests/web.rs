@@ -25,9 +25,11 @@ async fn setup() -> (Ick, TestWeb) {
         "p.yaml",
         "pipelines:\n  - pipeline: say\n    actions:\n      - shell: \"echo '<script>alert(1)</script>'; echo done\"\n\
          \x20 - pipeline: fail\n    actions:\n      - shell: \"test \\\"$outcome\\\" = pass\"\n\
+         \x20 - pipeline: gated\n    actions:\n      - shell: \"echo A$((40+2)); while [ ! -e \\\"$gate\\\" ]; do sleep 0.1; done; echo B$((40+3))\"\n\
          projects:\n  - project: hello\n    visibility: private\n    pipelines: [say]\n\
          \x20 - project: open\n    visibility: public\n    pipelines: [say]\n\
-         \x20 - project: broken\n    visibility: public\n    parameters: {outcome: fail}\n    pipelines: [fail]\n",
+         \x20 - project: broken\n    visibility: public\n    parameters: {outcome: fail}\n    pipelines: [fail]\n\
+         \x20 - project: slow\n    visibility: public\n    parameters: {gate: /nonexistent}\n    pipelines: [gated]\n",
     );
     ick.icktool(&["apply", "-f", common::s(&file)]).ok();
     ick.icktool(&["member", "add", "hello", "user:alice", "developer"])
@@ -312,7 +314,7 @@ async fn a_login_returns_only_to_the_dashboard_and_refuses_a_forged_state() {
 
 // ---- in a real browser ----
 
-use ick_tests::chrome::{Chrome, Locator, wait_for_text};
+use ick_tests::chrome::{Chrome, Locator, wait_for_live_text, wait_for_text};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -559,4 +561,82 @@ async fn a_badge_shows_a_public_projects_last_build_and_changes_colour() {
             "{path}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_real_browser_log_lines_appear_while_the_build_runs() {
+    let (ick, web) = setup().await;
+    let gate = ick.dir.path().join("gate");
+    let param = format!("gate={}", common::s(&gate));
+    let started: BuildSummary = ick
+        .icktool(&["trigger", "slow", "--param", &param, "--output", "json"])
+        .ok()
+        .json();
+    let chrome = Chrome::start().await;
+    let page = format!("{}/builds/{}", web.url(), started.id);
+    chrome
+        .run("log_lines_appear_live", |browser| async move {
+            browser.goto(&page).await.expect("open");
+            // The first line, then (the page left alone) the second, once
+            // the action goes on.
+            wait_for_live_text(&browser, "A42", Duration::from_secs(60)).await;
+            let text = browser
+                .find(Locator::Id("log"))
+                .await
+                .expect("the log")
+                .text()
+                .await
+                .expect("text");
+            assert!(!text.contains("B43"), "{text}");
+            std::fs::write(&gate, "").expect("open the gate");
+            wait_for_live_text(&browser, "B43", Duration::from_secs(60)).await;
+            // Each line once, numbered in order.
+            let lines = browser
+                .find(Locator::Id("log"))
+                .await
+                .expect("the log")
+                .text()
+                .await
+                .expect("text");
+            assert_eq!(lines.matches("A42").count(), 1, "{lines}");
+            assert_eq!(lines.matches("B43").count(), 1, "{lines}");
+            // At the end the page shows the build as it ended.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let status = browser
+                    .find(Locator::Id("status"))
+                    .await
+                    .expect("status")
+                    .text()
+                    .await
+                    .expect("text");
+                if status == "succeeded" {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "still {status}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_log_is_the_controllers_event_stream_passed_through() {
+    let (ick, web) = setup().await;
+    let open = trigger(&ick, "open");
+    let hidden = trigger(&ick, "hello");
+    let mut anyone = WebBrowser::new(&web);
+    let events = anyone.get(&format!("/builds/{}/events", open.id)).await;
+    assert_eq!(events.status, StatusCode::OK);
+    assert!(
+        events.headers["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/event-stream")
+    );
+    assert!(events.body.contains("event: chunk"), "{}", events.body);
+    assert!(events.body.contains("event: end"), "{}", events.body);
+    // A private build's stream: log in first, as for its page.
+    let events = anyone.get(&format!("/builds/{}/events", hidden.id)).await;
+    assert_eq!(events.status, StatusCode::SEE_OTHER, "{events:?}");
 }

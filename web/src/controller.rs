@@ -128,6 +128,18 @@ impl Controller {
         Ok((chunks, next))
     }
 
+    /// The build's live log (Server-Sent Events), to stream through.
+    pub async fn follow(&self, token: Option<&str>, build: &str) -> Result<reqwest::Response> {
+        let request = self
+            .request(
+                reqwest::Method::GET,
+                token,
+                &format!("/builds/{}/log/stream", segment(build)),
+            )
+            .header(reqwest::header::ACCEPT, "text/event-stream");
+        self.send(request).await
+    }
+
     /// The whole log as text, streamed through.
     pub async fn raw_log(&self, token: Option<&str>, build: &str) -> Result<reqwest::Response> {
         let request = self

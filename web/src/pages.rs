@@ -341,6 +341,7 @@ struct PipelineRows {
 }
 
 struct NodeRow {
+    id: String,
     index: u32,
     description: String,
     status: String,
@@ -360,6 +361,13 @@ struct LogLine {
 
 struct LogSection {
     title: String,
+    /// Its node and attempt, and the last chunk shown: where live output
+    /// goes on.
+    node: String,
+    attempt: i64,
+    last_seq: i64,
+    /// Its last line has no end yet.
+    partial: bool,
     lines: Vec<LogLine>,
 }
 
@@ -403,6 +411,7 @@ async fn build_page(state: &AppState, session: Option<&Session>, id: &str) -> Re
     let mut pipelines: Vec<PipelineRows> = Vec::new();
     for node in &view.nodes {
         let row = NodeRow {
+            id: node.id.clone(),
             index: node.index + 1,
             description: node.description.clone(),
             status: node.status.to_string(),
@@ -443,65 +452,56 @@ async fn build_page(state: &AppState, session: Option<&Session>, id: &str) -> Re
 /// The log as lines, numbered through the whole build, under a heading
 /// per action and attempt. A line split across chunks is joined again.
 fn log_sections(view: &BuildView, chunks: &[LogChunk]) -> Vec<LogSection> {
-    let mut sections: Vec<(String, i64, LogSection)> = Vec::new();
-    let mut pending = String::new();
-    let mut pending_stderr = false;
+    let mut sections: Vec<LogSection> = Vec::new();
     let mut number = 0;
-    let flush = |sections: &mut Vec<(String, i64, LogSection)>,
-                 text: &mut String,
-                 stderr: bool,
-                 number: &mut usize| {
-        if let Some((_, _, section)) = sections.last_mut() {
-            *number += 1;
-            section.lines.push(LogLine {
-                number: *number,
-                text: std::mem::take(text),
-                stderr,
-            });
-        }
-    };
     for chunk in chunks {
         let same = sections
             .last()
-            .is_some_and(|(node, attempt, _)| *node == chunk.node && *attempt == chunk.attempt);
+            .is_some_and(|s| s.node == chunk.node && s.attempt == chunk.attempt);
         if !same {
-            if !pending.is_empty() {
-                flush(&mut sections, &mut pending, pending_stderr, &mut number);
-            }
             let description = view
                 .nodes
                 .iter()
                 .find(|n| n.id == chunk.node)
                 .map(|n| n.description.clone())
                 .unwrap_or_default();
-            let title = format!(
-                "{} #{}: {description} (attempt {})",
-                chunk.pipeline,
-                chunk.index + 1,
-                chunk.attempt
-            );
-            sections.push((
-                chunk.node.clone(),
-                chunk.attempt,
-                LogSection {
-                    title,
-                    lines: Vec::new(),
-                },
-            ));
+            sections.push(LogSection {
+                title: format!(
+                    "{} #{}: {description} (attempt {})",
+                    chunk.pipeline,
+                    chunk.index + 1,
+                    chunk.attempt
+                ),
+                node: chunk.node.clone(),
+                attempt: chunk.attempt,
+                last_seq: chunk.seq,
+                partial: false,
+                lines: Vec::new(),
+            });
         }
+        let Some(section) = sections.last_mut() else {
+            continue;
+        };
+        section.last_seq = chunk.seq;
         let stderr = chunk.stream == ick_api::work::Stream::Stderr;
         for piece in chunk.data.split_inclusive('\n') {
-            pending.push_str(piece.strip_suffix('\n').unwrap_or(piece));
-            pending_stderr = stderr;
-            if piece.ends_with('\n') {
-                flush(&mut sections, &mut pending, pending_stderr, &mut number);
+            let text = piece.strip_suffix('\n').unwrap_or(piece);
+            match section.lines.last_mut() {
+                // The rest of a line the last chunk began.
+                Some(line) if section.partial => line.text.push_str(text),
+                _ => {
+                    number += 1;
+                    section.lines.push(LogLine {
+                        number,
+                        text: text.to_string(),
+                        stderr,
+                    });
+                }
             }
+            section.partial = !piece.ends_with('\n');
         }
     }
-    if !pending.is_empty() {
-        flush(&mut sections, &mut pending, pending_stderr, &mut number);
-    }
-    sections.into_iter().map(|(_, _, s)| s).collect()
+    sections
 }
 
 /// `GET /builds/{id}/log.txt`: the whole log as text, streamed through
@@ -521,6 +521,35 @@ pub(crate) async fn raw_log(
             .map_err(|e| login_if_anonymous(e, token))?;
         Ok((
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            Body::from_stream(upstream.bytes_stream()),
+        )
+            .into_response())
+    })
+    .await
+}
+
+/// `GET /builds/{id}/events`: the controller's live log of the build
+/// (Server-Sent Events: its output, its actions' states, its end),
+/// streamed through as it comes, never held here; the build page's
+/// script follows it.
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    Path(id): Path<String>,
+) -> Response {
+    let (state, id) = (&state, &id);
+    with_session(state, jar, |session| async move {
+        let token = session.as_ref().map(|s| s.access_token.as_str());
+        let upstream = state
+            .controller
+            .follow(token, id)
+            .await
+            .map_err(|e| login_if_anonymous(e, token))?;
+        Ok((
+            [
+                (header::CONTENT_TYPE, "text/event-stream"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
             Body::from_stream(upstream.bytes_stream()),
         )
             .into_response())

@@ -12,6 +12,7 @@ use crate::error::NeedsLogin;
 use crate::{AppState, badge, login, pages};
 
 const STYLE: &str = include_str!("../static/ick.css");
+const FOLLOW: &str = include_str!("../static/follow.js");
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
@@ -20,12 +21,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/projects/{name}/trigger", post(pages::trigger))
         .route("/builds/{id}", get(pages::build))
         .route("/builds/{id}/log.txt", get(pages::raw_log))
+        .route("/builds/{id}/events", get(pages::events))
         .route("/builds/{id}/cancel", post(pages::cancel))
         .route("/builds/{id}/retry", post(pages::retry))
         .route("/login", get(login::start))
         .route("/login/callback", get(login::callback))
         .route("/logout", post(login::logout))
         .route("/static/ick.css", get(style))
+        .route("/static/follow.js", get(follow_script))
         .route("/badges/{file}", get(badge::badge))
         .layer(middleware::from_fn(login_first))
         .layer(middleware::from_fn(security_headers))
@@ -39,6 +42,17 @@ async fn style() -> Response {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         STYLE,
+    )
+        .into_response()
+}
+
+async fn follow_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        FOLLOW,
     )
         .into_response()
 }
