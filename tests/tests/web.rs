@@ -23,9 +23,9 @@ async fn setup() -> (Ick, TestWeb) {
     }
     let file = ick.file(
         "p.yaml",
-        "pipelines:\n  - pipeline: say\n    actions:\n      - shell: \"echo '<script>alert(1)</script>'; echo done\"\n\
+        "pipelines:\n  - pipeline: say\n    actions:\n      - shell: \"echo '<script>alert(1)</script>'; printf '\\\\033[1;31mred\\\\033[0m plain\\\\n'; echo done\"\n\
          \x20 - pipeline: fail\n    actions:\n      - shell: \"test \\\"$outcome\\\" = pass\"\n\
-         \x20 - pipeline: gated\n    actions:\n      - shell: \"echo A$((40+2)); while [ ! -e \\\"$gate\\\" ]; do sleep 0.1; done; echo B$((40+3))\"\n\
+         \x20 - pipeline: gated\n    actions:\n      - shell: \"echo A$((40+2)); while [ ! -e \\\"$gate\\\" ]; do sleep 0.1; done; printf 'B\\\\033[32m%s\\\\033[0m\\\\n' $((40+3))\"\n\
          projects:\n  - project: hello\n    visibility: private\n    pipelines: [say]\n\
          \x20 - project: open\n    visibility: public\n    pipelines: [say]\n\
          \x20 - project: broken\n    visibility: public\n    parameters: {outcome: fail}\n    pipelines: [fail]\n\
@@ -82,6 +82,13 @@ async fn a_person_logs_in_and_comes_back_to_the_build_they_asked_for() {
         page.body
     );
     assert!(!page.body.contains("<script>alert(1)"), "{}", page.body);
+    // ANSI colours show as the terminal would; no escape reaches the page.
+    assert!(
+        page.body.contains("<span class=\"fg1 b\">red</span> plain"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains('\u{1b}'));
     // Lines are numbered and linked.
     assert!(page.body.contains("id=\"L1\""), "{}", page.body);
     assert!(page.body.contains("href=\"#L2\""), "{}", page.body);
@@ -119,7 +126,7 @@ async fn a_person_logs_in_and_comes_back_to_the_build_they_asked_for() {
             .starts_with("text/plain")
     );
     assert!(
-        raw.body.contains("<script>alert(1)</script>\ndone"),
+        raw.body.contains("<script>alert(1)</script>\n"),
         "{}",
         raw.body
     );
@@ -600,6 +607,15 @@ async fn in_a_real_browser_log_lines_appear_while_the_build_runs() {
                 .expect("text");
             assert_eq!(lines.matches("A42").count(), 1, "{lines}");
             assert_eq!(lines.matches("B43").count(), 1, "{lines}");
+            // Its colour came live too.
+            let green = browser
+                .find(Locator::Css("#log .fg2"))
+                .await
+                .expect("a green span")
+                .text()
+                .await
+                .expect("text");
+            assert_eq!(green, "43");
             // At the end the page shows the build as it ended.
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             loop {

@@ -3,6 +3,7 @@
 //! builds, a build's graph and log, and its buttons. Server-rendered HTML;
 //! every asset is served from here.
 
+mod ansi;
 mod badge;
 pub mod config;
 mod controller;

@@ -18,11 +18,11 @@ use ick_api::controller::{
 };
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::controller::segment;
 use crate::error::{Result, WebError};
 use crate::login::CsrfForm;
 use crate::session::Session;
+use crate::{AppState, ansi};
 
 /// Log chunks shown on a build page; the rest is a link away.
 const LOG_PAGE: u32 = 2_000;
@@ -355,8 +355,18 @@ struct NodeRow {
 
 struct LogLine {
     number: usize,
-    text: String,
+    /// Its text in spans of one look: (CSS classes, text).
+    spans: Vec<(String, String)>,
     stderr: bool,
+}
+
+impl LogLine {
+    fn push(&mut self, text: &str, style: &mut ansi::Style) {
+        let (spans, end) = ansi::spans(text, *style);
+        *style = end;
+        self.spans
+            .extend(spans.into_iter().map(|(s, t)| (s.classes(), t)));
+    }
 }
 
 struct LogSection {
@@ -369,6 +379,8 @@ struct LogSection {
     /// Its last line has no end yet.
     partial: bool,
     lines: Vec<LogLine>,
+    /// The colour its output is in at the end.
+    style: ansi::Style,
 }
 
 #[derive(Template)]
@@ -477,6 +489,7 @@ fn log_sections(view: &BuildView, chunks: &[LogChunk]) -> Vec<LogSection> {
                 last_seq: chunk.seq,
                 partial: false,
                 lines: Vec::new(),
+                style: ansi::Style::default(),
             });
         }
         let Some(section) = sections.last_mut() else {
@@ -486,17 +499,17 @@ fn log_sections(view: &BuildView, chunks: &[LogChunk]) -> Vec<LogSection> {
         let stderr = chunk.stream == ick_api::work::Stream::Stderr;
         for piece in chunk.data.split_inclusive('\n') {
             let text = piece.strip_suffix('\n').unwrap_or(piece);
-            match section.lines.last_mut() {
-                // The rest of a line the last chunk began.
-                Some(line) if section.partial => line.text.push_str(text),
-                _ => {
-                    number += 1;
-                    section.lines.push(LogLine {
-                        number,
-                        text: text.to_string(),
-                        stderr,
-                    });
-                }
+            if !section.partial || section.lines.is_empty() {
+                number += 1;
+                section.lines.push(LogLine {
+                    number,
+                    spans: Vec::new(),
+                    stderr,
+                });
+            }
+            // A line the last chunk began goes on.
+            if let Some(line) = section.lines.last_mut() {
+                line.push(text, &mut section.style);
             }
             section.partial = !piece.ends_with('\n');
         }

@@ -15,6 +15,7 @@
       pre: s.querySelector("pre"),
       lastSeq: Number(s.dataset.lastSeq),
       partial: s.hasAttribute("data-partial"),
+      style: { fg: s.dataset.fg === undefined ? null : Number(s.dataset.fg), bold: s.hasAttribute("data-bold") },
     };
   });
   log.querySelectorAll(".line").forEach(function () { number += 1; });
@@ -31,8 +32,47 @@
     el.appendChild(pre);
     var more = log.querySelector(".more");
     log.insertBefore(el, more);
-    s = sections[key] = { pre: pre, lastSeq: -1, partial: false };
+    s = sections[key] = { pre: pre, lastSeq: -1, partial: false, style: { fg: null, bold: false } };
     return s;
+  }
+
+  // ANSI colours (ESC [ … m), as web/src/ansi.rs reads them for the
+  // page: spans of classes fgN and b; every other escape is dropped.
+  function applySgr(style, params) {
+    var codes = params === "" ? [0] : params.split(";").map(function (p) { return Number(p) || 0; });
+    for (var i = 0; i < codes.length; i++) {
+      var c = codes[i];
+      if (c === 0) { style.fg = null; style.bold = false; }
+      else if (c === 1) style.bold = true;
+      else if (c === 22) style.bold = false;
+      else if (c >= 30 && c <= 37) style.fg = c - 30;
+      else if (c === 39) style.fg = null;
+      else if (c >= 90 && c <= 97) style.fg = c - 90 + 8;
+      else if (c === 38 && codes[i + 1] === 5) { var n = codes[i + 2]; style.fg = n < 16 ? n : null; i += 2; }
+      else if (c === 38 && codes[i + 1] === 2) { style.fg = null; i += 4; }
+    }
+  }
+
+  function appendText(line, text, s) {
+    var re = /\x1b(\[([0-9;]*)([\x40-\x7e])|.)?/g;
+    var at = 0, m;
+    function put(t) {
+      if (t === "") return;
+      var classes = [];
+      if (s.style.fg !== null) classes.push("fg" + s.style.fg);
+      if (s.style.bold) classes.push("b");
+      if (classes.length === 0) { line.appendChild(document.createTextNode(t)); return; }
+      var span = document.createElement("span");
+      span.className = classes.join(" ");
+      span.textContent = t;
+      line.appendChild(span);
+    }
+    while ((m = re.exec(text)) !== null) {
+      put(text.slice(at, m.index));
+      if (m[3] === "m") applySgr(s.style, m[2]);
+      at = re.lastIndex;
+    }
+    put(text.slice(at));
   }
 
   function newLine(s, stderr) {
@@ -62,7 +102,7 @@
       if (last && text === "") { s.partial = false; return; }
       var line = s.partial && i === 0 ? s.pre.querySelector(".line:last-of-type") : null;
       if (!line) line = newLine(s, chunk.stream === "stderr");
-      line.appendChild(document.createTextNode(text));
+      appendText(line, text, s);
       s.partial = last;
     });
   });
