@@ -656,3 +656,39 @@ async fn the_live_log_is_the_controllers_event_stream_passed_through() {
     let events = anyone.get(&format!("/builds/{}/events", hidden.id)).await;
     assert_eq!(events.status, StatusCode::SEE_OTHER, "{events:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_mail_and_the_audit_log_each_as_much_as_the_person_may_read() {
+    let (ick, web) = setup().await;
+    ick.idp.create_user("root", PASSWORD).await;
+    ick.icktool(&["role", "grant", "user:root", "admin"]).ok();
+    trigger(&ick, "hello");
+    let worker = ick.workers[0].name.clone();
+
+    let mut root = WebBrowser::new(&web);
+    let page = root.log_in("/workers", "root", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(&worker), "{}", page.body);
+    assert!(page.body.contains("online"), "{}", page.body);
+    let page = root.get("/audit").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // Who made alice a developer of hello, and when.
+    assert!(page.body.contains("user:alice"), "{}", page.body);
+    assert!(page.body.contains("hello"), "{}", page.body);
+    let page = root.get("/outbox").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let page = root.get("/outbox?status=failed").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("No mail failed"), "{}", page.body);
+
+    // A developer is no admin: the whole audit log is not hers.
+    let mut alice = WebBrowser::new(&web);
+    let page = alice.log_in("/audit", "alice", PASSWORD).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    // Logged out, every one of these asks for a login first.
+    let mut anyone = WebBrowser::new(&web);
+    for path in ["/workers", "/outbox", "/audit"] {
+        let page = anyone.get(path).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+    }
+}

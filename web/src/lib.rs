@@ -9,6 +9,7 @@ pub mod config;
 mod controller;
 mod error;
 mod login;
+mod overview;
 mod pages;
 mod routes;
 mod session;

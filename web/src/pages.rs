@@ -30,13 +30,13 @@ const LOG_PAGE: u32 = 2_000;
 const BUILDS_PAGE: u32 = 25;
 
 /// What the header of every page shows of the person.
-struct Nav {
-    user: Option<String>,
-    csrf: String,
+pub(crate) struct Nav {
+    pub user: Option<String>,
+    pub csrf: String,
 }
 
 impl Nav {
-    fn of(session: Option<&Session>) -> Nav {
+    pub(crate) fn of(session: Option<&Session>) -> Nav {
         Nav {
             user: session.map(|s| s.user.clone()),
             csrf: session.map(|s| s.csrf.clone()).unwrap_or_default(),
@@ -48,7 +48,11 @@ impl Nav {
 /// session's cookie, renewed on the way if it had to be. An access token
 /// refused before its time (the IDP's keys or address changed) is renewed
 /// once, and the page asked again.
-async fn with_session<F, Fut>(state: &AppState, jar: PrivateCookieJar, page: F) -> Response
+pub(crate) async fn with_session<F, Fut>(
+    state: &AppState,
+    jar: PrivateCookieJar,
+    page: F,
+) -> Response
 where
     F: Fn(Option<Session>) -> Fut,
     Fut: Future<Output = Result<Response>>,
@@ -67,13 +71,13 @@ where
     }
 }
 
-fn render(page: impl Template) -> Result<Response> {
+pub(crate) fn render(page: impl Template) -> Result<Response> {
     page.render()
         .map(|html| Html(html).into_response())
         .map_err(|e| WebError::Internal(format!("a template failed: {e}")))
 }
 
-fn when(t: &DateTime<Utc>) -> String {
+pub(crate) fn when(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use crate::error::NeedsLogin;
-use crate::{AppState, badge, login, pages};
+use crate::{AppState, badge, login, overview, pages};
 
 const STYLE: &str = include_str!("../static/ick.css");
 const FOLLOW: &str = include_str!("../static/follow.js");
@@ -24,6 +24,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/builds/{id}/events", get(pages::events))
         .route("/builds/{id}/cancel", post(pages::cancel))
         .route("/builds/{id}/retry", post(pages::retry))
+        .route("/workers", get(overview::workers))
+        .route("/outbox", get(overview::outbox))
+        .route("/audit", get(overview::audit))
         .route("/login", get(login::start))
         .route("/login/callback", get(login::callback))
         .route("/logout", post(login::logout))
