@@ -111,13 +111,9 @@ pub async fn wait_for_live_text(client: &Client, text: &str, timeout: Duration) 
 async fn wait_until_text(client: &Client, text: &str, timeout: Duration, reload: bool) -> String {
     let deadline = Instant::now() + timeout;
     loop {
-        let body = client
-            .find(Locator::Css("body"))
-            .await
-            .expect("a body")
-            .text()
-            .await
-            .expect("its text");
+        // A page between loads (its script may reload it) has no body
+        // for a moment: read again.
+        let body = text_of(client, Locator::Css("body")).await;
         if body.contains(text) {
             return body;
         }
@@ -129,6 +125,15 @@ async fn wait_until_text(client: &Client, text: &str, timeout: Duration, reload:
         if reload {
             client.refresh().await.expect("reload");
         }
+    }
+}
+
+/// The text of the element `locator` finds, or "" while there is none (a
+/// page being reloaded by its script has none for a moment).
+pub async fn text_of(client: &Client, locator: Locator<'_>) -> String {
+    match client.find(locator).await {
+        Ok(element) => element.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
     }
 }
 
