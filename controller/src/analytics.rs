@@ -48,9 +48,11 @@ pub fn span_of(query: &AnalyticsQuery, now: i64) -> Result<(i64, i64)> {
         Some(t) if !t.is_empty() => parse_time("since", t, false)?,
         _ => until - DEFAULT_DAYS * DAY_MS,
     };
-    if since > until {
+    // An until date's end is the next day's start: since=D&until=D-1
+    // meet, and an empty span asks for nothing.
+    if since >= until {
         return Err(ControllerError::BadRequest(format!(
-            "since ({}) is after until ({}): the span would be empty",
+            "since ({}) is not before until ({}): the span would be empty",
             time(since).to_rfc3339(),
             time(until).to_rfc3339()
         )));

@@ -14,6 +14,15 @@ UPDATE nodes SET
     project = (SELECT b.project FROM builds b WHERE b.id = nodes.build_id),
     build_created_at = (SELECT b.created_at FROM builds b WHERE b.id = nodes.build_id);
 CREATE INDEX nodes_analytics ON nodes
-    (project, build_created_at, pipeline, idx, status, started_at, ended_at, inputs);
+    (project, build_created_at, pipeline, idx, status, started_at, ended_at);
+-- Flaky actions: the failed nodes of a span (the few), and for each the
+-- succeeded ones of the same inputs. Partial: a node enters each once, as
+-- it ends so.
+CREATE INDEX nodes_failed_inputs ON nodes (project, build_created_at, pipeline, idx, inputs)
+    WHERE status = 'failed';
+CREATE INDEX nodes_succeeded_inputs ON nodes (project, inputs, pipeline, idx, build_created_at)
+    WHERE status = 'succeeded';
+-- In trigger order (number breaks ties of a millisecond), for runs of
+-- failures.
 CREATE INDEX builds_analytics ON builds
-    (project, created_at, status, started_at, ended_at, number);
+    (project, created_at, number, status, started_at, ended_at);
