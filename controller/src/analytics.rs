@@ -96,7 +96,7 @@ pub async fn analytics(core: &Core, query: &AnalyticsQuery, projects: Projects) 
             Day {
                 date: time(d.day * DAY_MS).date_naive(),
                 builds: d.builds,
-                duration_p50_ms: d.duration_p50,
+                duration_mean_ms: d.duration_mean,
             }
         })
         .collect();
@@ -106,7 +106,7 @@ pub async fn analytics(core: &Core, query: &AnalyticsQuery, projects: Projects) 
         stats
             .days
             .iter()
-            .filter_map(|d| d.duration_p50.map(|p| (d.day as f64, p))),
+            .filter_map(|d| d.duration_mean.map(|m| (d.day as f64, m))),
     );
 
     let mut conn = core.store.conn().await?;
@@ -335,7 +335,7 @@ mod tests {
     }
 
     #[test]
-    fn a_trend_is_the_slope_of_the_daily_medians() {
+    fn a_trend_is_the_slope_of_the_daily_means() {
         assert_eq!(slope([(1.0, 10.0), (2.0, 30.0), (3.0, 50.0)].into_iter()), Some(20.0));
         assert_eq!(slope([(1.0, 10.0)].into_iter()), None);
     }

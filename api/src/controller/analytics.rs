@@ -45,8 +45,8 @@ pub struct Analytics {
     /// How long succeeded and failed builds ran: first action handed out
     /// to the end.
     pub duration: Option<Percentiles>,
-    /// How the days' median duration moved: the least-squares slope of
-    /// `days[].duration_p50_ms`, in ms per day (positive: slower). None
+    /// How the days' mean duration moved: the least-squares slope of
+    /// `days[].duration_mean_ms`, in ms per day (positive: slower). None
     /// with fewer than two such days.
     pub duration_trend_ms_per_day: Option<f64>,
     /// How long builds waited: trigger to their first action handed out.
@@ -92,8 +92,8 @@ pub struct Day {
     /// Its builds by outcome.
     #[serde(flatten)]
     pub builds: Outcomes,
-    /// The median duration of its succeeded and failed builds.
-    pub duration_p50_ms: Option<f64>,
+    /// The mean duration of its succeeded and failed builds.
+    pub duration_mean_ms: Option<f64>,
 }
 
 /// The median and the 90th percentile (interpolated, as Postgres's

@@ -106,7 +106,7 @@ impl Span {
 pub struct DayRow {
     pub day: i64,
     pub builds: Outcomes,
-    pub duration_p50: Option<f64>,
+    pub duration_mean: Option<f64>,
 }
 
 /// Values' count, median and 90th percentile.
@@ -164,50 +164,67 @@ fn outcomes(row: &AnyRow) -> Result<Outcomes> {
     })
 }
 
-/// Postgres: each day and the whole span in one pass (grouping sets),
-/// with the memory to sort 100,000 builds' times without spilling.
+/// Postgres: the days (counted and averaged by hash, no sort), and the
+/// span's percentiles, with the memory to sort 100,000 builds' times
+/// without spilling.
 async fn postgres_build_stats(pool: &sqlx::AnyPool, span: &Span) -> Result<BuildStats> {
-    let sql = format!(
-        "SELECT b.created_at / {DAY_MS} AS day, \
-           CAST(GROUPING(b.created_at / {DAY_MS}) AS BIGINT) AS whole, {OUTCOME_SUMS}, \
-           COUNT({DURATION}) AS dn, \
+    let days = format!(
+        "SELECT b.created_at / {DAY_MS} AS day, {OUTCOME_SUMS}, \
+           CAST(AVG({DURATION}) AS DOUBLE PRECISION) AS mean \
+         FROM builds b WHERE {} GROUP BY b.created_at / {DAY_MS}",
+        span.builds_where()
+    );
+    let whole = format!(
+        "SELECT COUNT({DURATION}) AS dn, \
            percentile_cont(0.5) WITHIN GROUP (ORDER BY {DURATION}) AS d50, \
            percentile_cont(0.9) WITHIN GROUP (ORDER BY {DURATION}) AS d90, \
            COUNT(b.started_at) AS qn, \
            percentile_cont(0.5) WITHIN GROUP (ORDER BY b.started_at - b.created_at) AS q50, \
            percentile_cont(0.9) WITHIN GROUP (ORDER BY b.started_at - b.created_at) AS q90 \
-         FROM builds b WHERE {} GROUP BY GROUPING SETS ((b.created_at / {DAY_MS}), ())",
+         FROM builds b WHERE {}",
         span.builds_where()
     );
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL work_mem = '64MB'")
-        .execute(&mut *tx)
-        .await?;
-    let rows = span.query(sql).fetch_all(&mut *tx).await?;
-    tx.commit().await?;
-    let mut stats = BuildStats::default();
-    for row in &rows {
-        if row.try_get::<i64, _>("whole")? == 1 {
-            stats.duration = Spread {
-                count: count(row, "dn")?,
+    let days = async {
+        let rows = span.query(days).fetch_all(pool).await?;
+        let mut days = rows
+            .iter()
+            .map(|row| {
+                Ok(DayRow {
+                    day: row.try_get("day")?,
+                    builds: outcomes(row)?,
+                    duration_mean: row.try_get("mean")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        days.sort_by_key(|d| d.day);
+        Ok::<_, crate::error::ControllerError>(days)
+    };
+    let whole = async {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET LOCAL work_mem = '64MB'")
+            .execute(&mut *tx)
+            .await?;
+        let row = span.query(whole).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, crate::error::ControllerError>((
+            Spread {
+                count: count(&row, "dn")?,
                 p50: row.try_get("d50")?,
                 p90: row.try_get("d90")?,
-            };
-            stats.queue = Spread {
-                count: count(row, "qn")?,
+            },
+            Spread {
+                count: count(&row, "qn")?,
                 p50: row.try_get("q50")?,
                 p90: row.try_get("q90")?,
-            };
-        } else {
-            stats.days.push(DayRow {
-                day: row.try_get("day")?,
-                builds: outcomes(row)?,
-                duration_p50: row.try_get("d50")?,
-            });
-        }
-    }
-    stats.days.sort_by_key(|d| d.day);
-    Ok(stats)
+            },
+        ))
+    };
+    let (days, (duration, queue)) = futures::try_join!(days, whole)?;
+    Ok(BuildStats {
+        days,
+        duration,
+        queue,
+    })
 }
 
 /// SQLite: the same from the builds' times, streamed.
@@ -232,7 +249,7 @@ async fn streamed_build_stats(pool: &sqlx::AnyPool, span: &Span) -> Result<Build
                 DayRow {
                     day,
                     builds: Outcomes::default(),
-                    duration_p50: None,
+                    duration_mean: None,
                 },
                 Vec::new(),
             ));
@@ -259,8 +276,8 @@ async fn streamed_build_stats(pool: &sqlx::AnyPool, span: &Span) -> Result<Build
     Ok(BuildStats {
         days: days
             .into_iter()
-            .map(|(mut day, mut d)| {
-                day.duration_p50 = percentile(&mut d, 0.5);
+            .map(|(mut day, d)| {
+                day.duration_mean = (!d.is_empty()).then(|| d.iter().sum::<f64>() / d.len() as f64);
                 day
             })
             .collect(),
@@ -383,15 +400,17 @@ pub struct FailureRun {
 /// two kinds of builds are kept, so the one after a beginning is its end.
 pub async fn failure_runs(pool: &sqlx::AnyPool, span: &Span) -> Result<Vec<FailureRun>> {
     let sql = format!(
-        "WITH s AS (SELECT b.project, b.created_at, b.number, b.status, b.ended_at, \
-                      LAG(b.status) OVER (PARTITION BY b.project \
-                        ORDER BY b.created_at, b.number) AS prev \
+        "WITH o AS (SELECT b.project, b.created_at, b.number, b.ended_at, \
+                      CASE WHEN b.status = 'failed' THEN 1 ELSE 0 END AS failed \
                     FROM builds b WHERE {} AND b.status IN ('succeeded', 'failed')), \
-         t AS (SELECT status, ended_at, LEAD(ended_at) OVER (PARTITION BY project \
+         s AS (SELECT project, created_at, number, ended_at, failed, \
+                 LAG(failed, 1, 0) OVER (PARTITION BY project ORDER BY created_at, number) \
+                   AS before \
+               FROM o), \
+         t AS (SELECT failed, ended_at, LEAD(ended_at) OVER (PARTITION BY project \
                  ORDER BY created_at, number) AS next_at \
-               FROM s WHERE (status = 'failed' AND (prev IS NULL OR prev = 'succeeded')) \
-                 OR (status = 'succeeded' AND prev = 'failed')) \
-         SELECT ended_at AS failed_at, next_at AS fixed_at FROM t WHERE status = 'failed'",
+               FROM s WHERE failed <> before) \
+         SELECT ended_at AS failed_at, next_at AS fixed_at FROM t WHERE failed = 1",
         span.builds_where()
     );
     let rows = span.query(sql).fetch_all(pool).await?;

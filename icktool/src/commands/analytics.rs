@@ -178,12 +178,12 @@ fn summary(a: &Analytics) -> String {
                     d.builds.failed.to_string(),
                     d.builds.cancelled.to_string(),
                     d.builds.unfinished.to_string(),
-                    d.duration_p50_ms.map_or("-".to_string(), ms),
+                    d.duration_mean_ms.map_or("-".to_string(), ms),
                 ]
             })
             .collect();
         text.push_str(&table(
-            &["day", "succeeded", "failed", "cancelled", "unfinished", "p50"],
+            &["day", "succeeded", "failed", "cancelled", "unfinished", "mean"],
             rows,
         ));
     }
