@@ -126,7 +126,8 @@ async fn main() {
     api.pipeline("deploy", "needs: [test]\nactions: [{shell: make deploy}]")
         .await;
     api.project("big", "pipelines: [build, test, deploy]").await;
-    api.project("other", "pipelines: [build, test, deploy]").await;
+    api.project("other", "pipelines: [build, test, deploy]")
+        .await;
 
     sqlx::any::install_default_drivers();
     let mut conn = AnyConnection::connect(controller.database_url())

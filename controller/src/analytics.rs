@@ -62,7 +62,11 @@ pub fn span_of(query: &AnalyticsQuery, now: i64) -> Result<(i64, i64)> {
 
 /// The analytics of `projects` (the route decided the caller may read
 /// them) over the query's span.
-pub async fn analytics(core: &Core, query: &AnalyticsQuery, projects: Projects) -> Result<Analytics> {
+pub async fn analytics(
+    core: &Core,
+    query: &AnalyticsQuery,
+    projects: Projects,
+) -> Result<Analytics> {
     let (since, until) = span_of(query, now_ms())?;
     if let Some(p) = query.pipeline.as_deref() {
         crate::definitions::check_name("pipeline", p)?;
@@ -165,10 +169,12 @@ async fn describe(
     pipeline: &str,
     idx: i64,
 ) -> Result<Option<String>> {
-    Ok(match db::action_definition(conn, span, pipeline, idx).await? {
-        Some(json) => Some(from_json::<Action>(&json)?.describe()),
-        None => None,
-    })
+    Ok(
+        match db::action_definition(conn, span, pipeline, idx).await? {
+            Some(json) => Some(from_json::<Action>(&json)?.describe()),
+            None => None,
+        },
+    )
 }
 
 fn percentiles(s: Spread) -> Option<Percentiles> {
@@ -336,7 +342,10 @@ mod tests {
 
     #[test]
     fn a_trend_is_the_slope_of_the_daily_means() {
-        assert_eq!(slope([(1.0, 10.0), (2.0, 30.0), (3.0, 50.0)].into_iter()), Some(20.0));
+        assert_eq!(
+            slope([(1.0, 10.0), (2.0, 30.0), (3.0, 50.0)].into_iter()),
+            Some(20.0)
+        );
         assert_eq!(slope([(1.0, 10.0)].into_iter()), None);
     }
 
@@ -366,10 +375,7 @@ mod tests {
     fn lead_time_needs_a_commit_time() {
         let (none, why) = lead_time(&[(r#"{"git_commit":"abc"}"#.into(), NOW)]);
         assert!(none.is_none() && why.is_some_and(|w| w.contains("git_commit_time")));
-        let (some, _) = lead_time(&[(
-            r#"{"git_commit_time":"2025-12-04T11:00:00Z"}"#.into(),
-            NOW,
-        )]);
+        let (some, _) = lead_time(&[(r#"{"git_commit_time":"2025-12-04T11:00:00Z"}"#.into(), NOW)]);
         assert_eq!(some.map(|l| l.p50_ms), Some(3_600_000.0));
     }
 }

@@ -41,7 +41,9 @@ async fn anonymous(env: &Env, path: &str) -> StatusCode {
 
 async fn setup(storage: Storage) -> Env {
     let env = Env::start(storage).await;
-    env.admin.pipeline("build", "actions: [{shell: 'true'}]").await;
+    env.admin
+        .pipeline("build", "actions: [{shell: 'true'}]")
+        .await;
     env.admin
         .project("hidden", "pipelines: [build]\nvisibility: private")
         .await;
@@ -90,7 +92,10 @@ async fn analytics_are_read_as_the_builds_are(storage: Storage) {
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
 
     // Without a token: a public project's, and nothing else.
-    assert_eq!(anonymous(&env, "/analytics?project=pub").await, StatusCode::OK);
+    assert_eq!(
+        anonymous(&env, "/analytics?project=pub").await,
+        StatusCode::OK
+    );
     assert_eq!(
         anonymous(&env, "/analytics?project=int").await,
         StatusCode::UNAUTHORIZED
@@ -99,7 +104,10 @@ async fn analytics_are_read_as_the_builds_are(storage: Storage) {
         anonymous(&env, "/analytics?project=hidden").await,
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(anonymous(&env, "/analytics").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        anonymous(&env, "/analytics").await,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Without project=: every project the caller may read.
     let all: Analytics = env.admin.get("/analytics").await;
@@ -122,9 +130,18 @@ on_both_storages!(analytics_are_read_as_the_builds_are);
 async fn bad_spans_are_refused_with_a_clear_problem(storage: Storage) {
     let env = setup(storage).await;
     for (query, says) in [
-        ("project=pub&since=yesterday", "since=\"yesterday\" is neither an RFC 3339 time"),
-        ("project=pub&until=2026-02-30", "until=\"2026-02-30\" is neither"),
-        ("project=pub&since=2026-12-02&until=2026-12-01", "is not before until"),
+        (
+            "project=pub&since=yesterday",
+            "since=\"yesterday\" is neither an RFC 3339 time",
+        ),
+        (
+            "project=pub&until=2026-02-30",
+            "until=\"2026-02-30\" is neither",
+        ),
+        (
+            "project=pub&since=2026-12-02&until=2026-12-01",
+            "is not before until",
+        ),
         (
             "project=pub&since=2026-12-02T10:00:00Z&until=2026-12-02T09:00:00Z",
             "is not before until",

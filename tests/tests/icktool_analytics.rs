@@ -62,7 +62,11 @@ fn real_builds_give_exact_numbers(storage: Storage) {
     assert_eq!(
         build(
             &ick,
-            &["git_commit=b", flag_param, "git_commit_time=2020-01-01T00:00:00Z"]
+            &[
+                "git_commit=b",
+                flag_param,
+                "git_commit_time=2020-01-01T00:00:00Z"
+            ]
         ),
         0
     );
@@ -83,7 +87,10 @@ fn real_builds_give_exact_numbers(storage: Storage) {
     let duration = a.duration.expect("durations");
     assert_eq!(duration.count, 4);
     // Every build naps a second, on one worker.
-    assert!(duration.p50_ms >= 1000.0 && duration.p90_ms >= duration.p50_ms, "{a:?}");
+    assert!(
+        duration.p50_ms >= 1000.0 && duration.p90_ms >= duration.p50_ms,
+        "{a:?}"
+    );
     let queue = a.queue_time.expect("queue times");
     assert_eq!(queue.count, 4);
     assert!(queue.p50_ms >= 0.0 && queue.p90_ms >= queue.p50_ms, "{a:?}");

@@ -436,7 +436,11 @@ fn values_with_constants(rows: usize) -> String {
         let p = |c: usize| format!("${}", r * NODE_INSERT_COLUMNS + c + 1);
         let first: Vec<String> = (0..15).map(p).collect();
         let last: Vec<String> = (15..NODE_INSERT_COLUMNS).map(p).collect();
-        sql.push_str(&format!("({}, 0, 0, {})", first.join(", "), last.join(", ")));
+        sql.push_str(&format!(
+            "({}, 0, 0, {})",
+            first.join(", "),
+            last.join(", ")
+        ));
     }
     sql
 }

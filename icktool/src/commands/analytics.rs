@@ -59,7 +59,12 @@ fn ms(value: f64) -> String {
 
 fn spread(p: Option<&Percentiles>) -> String {
     match p {
-        Some(p) => format!("p50 {}, p90 {} ({} builds)", ms(p.p50_ms), ms(p.p90_ms), p.count),
+        Some(p) => format!(
+            "p50 {}, p90 {} ({} builds)",
+            ms(p.p50_ms),
+            ms(p.p90_ms),
+            p.count
+        ),
         None => "-".to_string(),
     }
 }
@@ -116,7 +121,12 @@ fn summary(a: &Analytics) -> String {
     line(format!(
         "lead time:     {}",
         match &a.lead_time {
-            Some(l) => format!("p50 {}, mean {} ({} builds)", ms(l.p50_ms), ms(l.mean_ms), l.builds),
+            Some(l) => format!(
+                "p50 {}, mean {} ({} builds)",
+                ms(l.p50_ms),
+                ms(l.mean_ms),
+                l.builds
+            ),
             None => format!("unknown: {}", a.lead_time_unknown.as_deref().unwrap_or("-")),
         }
     ));
@@ -164,7 +174,10 @@ fn summary(a: &Analytics) -> String {
                 ]
             })
             .collect();
-        text.push_str(&table(&["action", "does", "passed", "failed", "inputs"], rows));
+        text.push_str(&table(
+            &["action", "does", "passed", "failed", "inputs"],
+            rows,
+        ));
     }
     if !a.days.is_empty() {
         text.push_str("\nper day\n");
@@ -183,7 +196,14 @@ fn summary(a: &Analytics) -> String {
             })
             .collect();
         text.push_str(&table(
-            &["day", "succeeded", "failed", "cancelled", "unfinished", "mean"],
+            &[
+                "day",
+                "succeeded",
+                "failed",
+                "cancelled",
+                "unfinished",
+                "mean",
+            ],
             rows,
         ));
     }
