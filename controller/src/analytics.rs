@@ -4,6 +4,8 @@
 //! The numbers come from `store::analytics`; here the request is read and
 //! the answer put together.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, NaiveTime};
 use ick_api::actions::Action;
 use ick_api::controller::{
@@ -113,29 +115,52 @@ pub async fn analytics(
             .filter_map(|d| d.duration_mean.map(|m| (d.day as f64, m))),
     );
 
-    let mut conn = core.store.conn().await?;
-    let mut slowest_actions = Vec::new();
-    for a in slowest(&actions) {
-        slowest_actions.push(SlowAction {
+    // What each action named does, looked up at once (each on its own
+    // connection), once per action.
+    let slowest = slowest(&actions);
+    let mut named: Vec<(&str, i64)> = slowest
+        .iter()
+        .map(|a| (a.pipeline.as_str(), a.idx))
+        .chain(flaky.iter().map(|f| (f.pipeline.as_str(), f.idx)))
+        .collect();
+    named.sort();
+    named.dedup();
+    let descriptions: HashMap<(&str, i64), Option<String>> = named
+        .iter()
+        .copied()
+        .zip(
+            futures::future::try_join_all(
+                named
+                    .iter()
+                    .map(|&(pipeline, idx)| describe(pool, &span, pipeline, idx)),
+            )
+            .await?,
+        )
+        .collect();
+    let description =
+        |pipeline: &str, idx: i64| descriptions.get(&(pipeline, idx)).cloned().flatten();
+    let slowest_actions = slowest
+        .iter()
+        .map(|a| SlowAction {
             pipeline: a.pipeline.clone(),
             action: a.idx as u32 + 1,
-            description: describe(&mut conn, &span, &a.pipeline, a.idx).await?,
+            description: description(&a.pipeline, a.idx),
             runs: a.runs,
             mean_ms: a.total_ms as f64 / a.runs as f64,
             max_ms: a.max_ms as f64,
-        });
-    }
-    let mut flaky_actions = Vec::new();
-    for f in flaky {
-        flaky_actions.push(FlakyAction {
-            description: describe(&mut conn, &span, &f.pipeline, f.idx).await?,
-            pipeline: f.pipeline,
+        })
+        .collect();
+    let flaky_actions = flaky
+        .iter()
+        .map(|f| FlakyAction {
+            pipeline: f.pipeline.clone(),
             action: f.idx as u32 + 1,
+            description: description(&f.pipeline, f.idx),
             inputs: f.inputs,
             passed: f.passed,
             failed: f.failed,
-        });
-    }
+        })
+        .collect();
 
     let (lead_time, lead_time_unknown) = lead_time(&commits);
     Ok(Analytics {
@@ -164,13 +189,13 @@ pub async fn analytics(
 /// What the action at `idx` of `pipeline` does, by its latest definition
 /// in the span.
 async fn describe(
-    conn: &mut sqlx::AnyConnection,
+    pool: &sqlx::AnyPool,
     span: &Span,
     pipeline: &str,
     idx: i64,
 ) -> Result<Option<String>> {
     Ok(
-        match db::action_definition(conn, span, pipeline, idx).await? {
+        match db::action_definition(pool, span, pipeline, idx).await? {
             Some(json) => Some(from_json::<Action>(&json)?.describe()),
             None => None,
         },

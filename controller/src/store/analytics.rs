@@ -449,7 +449,7 @@ pub async fn succeeded_with(
 /// The latest definition (JSON) in the span of the action at `idx` of
 /// `pipeline`.
 pub async fn action_definition(
-    conn: &mut AnyConnection,
+    pool: &sqlx::AnyPool,
     span: &Span,
     pipeline: &str,
     idx: i64,
@@ -466,7 +466,7 @@ pub async fn action_definition(
         .bind(span.until)
         .bind(pipeline.to_string())
         .bind(idx)
-        .fetch_optional(conn)
+        .fetch_optional(pool)
         .await?;
     row.map(|r| Ok(r.try_get("action")?)).transpose()
 }
