@@ -255,7 +255,7 @@ async fn trigger_tx(
             lost_attempts: Vec::new(),
         })
         .collect();
-    db::insert_graph(&mut tx, &nodes).await?;
+    db::insert_graph(&mut tx, &build, &nodes).await?;
     audit::record(
         &mut tx,
         actor,

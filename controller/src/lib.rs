@@ -7,6 +7,7 @@
 //! (several controllers may share it), SQLite on one host.
 
 pub mod access;
+mod analytics;
 mod audit;
 mod builds;
 mod catalog;

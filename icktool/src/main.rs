@@ -126,6 +126,9 @@ enum Command {
     Role(commands::role::RoleCommand),
     /// Who changed what, when and from where (admins; a project's owners).
     Audit(commands::audit::AuditArgs),
+    /// How a project's delivery went: builds per day, success rate,
+    /// durations, queue times, bottlenecks, flaky actions, recovery.
+    Analytics(commands::analytics::AnalyticsArgs),
     /// Print a shell completion script.
     Completions(commands::completions::CompletionsArgs),
 }
@@ -193,6 +196,7 @@ async fn run(args: Args) -> anyhow::Result<Exit> {
         Command::Member(m) => member::run(&Ick::connect(config)?, m, &out).await,
         Command::Role(r) => role::run(&Ick::connect(config)?, r, &out).await,
         Command::Audit(a) => audit::run(&Ick::connect(config)?, a, &out).await,
+        Command::Analytics(a) => analytics::run(&Ick::connect(config)?, a, &out).await,
     }
 }
 

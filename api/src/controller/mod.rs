@@ -22,6 +22,7 @@
 //! | `POST /builds/{id}/cancel` | `builds:cancel` | `developer` |
 //! | `POST /builds/{id}/retry` | `builds:trigger` | `developer` |
 //! | `GET /workers` ([`crate::work::WorkerInfo`]) | `builds:read` | — |
+//! | `GET /analytics` ([`AnalyticsQuery`], [`Analytics`]) | `builds:read` | reader of `project=` (anyone for `public`); without it, of each project counted |
 //! | `GET /projects/{name}/trigger-secret`, `POST /projects/{name}/trigger-secret/rotate` ([`TriggerSecret`]) | `projects:write` | `maintainer` |
 //! | `GET /projects/{name}/members`; `PUT`, `DELETE …/members/{member}` ([`members`]) | `projects:read`; `projects:write` | reader; `owner` |
 //! | `GET /roles`; `PUT /roles`, `DELETE /roles/{member}/{role}` ([`members`]) | `projects:read`; `projects:write` | `admin` |
@@ -32,6 +33,7 @@
 //! An `admin` has every role on every project; lists show only what the
 //! caller may read.
 
+mod analytics;
 mod builds;
 mod definitions;
 mod logs;
@@ -40,6 +42,10 @@ mod notifications;
 pub mod webhooks;
 
 pub use crate::audit::{AuditAction, AuditEntry, AuditList, AuditQuery};
+pub use analytics::{
+    Analytics, AnalyticsQuery, COMMIT_TIME_PARAMETER, Day, FlakyAction, LeadTime, Outcomes,
+    Percentiles, Recovery, SlowAction, SlowPipeline,
+};
 pub use builds::{
     BuildList, BuildQuery, BuildStatus, BuildSummary, BuildView, LostAttempt, NodeStatus, NodeView,
     TriggerRequest,

@@ -4,6 +4,7 @@
 //! roles); the web hooks prove their project's trigger secret instead.
 //! Handlers of changes take the caller's address for the audit log.
 
+mod analytics;
 mod audit;
 mod builds;
 mod definitions;
@@ -112,6 +113,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/roles", get(roles::list).put(roles::grant))
         .route("/roles/{member}/{role}", delete(roles::revoke))
         .route("/audit", get(audit::list))
+        .route("/analytics", get(analytics::show))
         .route("/projects/{name}/builds", post(builds::trigger))
         .route(
             "/projects/{name}/builds/{number}",

@@ -343,19 +343,40 @@ pub async fn insert_build(conn: &mut AnyConnection, b: &BuildRow) -> Result<()> 
     Ok(())
 }
 
-const NODE_INSERT_COLUMNS: usize = 16;
+const NODE_INSERT_COLUMNS: usize = 19;
+
+/// The digest of what a node runs on: its build's parameters (the commit
+/// among them) and its action's definition. Two nodes at the same place
+/// with the same digest should end alike; analytics calls one that does
+/// not flaky.
+pub fn inputs_digest(parameters: &str, action: &str) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    hash.update(parameters.as_bytes());
+    hash.update([0]);
+    hash.update(action.as_bytes());
+    hex::encode(&hash.finalize()[..16])
+}
 
 /// Inserts a new build's nodes and edges, many rows per statement.
-pub async fn insert_graph(conn: &mut AnyConnection, nodes: &[NodeRow]) -> Result<()> {
+pub async fn insert_graph(
+    conn: &mut AnyConnection,
+    build: &BuildRow,
+    nodes: &[NodeRow],
+) -> Result<()> {
+    let parameters = to_json(&build.parameters)?;
     for batch in nodes.chunks(200) {
         let sql = format!(
             "INSERT INTO nodes (id, build_id, position, pipeline, idx, pipeline_len, kind, action, \
-             labels, deps, waiting, held, status, attempt, lost, cancel_requested, chunks, ready_at) \
+             labels, deps, waiting, held, status, attempt, lost, cancel_requested, chunks, ready_at, \
+             project, build_created_at, inputs) \
              VALUES {}",
             values_with_constants(batch.len())
         );
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
         for n in batch {
+            let action = to_json(&n.action)?;
+            let inputs = inputs_digest(&parameters, &action);
             query = query
                 .bind(n.id.clone())
                 .bind(n.build_id.clone())
@@ -364,7 +385,7 @@ pub async fn insert_graph(conn: &mut AnyConnection, nodes: &[NodeRow]) -> Result
                 .bind(n.index)
                 .bind(n.pipeline_len)
                 .bind(n.kind.clone())
-                .bind(to_json(&n.action)?)
+                .bind(action)
                 .bind(to_json(&n.labels)?)
                 .bind(to_json(&n.deps)?)
                 .bind(n.waiting)
@@ -372,7 +393,10 @@ pub async fn insert_graph(conn: &mut AnyConnection, nodes: &[NodeRow]) -> Result
                 .bind(n.status.as_str())
                 .bind(n.attempt)
                 .bind(n.lost)
-                .bind(n.ready_at);
+                .bind(n.ready_at)
+                .bind(build.project.clone())
+                .bind(build.created_at)
+                .bind(inputs);
         }
         query.execute(&mut *conn).await?;
     }
@@ -401,7 +425,7 @@ pub async fn insert_graph(conn: &mut AnyConnection, nodes: &[NodeRow]) -> Result
     Ok(())
 }
 
-/// The VALUES rows of a node insert: 16 placeholders, with the constant
+/// The VALUES rows of a node insert: 19 placeholders, with the constant
 /// columns (cancel_requested, chunks = 0) in between.
 fn values_with_constants(rows: usize) -> String {
     let mut sql = String::new();
@@ -411,7 +435,12 @@ fn values_with_constants(rows: usize) -> String {
         }
         let p = |c: usize| format!("${}", r * NODE_INSERT_COLUMNS + c + 1);
         let first: Vec<String> = (0..15).map(p).collect();
-        sql.push_str(&format!("({}, 0, 0, {})", first.join(", "), p(15)));
+        let last: Vec<String> = (15..NODE_INSERT_COLUMNS).map(p).collect();
+        sql.push_str(&format!(
+            "({}, 0, 0, {})",
+            first.join(", "),
+            last.join(", ")
+        ));
     }
     sql
 }

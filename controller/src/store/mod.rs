@@ -10,6 +10,7 @@
 //! [`retrying`]). On SQLite, writers are serialised by a lock in the process
 //! and `BEGIN IMMEDIATE`, so a read-then-write transaction is atomic.
 
+pub mod analytics;
 pub mod audit;
 pub mod builds;
 pub mod definitions;

@@ -2,6 +2,7 @@
 //! arguments. (`project` and `pipeline` share `definition`: the same
 //! commands on the two kinds of definition.)
 
+pub mod analytics;
 pub mod apply;
 pub mod audit;
 pub mod blob;

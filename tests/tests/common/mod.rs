@@ -52,8 +52,18 @@ impl Ick {
         edit_idp: impl FnOnce(&mut Value),
         edit: impl FnOnce(&mut Value),
     ) -> Ick {
-        let idp = TestIdp::start_with(Storage::Postgres, edit_idp);
-        let controller = TestController::start_with(&idp, Storage::Postgres, edit);
+        Self::start_on(Storage::Postgres, workers, edit_idp, edit)
+    }
+
+    /// The same, with the IDP and the controller on `storage`.
+    pub fn start_on(
+        storage: Storage,
+        workers: usize,
+        edit_idp: impl FnOnce(&mut Value),
+        edit: impl FnOnce(&mut Value),
+    ) -> Ick {
+        let idp = TestIdp::start_with(storage, edit_idp);
+        let controller = TestController::start_with(&idp, storage, edit);
         let store = TestStore::start(&idp, Backend::Local);
         let mut ick = Ick {
             workers: Vec::new(),
