@@ -137,6 +137,23 @@ pub async fn text_of(client: &Client, locator: Locator<'_>) -> String {
     }
 }
 
+/// Waits (up to `timeout`) until the element `#status` says `want`,
+/// reloading the page between looks if `reload`.
+pub async fn wait_for_status(client: &Client, want: &str, timeout: Duration, reload: bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = text_of(client, Locator::Id("status")).await;
+        if status == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still {status:?}, not {want:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if reload {
+            client.refresh().await.expect("reload");
+        }
+    }
+}
+
 /// Where a test's browser artifacts would go (for messages).
 pub fn failures_dir() -> PathBuf {
     crate::repo_root().join("target/browser-failures")

@@ -321,7 +321,7 @@ async fn a_login_returns_only_to_the_dashboard_and_refuses_a_forged_state() {
 
 // ---- in a real browser ----
 
-use ick_tests::chrome::{Chrome, Locator, text_of, wait_for_live_text, wait_for_text};
+use ick_tests::chrome::{Chrome, Locator, wait_for_live_text, wait_for_status, wait_for_text};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,16 +373,7 @@ async fn in_a_real_browser_a_developer_logs_in_triggers_a_build_and_reads_its_lo
                 text.contains("<script>alert(1)</script>"),
                 "the markup is shown as text: {text}"
             );
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                let status = text_of(&browser, Locator::Id("status")).await;
-                if status == "succeeded" {
-                    break;
-                }
-                assert!(std::time::Instant::now() < deadline, "still {status}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                browser.refresh().await.expect("reload");
-            }
+            wait_for_status(&browser, "succeeded", Duration::from_secs(60), true).await;
             // No script ran: the page's title is still Ick's.
             let title = browser.title().await.expect("title");
             assert!(title.contains("hello #"), "{title}");
@@ -466,20 +457,24 @@ async fn the_controller_says_what_a_caller_may_do_from_its_roles_and_scopes() {
         (&true.into(), &true.into(), &true.into(), &false.into()),
         "{may}"
     );
-    let (_, may) = access(Some(ick.idp.token(&viewer, None).await), "hello").await;
-    let may = may.expect("json");
-    assert_eq!(
-        (&may["read"], &may["trigger"]),
-        (&true.into(), &false.into()),
-        "{may}"
+    let reads_only = |may: Option<serde_json::Value>| {
+        let may = may.expect("json");
+        assert_eq!(
+            (&may["read"], &may["trigger"]),
+            (&true.into(), &false.into()),
+            "{may}"
+        );
+    };
+    reads_only(
+        access(Some(ick.idp.token(&viewer, None).await), "hello")
+            .await
+            .1,
     );
     // The token's scopes are the ceiling, whatever the role.
-    let (_, may) = access(Some(ick.idp.token(&narrow, None).await), "hello").await;
-    let may = may.expect("json");
-    assert_eq!(
-        (&may["read"], &may["trigger"]),
-        (&true.into(), &false.into()),
-        "{may}"
+    reads_only(
+        access(Some(ick.idp.token(&narrow, None).await), "hello")
+            .await
+            .1,
     );
     // An outsider does not learn that the private project exists.
     let (status, _) = access(Some(ick.idp.token(&outsider, None).await), "hello").await;
@@ -488,12 +483,7 @@ async fn the_controller_says_what_a_caller_may_do_from_its_roles_and_scopes() {
     // one needs a token.
     let (status, may) = access(None, "open").await;
     assert_eq!(status, StatusCode::OK);
-    let may = may.expect("json");
-    assert_eq!(
-        (&may["read"], &may["trigger"]),
-        (&true.into(), &false.into()),
-        "{may}"
-    );
+    reads_only(may);
     let (status, _) = access(None, "hello").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
@@ -607,15 +597,7 @@ async fn in_a_real_browser_log_lines_appear_while_the_build_runs() {
             assert_eq!(green, "43");
             std::fs::write(gate.with_extension("2"), "").expect("open the second gate");
             // At the end the page shows the build as it ended.
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            loop {
-                let status = text_of(&browser, Locator::Id("status")).await;
-                if status == "succeeded" {
-                    break;
-                }
-                assert!(std::time::Instant::now() < deadline, "still {status}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            wait_for_status(&browser, "succeeded", Duration::from_secs(60), false).await;
         })
         .await;
 }
