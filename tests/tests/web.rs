@@ -36,6 +36,10 @@ async fn setup() -> (Ick, TestWeb) {
         .ok();
     ick.icktool(&["member", "add", "hello", "user:bob", "viewer"])
         .ok();
+    for project in ["slow", "broken"] {
+        ick.icktool(&["member", "add", project, "user:alice", "developer"])
+            .ok();
+    }
     let web = TestWeb::start(&ick.idp, ick.controller.url());
     (ick, web)
 }
@@ -657,4 +661,126 @@ async fn workers_mail_and_the_audit_log_each_as_much_as_the_person_may_read() {
         let page = anyone.get(path).await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
     }
+}
+
+/// Logs `user` in at the IDP's form in the browser, from `path`.
+async fn browser_log_in(browser: &fantoccini::Client, url: &str, user: &str) {
+    browser.goto(url).await.expect("open");
+    browser
+        .wait()
+        .for_element(Locator::Css("input[name=username]"))
+        .await
+        .expect("the IDP's login form")
+        .send_keys(user)
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Css("input[name=password]"))
+        .await
+        .expect("password field")
+        .send_keys(PASSWORD)
+        .await
+        .expect("type");
+    browser
+        .find(Locator::Css(
+            "form button[type=submit], form input[type=submit]",
+        ))
+        .await
+        .expect("the login button")
+        .click()
+        .await
+        .expect("log in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_real_browser_a_developer_cancels_and_retries_and_others_see_no_buttons() {
+    let (ick, web) = setup().await;
+    // It fails (and icktool says so with its exit code).
+    ick.icktool(&["trigger", "broken", "--follow"]);
+    let list: BuildList = ick
+        .icktool(&["build", "list", "--project", "broken", "--output", "json"])
+        .ok()
+        .json();
+    let failed = list.builds[0].clone();
+    assert_eq!(failed.status, ick_api::controller::BuildStatus::Failed);
+    // One worker: the slow build (its gate never opens) holds it after.
+    let gate = ick.dir.path().join("never");
+    let param = format!("gate={}", common::s(&gate));
+    let running: BuildSummary = ick
+        .icktool(&["trigger", "slow", "--param", &param, "--output", "json"])
+        .ok()
+        .json();
+    let chrome = Chrome::start().await;
+    let base = web.url().to_string();
+    let (running_id, failed_id) = (running.id.clone(), failed.id.clone());
+    chrome
+        .run("cancel_and_retry", |browser| async move {
+            // Logged out, a public build has no buttons.
+            browser
+                .goto(&format!("{base}/builds/{running_id}"))
+                .await
+                .expect("open");
+            wait_for_live_text(&browser, "A42", Duration::from_secs(60)).await;
+            assert!(browser.find(Locator::Id("cancel")).await.is_err());
+            // Bob, no member of it, neither.
+            browser_log_in(
+                &browser,
+                &format!("{base}/login?back=/builds/{running_id}"),
+                "bob",
+            )
+            .await;
+            wait_for_live_text(&browser, "A42", Duration::from_secs(60)).await;
+            assert!(browser.find(Locator::Id("cancel")).await.is_err());
+            browser
+                .find(Locator::Id("logout"))
+                .await
+                .expect("logout")
+                .click()
+                .await
+                .expect("log out");
+            // Alice, a developer there, cancels it.
+            browser_log_in(
+                &browser,
+                &format!("{base}/login?back=/builds/{running_id}"),
+                "alice",
+            )
+            .await;
+            browser
+                .wait()
+                .for_element(Locator::Id("cancel"))
+                .await
+                .expect("her cancel button")
+                .click()
+                .await
+                .expect("cancel");
+            wait_for_status(&browser, "cancelled", Duration::from_secs(60), true).await;
+            // A failed build: she retries what failed; it runs again.
+            browser
+                .goto(&format!("{base}/builds/{failed_id}"))
+                .await
+                .expect("open");
+            browser
+                .wait()
+                .for_element(Locator::Id("retry"))
+                .await
+                .expect("her retry button")
+                .click()
+                .await
+                .expect("retry");
+            wait_for_status(&browser, "failed", Duration::from_secs(60), true).await;
+        })
+        .await;
+    let again: ick_api::controller::BuildView = ick
+        .icktool(&["build", "show", &failed.id, "--output", "json"])
+        .ok()
+        .json();
+    assert_eq!(again.build.run, 2, "retried once");
+    let cancelled: ick_api::controller::BuildView = ick
+        .icktool(&["build", "show", &running.id, "--output", "json"])
+        .ok()
+        .json();
+    assert_eq!(
+        cancelled.build.status,
+        ick_api::controller::BuildStatus::Cancelled
+    );
 }
