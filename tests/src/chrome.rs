@@ -79,7 +79,7 @@ impl Chrome {
             .catch_unwind()
             .await;
         if let Err(panic) = outcome {
-            let dir = crate::repo_root().join("target/browser-failures");
+            let dir = failures_dir();
             let _ = std::fs::create_dir_all(&dir);
             if let Ok(png) = self.client.screenshot().await {
                 let _ = std::fs::write(dir.join(format!("{name}.png")), png);
@@ -154,7 +154,7 @@ pub async fn wait_for_status(client: &Client, want: &str, timeout: Duration, rel
     }
 }
 
-/// Where a test's browser artifacts would go (for messages).
+/// Where a failed test's screenshot and HTML go.
 pub fn failures_dir() -> PathBuf {
     crate::repo_root().join("target/browser-failures")
 }

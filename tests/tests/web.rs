@@ -336,32 +336,7 @@ async fn in_a_real_browser_a_developer_logs_in_triggers_a_build_and_reads_its_lo
     chrome
         .run("developer_triggers_and_reads", |browser| async move {
             // The dashboard sends her to the IDP's login form.
-            browser
-                .goto(&format!("{base}/projects/hello"))
-                .await
-                .expect("open");
-            let user = browser
-                .wait()
-                .for_element(Locator::Css("input[name=username]"))
-                .await
-                .expect("the IDP's login form");
-            user.send_keys("alice").await.expect("type");
-            browser
-                .find(Locator::Css("input[name=password]"))
-                .await
-                .expect("password field")
-                .send_keys(PASSWORD)
-                .await
-                .expect("type");
-            browser
-                .find(Locator::Css(
-                    "form button[type=submit], form input[type=submit]",
-                ))
-                .await
-                .expect("the login button")
-                .click()
-                .await
-                .expect("log in");
+            browser_log_in(&browser, &format!("{base}/projects/hello"), "alice").await;
             // Back on the page she asked for.
             let trigger = browser
                 .wait()
@@ -663,7 +638,8 @@ async fn workers_mail_and_the_audit_log_each_as_much_as_the_person_may_read() {
     }
 }
 
-/// Logs `user` in at the IDP's form in the browser, from `path`.
+/// Opens `url` in the browser and, sent to the IDP's form, logs `user`
+/// in there.
 async fn browser_log_in(browser: &fantoccini::Client, url: &str, user: &str) {
     browser.goto(url).await.expect("open");
     browser

@@ -76,12 +76,11 @@ impl Controller {
             .map_err(|e| WebError::Upstream(format!("the controller answered oddly: {e}")))
     }
 
-    /// `POST path` with an empty JSON body.
+    /// `POST path` with an empty JSON body, its answer unread.
     pub async fn post(&self, token: &str, path: &str) -> Result<()> {
-        let request = self
-            .request(reqwest::Method::POST, Some(token), path)
-            .json(&serde_json::json!({}));
-        self.send(request).await.map(|_| ())
+        self.post_json::<serde::de::IgnoredAny>(token, path)
+            .await
+            .map(|_| ())
     }
 
     /// `POST path` with an empty JSON body, reading the answer.
